@@ -1,0 +1,68 @@
+"""What every operation of the agent gets: the run's clock, dry-run flag, backups, progress.
+
+Operations return file records built by `file_record`, so every record has the same shape
+(see docs/agent-protocol.md, "Result").
+"""
+import json
+import os
+import sys
+
+
+class RunContext(object):
+    """The state of one agent run, shared by all operations.
+
+    Attributes: state_dir (absolute), run_id, now_ms (the run's clock: every age decision uses
+    it), dry_run, backups (fsutil.BackupStore), operations (the plan's operations dict).
+    """
+
+    def __init__(self, state_dir, run_id, now_ms, dry_run, backups, operations, progress_stream=None):
+        self.state_dir = state_dir
+        self.run_id = run_id
+        self.now_ms = int(now_ms)
+        self.dry_run = bool(dry_run)
+        self.backups = backups
+        self.operations = operations or {}
+        self._progress = progress_stream if progress_stream is not None else sys.stderr
+
+    def rel(self, abs_path):
+        """Path relative to the state dir, as reported."""
+        return os.path.relpath(abs_path, self.state_dir)
+
+    def progress(self, **event):
+        """One JSON line on stderr; never fails the run."""
+        try:
+            self._progress.write(json.dumps(event, sort_keys=True) + "\n")
+            self._progress.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def stats(bytes_, records, sha256=None):
+    return {"bytes": int(bytes_), "records": int(records), "sha256": sha256}
+
+
+def file_record(agent, path, kind, before, after=None, action="none", actions=None,
+                backup=None, error=None, notes=None, archived_to=None, session_key=None):
+    """One file's entry in the result. `after` defaults to `before` (nothing changed).
+
+    `backup` is the dict returned by BackupStore.backup (or None).
+    """
+    if actions is None:
+        actions = [] if action == "none" else [action]
+    rec = {
+        "agent": agent,
+        "path": path,
+        "kind": kind,
+        "action": action,
+        "actions": list(actions),
+        "before": dict(before),
+        "after": dict(after if after is not None else before),
+        "backup": backup["path"] if backup else None,
+        "backup_sha256": backup["sha256"] if backup else None,
+        "archived_to": archived_to,
+        "notes": list(notes or []),
+        "error": error,
+    }
+    if session_key is not None:
+        rec["session_key"] = session_key
+    return rec

@@ -1,0 +1,419 @@
+"""Safe file primitives of the agent: hashing, counting, verified backups, atomic rewrites.
+
+Every change the agent makes to a user's file goes through `safe_rewrite` (new content) or
+`safe_rename` (archive). Both back the file up first (verified by sha256 against the bytes as
+read), and `safe_rewrite` writes a temp file in the same folder, fsyncs it, renames it over the
+original and fsyncs the folder, re-checking that nobody changed the original meanwhile.
+
+Stdlib only, Python >= 3.8.
+"""
+import errno
+import gzip
+import hashlib
+import os
+import re
+import stat
+
+CHUNK = 1 << 20
+SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class FileError(Exception):
+    """A problem with one file; the file is left untouched. The message is for a person."""
+
+
+class BackupError(FileError):
+    pass
+
+
+class FileChanged(FileError):
+    """The original changed while we worked on it (and cannot be carried over)."""
+
+
+def is_safe_id(value):
+    """True for OpenClaw's safe session-id names; anything else is never used as a path."""
+    return isinstance(value, str) and bool(SAFE_ID_RE.match(value)) and ".." not in value
+
+
+def inside(base, path):
+    """True when `path`, with symlinks resolved, lies inside `base` (also resolved)."""
+    base_r = os.path.realpath(base)
+    path_r = os.path.realpath(path)
+    return path_r == base_r or path_r.startswith(base_r.rstrip(os.sep) + os.sep)
+
+
+def open_nofollow(path, flags=os.O_RDONLY):
+    """Open without following a symlink in the last component; returns a raw fd."""
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+
+
+def sig(st):
+    """What identifies a file's content cheaply: inode, size, mtime."""
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class HashSink(object):
+    """A write target that hashes and counts what passes through, and optionally writes it.
+
+    `records` counts newline characters, which is the record count of a transcript (the
+    header line is subtracted by the caller).
+    """
+
+    def __init__(self, fileobj=None):
+        self.fileobj = fileobj
+        self._h = hashlib.sha256()
+        self.bytes = 0
+        self.newlines = 0
+
+    def write(self, data):
+        if not data:
+            return 0
+        self._h.update(data)
+        self.bytes += len(data)
+        self.newlines += data.count(b"\n")
+        if self.fileobj is not None:
+            self.fileobj.write(data)
+        return len(data)
+
+    @property
+    def sha256(self):
+        return self._h.hexdigest()
+
+
+def hash_file(path):
+    """Return (bytes, sha256, newlines) of a regular file, reading it once in big chunks."""
+    sink = HashSink()
+    fd = open_nofollow(path)
+    with os.fdopen(fd, "rb") as f:
+        while True:
+            b = f.read(CHUNK)
+            if not b:
+                break
+            sink.write(b)
+    return sink.bytes, sink.sha256, sink.newlines
+
+
+def count_newlines(path):
+    """Count newlines in big chunks without parsing (fast path of scan)."""
+    n = 0
+    fd = open_nofollow(path)
+    with os.fdopen(fd, "rb") as f:
+        while True:
+            b = f.read(CHUNK)
+            if not b:
+                break
+            n += b.count(b"\n")
+    return n
+
+
+def fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs_private(path):
+    """Create `path` and its missing parents with mode 0700."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path.rstrip(os.sep))
+    if parent and not os.path.isdir(parent):
+        makedirs_private(parent)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    os.chmod(path, 0o700)
+
+
+def describe_oserror(exc, what):
+    """One line for a person: 'no space for backup', 'permission denied: …'."""
+    if exc.errno == errno.ENOSPC:
+        return "no space for %s (%s)" % (what, exc.filename or "disk full")
+    if exc.errno == errno.EDQUOT:
+        return "disk quota exceeded for %s" % what
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied for %s: %s" % (what, exc.filename or "")
+    if exc.errno == errno.ELOOP:
+        return "refusing to follow a symlink for %s: %s" % (what, exc.filename or "")
+    if exc.errno == errno.EROFS:
+        return "read-only file system for %s" % what
+    return "%s failed: %s" % (what, exc.strerror or exc)
+
+
+class BackupStore(object):
+    """The run's backup directory on the host (0700 dirs, 0600 files).
+
+    `backup(abs_path, rel_path)` copies the file, fsyncs it, re-reads the copy and checks its
+    sha256 against the bytes read from the source. It returns a dict
+    {"path", "sha256", "bytes", "stored_bytes"}; on any failure it removes the partial copy and
+    raises BackupError, and the caller must not touch the original.
+    """
+
+    def __init__(self, root, use_gzip=False, dry_run=False):
+        self.root = root
+        self.gzip = bool(use_gzip)
+        self.dry_run = dry_run
+        self.stored_bytes = 0
+
+    def target_for(self, rel_path):
+        rel = rel_path.lstrip("/")
+        return os.path.join(self.root, rel + (".gz" if self.gzip else ""))
+
+    def backup(self, abs_path, rel_path):
+        target = self.target_for(rel_path)
+        n = 2
+        while not self.dry_run and os.path.lexists(target):
+            # A file changed twice in one run keeps every version: x, x.2, x.3 ...
+            target = self.target_for(rel_path + ".%d" % n)
+            n += 1
+        if self.dry_run:
+            size, digest, _ = hash_file(abs_path)
+            return {"path": None, "sha256": digest, "bytes": size, "stored_bytes": 0}
+        tmp = target + ".part"
+        try:
+            makedirs_private(os.path.dirname(target))
+            src_fd = open_nofollow(abs_path)
+            with os.fdopen(src_fd, "rb") as src:
+                out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(out_fd, "wb") as raw:
+                    out = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if self.gzip else raw
+                    sink = HashSink(out)
+                    while True:
+                        b = src.read(CHUNK)
+                        if not b:
+                            break
+                        sink.write(b)
+                    if self.gzip:
+                        out.close()
+                    raw.flush()
+                    os.fsync(raw.fileno())
+            if self._digest_of_copy(tmp) != sink.sha256:
+                raise BackupError("backup verification failed for %s: copy differs from source" % rel_path)
+            os.rename(tmp, target)
+            fsync_dir(os.path.dirname(target))
+        except BackupError:
+            _unlink_quiet(tmp)
+            raise
+        except OSError as exc:
+            _unlink_quiet(tmp)
+            raise BackupError(describe_oserror(exc, "backup"))
+        stored = os.stat(target).st_size
+        self.stored_bytes += stored
+        return {"path": target, "sha256": sink.sha256, "bytes": sink.bytes, "stored_bytes": stored}
+
+    def _digest_of_copy(self, path):
+        h = hashlib.sha256()
+        opener = gzip.open if self.gzip else open
+        with opener(path, "rb") as f:
+            while True:
+                b = f.read(CHUNK)
+                if not b:
+                    break
+                h.update(b)
+        return h.hexdigest()
+
+
+def _unlink_quiet(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False):
+    """Replace the file at `path` by what `produce(src, sink)` writes, without ever losing it.
+
+    `produce(src, sink)` reads the source (a LimitedReader over exactly the bytes that were
+    backed up: seekable, line-iterable) and writes the new content to `sink` (a HashSink). If the
+    source ends without a newline (crash-truncated, or a writer mid-append), `produce` must
+    write that fragment verbatim at the end, so appended bytes carried over complete it. Returns a dict {"before": {...}, "after": {...},
+    "backup": {...} or None, "notes": [...]}.
+
+    Order: back up and verify; write a temp file in the same folder with the original's mode
+    (and owner where we may); fsync; re-check the original; rename over; fsync the folder.
+    If the original grew meanwhile and `carry_appends` is true (append-only transcripts), the
+    appended bytes are copied into the new file before the rename, and bytes appended to the
+    old inode after the rename are appended to the new file; otherwise FileChanged is raised
+    and the original stays as it was. In a dry run nothing is written: the sink only hashes.
+    """
+    notes = []
+    try:
+        st0 = os.lstat(path)
+    except OSError as exc:
+        raise FileError(describe_oserror(exc, "reading " + rel_path))
+    if stat.S_ISLNK(st0.st_mode) or not stat.S_ISREG(st0.st_mode):
+        raise FileError("not a regular file (symlink or special), left alone: %s" % rel_path)
+
+    backup = backups.backup(path, rel_path)
+    before = {"bytes": backup["bytes"], "sha256": backup["sha256"]}
+
+    folder = os.path.dirname(path)
+    if dry_run:
+        sink = HashSink()
+        fd = open_nofollow(path)
+        with os.fdopen(fd, "rb") as src:
+            produce(LimitedReader(src, backup["bytes"]), sink)
+        return {"before": before, "after": {"bytes": sink.bytes, "sha256": sink.sha256,
+                                            "newlines": sink.newlines},
+                "backup": None, "notes": notes}
+
+    tmp = os.path.join(folder, ".%s.fleet-%d.tmp" % (os.path.basename(path), os.getpid()))
+    try:
+        src_fd = open_nofollow(path)
+    except OSError as exc:
+        raise FileError(describe_oserror(exc, "reading " + rel_path))
+    src = os.fdopen(src_fd, "rb")
+    try:
+        if sig(os.fstat(src.fileno())) != sig(st0) and not carry_appends:
+            raise FileChanged("%s changed while it was being backed up; left as it was" % rel_path)
+        try:
+            out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IMODE(st0.st_mode))
+        except OSError as exc:
+            raise FileError(describe_oserror(exc, "writing next to " + rel_path))
+        try:
+            with os.fdopen(out_fd, "wb") as out:
+                sink = HashSink(out)
+                produce(LimitedReader(src, backup["bytes"]), sink)
+                size_done = backup["bytes"]
+                st_now = os.fstat(src.fileno())
+                if st_now.st_size != size_done or st_now.st_mtime_ns != st0.st_mtime_ns:
+                    if not carry_appends or st_now.st_size < size_done:
+                        raise FileChanged("%s changed while it was rewritten; left as it was" % rel_path)
+                    size_done = _carry(src, sink, size_done)
+                    notes.append("carried %d bytes appended during the trim" % (size_done - backup["bytes"]))
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.chown(tmp, st0.st_uid, st0.st_gid)
+            except OSError:
+                pass
+            st_path = os.lstat(path)
+            if st_path.st_ino != st0.st_ino:
+                raise FileChanged("%s was replaced by another process meanwhile; left as it was" % rel_path)
+            if st_path.st_size != size_done and not carry_appends:
+                raise FileChanged("%s changed while it was rewritten; left as it was" % rel_path)
+            if carry_appends and st_path.st_size > size_done:
+                with open(tmp, "ab") as out:
+                    sink.fileobj = out
+                    size_done = _carry(src, sink, size_done)
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.rename(tmp, path)
+            tmp = None
+            fsync_dir(folder)
+        except OSError as exc:
+            raise FileError(describe_oserror(exc, "rewriting " + rel_path))
+        finally:
+            if tmp is not None:
+                _unlink_quiet(tmp)
+        if carry_appends:
+            # A writer holding the old inode open may still have appended after the rename.
+            late = os.fstat(src.fileno()).st_size
+            if late > size_done:
+                with open(path, "ab") as out:
+                    sink.fileobj = out
+                    _carry(src, sink, size_done)
+                    out.flush()
+                    os.fsync(out.fileno())
+                notes.append("carried %d bytes appended during the rename" % (late - size_done))
+    finally:
+        src.close()
+    return {"before": before, "after": {"bytes": sink.bytes, "sha256": sink.sha256,
+                                        "newlines": sink.newlines},
+            "backup": backup, "notes": notes}
+
+
+class LimitedReader(object):
+    """A read-only view of the first `limit` bytes of a binary file (seekable, line-iterable).
+
+    `produce` functions get one of these, so that bytes a live writer appends while we work are
+    never half-read: they are carried over verbatim afterwards.
+    """
+
+    def __init__(self, f, limit):
+        self._f = f
+        self.limit = limit
+        self._f.seek(0)
+
+    def tell(self):
+        return self._f.tell()
+
+    def seek(self, pos, whence=0):
+        if whence == 2:
+            pos = self.limit + pos
+            whence = 0
+        return self._f.seek(min(pos, self.limit), whence)
+
+    def read(self, n=-1):
+        left = self.limit - self._f.tell()
+        if left <= 0:
+            return b""
+        if n is None or n < 0 or n > left:
+            n = left
+        return self._f.read(n)
+
+    def readline(self, n=-1):
+        left = self.limit - self._f.tell()
+        if left <= 0:
+            return b""
+        if n is None or n < 0 or n > left:
+            n = left
+        return self._f.readline(n)
+
+    def __iter__(self):
+        while True:
+            line = self.readline()
+            if not line:
+                return
+            yield line
+
+
+def _carry(src, sink, offset):
+    """Copy bytes from `offset` to the current end of `src` into `sink`; return the new offset."""
+    src.seek(offset)
+    while True:
+        b = src.read(CHUNK)
+        if not b:
+            break
+        sink.write(b)
+        offset += len(b)
+    return offset
+
+
+def safe_rename(path, new_path, rel_path, backups, dry_run):
+    """Archive by rename (OpenClaw's `<file>.deleted.<ts>`), backing up first.
+
+    Refuses to overwrite an existing `new_path`. Returns the same shape as safe_rewrite.
+    """
+    try:
+        st0 = os.lstat(path)
+    except OSError as exc:
+        raise FileError(describe_oserror(exc, "reading " + rel_path))
+    if stat.S_ISLNK(st0.st_mode) or not stat.S_ISREG(st0.st_mode):
+        raise FileError("not a regular file (symlink or special), left alone: %s" % rel_path)
+    if os.path.lexists(new_path):
+        raise FileError("archive name already taken, left alone: %s" % os.path.basename(new_path))
+    backup = backups.backup(path, rel_path)
+    result = {"before": {"bytes": backup["bytes"], "sha256": backup["sha256"]},
+              "after": {"bytes": backup["bytes"], "sha256": backup["sha256"]},
+              "backup": None if dry_run else backup, "notes": []}
+    if dry_run:
+        return result
+    if sig(os.lstat(path)) != sig(st0):
+        raise FileChanged("%s changed while it was being backed up; left as it was" % rel_path)
+    try:
+        os.rename(path, new_path)
+        fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        raise FileError(describe_oserror(exc, "archiving " + rel_path))
+    return result
+
+
+def archive_timestamp(now_ms):
+    """OpenClaw's archive suffix time: ISO with ':' replaced by '-', e.g. 2026-07-01T12-34-56.789Z."""
+    import time
+    secs, ms = divmod(int(now_ms), 1000)
+    return time.strftime("%Y-%m-%dT%H-%M-%S", time.gmtime(secs)) + ".%03dZ" % ms
