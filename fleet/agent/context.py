@@ -66,3 +66,26 @@ def file_record(agent, path, kind, before, after=None, action="none", actions=No
     if session_key is not None:
         rec["session_key"] = session_key
     return rec
+
+
+class FileInfo(object):
+    """One file found under an agent's folder (discovery's output, every operation's input).
+
+    kind: store, transcript, trajectory, checkpoint, sqlite, legacy, orphan, archive, temp,
+    lock, other. session_id: the id the file name carries (None when it carries none).
+    """
+
+    __slots__ = ("agent", "path", "rel", "kind", "size", "mtime_ns", "session_id", "topic")
+
+    def __init__(self, agent, path, rel, kind, size, mtime_ns, session_id=None, topic=None):
+        self.agent = agent
+        self.path = path
+        self.rel = rel
+        self.kind = kind
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.session_id = session_id
+        self.topic = topic
+
+    def __repr__(self):
+        return "FileInfo(%r, %r, %s)" % (self.agent, self.rel, self.kind)

@@ -64,6 +64,7 @@ class HashSink(object):
         self._h = hashlib.sha256()
         self.bytes = 0
         self.newlines = 0
+        self._last = b"\n"
 
     def write(self, data):
         if not data:
@@ -71,6 +72,7 @@ class HashSink(object):
         self._h.update(data)
         self.bytes += len(data)
         self.newlines += data.count(b"\n")
+        self._last = data[-1:]
         if self.fileobj is not None:
             self.fileobj.write(data)
         return len(data)
@@ -78,6 +80,11 @@ class HashSink(object):
     @property
     def sha256(self):
         return self._h.hexdigest()
+
+    @property
+    def lines(self):
+        """Lines written; a final line without a newline counts too."""
+        return self.newlines + (0 if self._last == b"\n" else 1)
 
 
 def hash_file(path):
@@ -93,9 +100,14 @@ def hash_file(path):
     return sink.bytes, sink.sha256, sink.newlines
 
 
-def count_newlines(path):
-    """Count newlines in big chunks without parsing (fast path of scan)."""
+def count_lines(path):
+    """Count lines in big chunks without parsing (fast path of scan).
+
+    A final line without a newline counts. A transcript's records are its lines minus the
+    header: `max(0, count_lines(p) - 1)`.
+    """
     n = 0
+    last = b"\n"
     fd = open_nofollow(path)
     with os.fdopen(fd, "rb") as f:
         while True:
@@ -103,7 +115,8 @@ def count_newlines(path):
             if not b:
                 break
             n += b.count(b"\n")
-    return n
+            last = b[-1:]
+    return n + (0 if last == b"\n" else 1)
 
 
 def fsync_dir(path):
