@@ -15,6 +15,7 @@ if [ "$mode" = test ]; then
   command -v crontab >/dev/null || pkgs+=(cron)
   command -v sudo >/dev/null || pkgs+=(sudo)
   command -v systemd-analyze >/dev/null || pkgs+=(systemd)
+  command -v chromium >/dev/null || pkgs+=(chromium)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
