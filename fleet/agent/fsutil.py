@@ -15,7 +15,43 @@ import re
 import stat
 
 CHUNK = 1 << 20
+FAULT_AT_ENV = "FLEET_AGENT_FAULT_AT"
+FAULT_LOG_ENV = "FLEET_AGENT_FAULT_LOG"
 SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class _FaultPoints(object):
+    """Test instrumentation: count the agent's write steps, optionally die at one of them.
+
+    With $FLEET_AGENT_FAULT_LOG set, every write step appends "N PHASE STEP" to that file; with
+    $FLEET_AGENT_FAULT_AT=N the agent SIGKILLs itself at step N. Both unset (always, outside the
+    crash tests) costs one attribute check per step. The orchestrator names the phase.
+    """
+
+    def __init__(self):
+        self.at = int(os.environ.get(FAULT_AT_ENV) or 0)
+        self.log = os.environ.get(FAULT_LOG_ENV) or None
+        self.count = 0
+        self.phase = "run"
+
+    def hit(self, step):
+        if not self.at and not self.log:
+            return
+        self.count += 1
+        if self.log:
+            with open(self.log, "a") as f:
+                f.write("%d %s %s\n" % (self.count, self.phase, step))
+        if self.count == self.at:
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+FAULTS = _FaultPoints()
+
+
+def set_phase(phase):
+    """Name the operation now running (backup, trim, prune, archive, rotate, delete, restore)."""
+    FAULTS.phase = phase
 
 
 class FileError(Exception):
@@ -202,11 +238,15 @@ class BackupStore(object):
                     if self.gzip:
                         out.close()
                     raw.flush()
+                    FAULTS.hit("backup-written")
                     os.fsync(raw.fileno())
+            FAULTS.hit("backup-synced")
             if self._digest_of_copy(tmp) != sink.sha256:
                 raise BackupError("backup verification failed for %s: copy differs from source" % rel_path)
             os.rename(tmp, target)
+            FAULTS.hit("backup-renamed")
             fsync_dir(os.path.dirname(target))
+            FAULTS.hit("backup-done")
         except BackupError:
             _unlink_quiet(tmp)
             raise
@@ -298,7 +338,9 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
                     size_done = _carry(src, sink, size_done)
                     notes.append("carried %d bytes appended during the trim" % (size_done - backup["bytes"]))
                 out.flush()
+                FAULTS.hit("temp-written")
                 os.fsync(out.fileno())
+                FAULTS.hit("temp-synced")
             try:
                 os.chown(tmp, st0.st_uid, st0.st_gid)
             except OSError:
@@ -314,9 +356,12 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
                     size_done = _carry(src, sink, size_done)
                     out.flush()
                     os.fsync(out.fileno())
+            FAULTS.hit("before-rename")
             os.rename(tmp, path)
             tmp = None
+            FAULTS.hit("renamed")
             fsync_dir(folder)
+            FAULTS.hit("dir-synced")
         except OSError as exc:
             raise FileError(describe_oserror(exc, "rewriting " + rel_path))
         finally:
@@ -418,7 +463,9 @@ def safe_rename(path, new_path, rel_path, backups, dry_run):
     if sig(os.lstat(path)) != sig(st0):
         raise FileChanged("%s changed while it was being backed up; left as it was" % rel_path)
     try:
+        FAULTS.hit("before-archive-rename")
         os.rename(path, new_path)
+        FAULTS.hit("archive-renamed")
         fsync_dir(os.path.dirname(path))
     except OSError as exc:
         raise FileError(describe_oserror(exc, "archiving " + rel_path))
