@@ -39,7 +39,9 @@ def inventory_check(inventory: Path = InventoryOpt) -> None:
     from fleet.inventory import describe_inventory, load_inventory
 
     inv = load_inventory(inventory)
-    typer.echo(describe_inventory(inv))
+    for warning in inv.warnings:
+        typer.echo(f"fleet: warning: {warning}", err=True)
+    typer.echo(describe_inventory(inv, include_warnings=False))
 
 
 @app.command()
