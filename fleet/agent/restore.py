@@ -1,0 +1,218 @@
+"""Plan mode "restore": put a run's backups back, verified, without overwriting newer work.
+
+`run_restore(ctx, restore_section)` takes the plan's `restore` object
+    {"files": [{"path": rel, "backup": abs, "backup_sha256": sha, "expect_sha256": sha or null,
+                "archived_to": rel or null, "agent": id?, "kind": kind?}], "force": bool}
+and returns one file record per entry (action "restore", or "none" when the file already
+holds the backup's bytes, or an error and no write).
+
+For each file, in this order:
+1. `path` must lie inside the state dir and `backup` inside the host's backup folders
+   (`<state>/fleet-backups/`, or the parent of this run's own backup dir).
+2. The backup is read whole and its sha256 checked against `backup_sha256` (a `.gz` backup is
+   decompressed): a damaged backup is never restored.
+3. The file as it is now is compared with `expect_sha256`, the sha256 it had right after the run
+   (null when the run deleted or archived it, i.e. the path should not exist now). If it
+   differs, the file changed since the run and is refused ("changed since the run; use
+   --force") unless `force`.
+4. What is overwritten is backed up first (verified, through ctx.backups, into this restore
+   run's own backup folder), so a forced restore loses nothing either.
+5. The backup is written to a temp file in the same folder (mode of the file it replaces, 0600
+   when the file is gone), fsynced, checked again, renamed over the path, and the folder fsynced.
+6. When the run archived the file (`archived_to`, OpenClaw's `<file>.deleted.<ts>` rename), the
+   archive is removed only if its sha256 equals the backup's — it is then an exact duplicate of
+   the restored file (and the backup remains). A different archive is left in place, with a note.
+
+A dry run does steps 1–3 and reports what would happen; it writes nothing. Stdlib only.
+"""
+import gzip
+import os
+import stat
+import zlib
+
+from .context import file_record, stats
+from .fsutil import (CHUNK, FileError, HashSink, describe_oserror, fsync_dir, hash_file, inside,
+                     makedirs_private, open_nofollow, sig)
+
+CHANGED = "changed since the run; use --force to overwrite it (it is backed up first)"
+
+
+def _open_backup(path):
+    fd = open_nofollow(path)
+    raw = os.fdopen(fd, "rb")
+    if path.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return raw
+
+
+def backup_digest(path):
+    """(bytes, sha256, newlines) of a backup's original content (gunzipped if `.gz`)."""
+    sink = HashSink()
+    with _open_backup(path) as f:
+        while True:
+            b = f.read(CHUNK)
+            if not b:
+                break
+            sink.write(b)
+    return sink.bytes, sink.sha256, sink.newlines
+
+
+def _records(kind, newlines, size):
+    """Records as the rest of the agent counts them, for files counted by lines."""
+    if kind == "transcript" and size:
+        return max(0, newlines - 1)
+    return 0
+
+
+def _backup_roots(ctx):
+    roots = [os.path.join(ctx.state_dir, "fleet-backups")]
+    own = getattr(ctx.backups, "root", None)
+    if own:
+        roots.append(os.path.dirname(own.rstrip(os.sep)))
+    return roots
+
+
+def _current(path):
+    """(lstat, bytes, sha256, newlines) of the file at `path`, or None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        raise FileError("not a regular file (symlink or special), left alone")
+    size, digest, newlines = hash_file(path)
+    return st, size, digest, newlines
+
+
+def _write_from_backup(backup_path, path, want_sha, mode):
+    """Copy the backup's content to `path` atomically; raise FileError if it does not verify."""
+    folder = os.path.dirname(path)
+    tmp = os.path.join(folder, ".%s.fleet-restore-%d.tmp" % (os.path.basename(path), os.getpid()))
+    try:
+        out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(out_fd, mode)
+        with os.fdopen(out_fd, "wb") as out:
+            sink = HashSink(out)
+            with _open_backup(backup_path) as src:
+                while True:
+                    b = src.read(CHUNK)
+                    if not b:
+                        break
+                    sink.write(b)
+            out.flush()
+            os.fsync(out.fileno())
+        if sink.sha256 != want_sha or hash_file(tmp)[1] != want_sha:
+            raise FileError("restored copy does not match the backup's checksum; nothing restored")
+        return tmp
+    except OSError as exc:
+        _unlink_quiet(tmp)
+        raise FileError(describe_oserror(exc, "writing the restored file"))
+    except BaseException:
+        _unlink_quiet(tmp)
+        raise
+
+
+def _unlink_quiet(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def restore_file(ctx, item, force):
+    """Restore one entry of the plan; returns its file record (never raises FileError)."""
+    rel = item["path"]
+    agent = item.get("agent") or (rel.split("/")[1] if rel.startswith("agents/") and rel.count("/") >= 2 else "")
+    kind = item.get("kind") or "other"
+    path = os.path.join(ctx.state_dir, rel)
+    empty = stats(0, 0, None)
+
+    def refuse(message, before=empty):
+        return file_record(agent, rel, kind, before, action="restore", actions=["restore"], error=message)
+
+    if os.path.isabs(rel) or ".." in rel.split("/") or not inside(ctx.state_dir, path):
+        return refuse("path is outside the state dir; refused")
+    backup_path = item["backup"]
+    if not os.path.isabs(backup_path) or not any(inside(root, backup_path) for root in _backup_roots(ctx)):
+        return refuse("backup %s is outside the backup folders; refused" % backup_path)
+    try:
+        now = _current(path)
+    except (FileError, OSError) as exc:
+        return refuse(str(exc) if isinstance(exc, FileError) else describe_oserror(exc, "reading " + rel))
+    before = empty if now is None else stats(now[1], _records(kind, now[3], now[1]), now[2])
+    try:
+        size, digest, newlines = backup_digest(backup_path)
+    except (OSError, EOFError, zlib.error) as exc:
+        return refuse("backup unreadable (%s); nothing restored" % (getattr(exc, "strerror", None) or exc), before)
+    want = item.get("backup_sha256")
+    if not want or digest != want:
+        return refuse("backup is damaged: its sha256 is not the one recorded; nothing restored", before)
+    after = stats(size, _records(kind, newlines, size), digest)
+    notes = []
+    if now is not None and now[2] == digest:
+        return file_record(agent, rel, kind, before, after, action="none", notes=["already as in the backup"])
+    current_sha = None if now is None else now[2]
+    if current_sha != item.get("expect_sha256") and not force:
+        return refuse(CHANGED if now is not None else "missing since the run; use --force to restore it", before)
+    if ctx.dry_run:
+        return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"])
+
+    saved = None
+    try:
+        if now is not None:
+            saved = ctx.backups.backup(path, rel)
+        folder = os.path.dirname(path)
+        if not os.path.isdir(folder):
+            makedirs_private(folder)
+        mode = stat.S_IMODE(now[0].st_mode) if now is not None else 0o600
+        tmp = _write_from_backup(backup_path, path, digest, mode)
+        try:
+            if now is not None:
+                st = os.lstat(path)
+                if sig(st) != sig(now[0]):
+                    raise FileError("%s changed while it was being restored; left as it was" % rel)
+            elif os.path.lexists(path):
+                raise FileError("%s appeared while it was being restored; left as it was" % rel)
+            os.rename(tmp, path)
+            tmp = None
+            fsync_dir(folder)
+        finally:
+            if tmp is not None:
+                _unlink_quiet(tmp)
+    except FileError as exc:
+        return file_record(agent, rel, kind, before, action="restore", actions=["restore"], backup=saved,
+                           error=str(exc))
+    except OSError as exc:
+        return file_record(agent, rel, kind, before, action="restore", actions=["restore"], backup=saved,
+                           error=describe_oserror(exc, "restoring " + rel))
+    notes.extend(_drop_archive(ctx, item.get("archived_to"), digest))
+    return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"], backup=saved,
+                       notes=notes)
+
+
+def _drop_archive(ctx, archived_rel, digest):
+    """Remove the run's archive of a restored file when it is an exact duplicate; return notes."""
+    if not archived_rel:
+        return []
+    archive = os.path.join(ctx.state_dir, archived_rel)
+    if os.path.isabs(archived_rel) or not inside(ctx.state_dir, archive) or not os.path.lexists(archive):
+        return []
+    try:
+        st = os.lstat(archive)
+        if not stat.S_ISREG(st.st_mode) or hash_file(archive)[1] != digest:
+            return ["archive %s differs from the backup; left in place" % archived_rel]
+        os.unlink(archive)
+        fsync_dir(os.path.dirname(archive))
+    except OSError as exc:
+        return ["archive %s left in place: %s" % (archived_rel, describe_oserror(exc, "removing it"))]
+    return ["removed archive %s (same bytes as the restored file)" % archived_rel]
+
+
+def run_restore(ctx, restore_section):
+    """Restore every file of the plan's restore section; returns the list of file records."""
+    force = bool(restore_section.get("force"))
+    records = []
+    for item in restore_section.get("files") or []:
+        ctx.progress(event="file", agent=item.get("agent") or "", path=item.get("path"), action="restore")
+        records.append(restore_file(ctx, item, force))
+    return records

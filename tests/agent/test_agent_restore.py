@@ -1,0 +1,169 @@
+"""Agent-side restore on real files: a "run" made of the agent's own safe primitives (verified
+backup, trim, archive by rename, delete), then restore brings every file back byte-identical,
+refuses files changed since the run unless forced, and never trusts a damaged backup."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import pytest
+
+from fleet.agent.context import RunContext
+from fleet.agent.fsutil import BackupStore, safe_rename, safe_rewrite
+from fleet.agent.restore import CHANGED, run_restore
+
+NOW_MS = 1_795_262_400_000
+RUN = "20261121T120000Z-aaaaaa"
+RESTORE = "20261121T130000Z-bbbbbb"
+
+
+def sha(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def transcript(n: int) -> bytes:
+    lines = [json.dumps({"type": "session", "id": "s1"})]
+    lines += [json.dumps({"type": "message", "n": i, "text": "x" * 200}) for i in range(n)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def ran(tmp_path):
+    """A state dir after a run: a.jsonl trimmed, b.jsonl archived, c.tmp deleted, d untouched."""
+    state = tmp_path / "state"
+    sessions = state / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    originals = {"a.jsonl": transcript(50), "b.jsonl": transcript(5), "c.tmp": b"temp", "d.jsonl": transcript(2)}
+    for name, data in originals.items():
+        (sessions / name).write_bytes(data)
+        os.chmod(sessions / name, 0o600)
+    before = {name: hashlib.sha256(data).hexdigest() for name, data in originals.items()}
+
+    def run(gzip: bool):
+        store = BackupStore(str(state / "fleet-backups" / RUN), use_gzip=gzip)
+
+        def keep_header_and_last_two(src, sink):
+            lines = list(src)
+            for line in lines[:1] + lines[-2:]:
+                sink.write(line)
+
+        rel = "agents/main/sessions/"
+        a = safe_rewrite(str(sessions / "a.jsonl"), rel + "a.jsonl", keep_header_and_last_two, store, False)
+        archived = rel + "b.jsonl.deleted.2026-11-21T12-00-00.000Z"
+        b = safe_rename(str(sessions / "b.jsonl"), str(state / archived), rel + "b.jsonl", store, False)
+        c = store.backup(str(sessions / "c.tmp"), rel + "c.tmp")
+        os.unlink(sessions / "c.tmp")
+        return {"files": [
+            {"path": rel + "a.jsonl", "backup": a["backup"]["path"], "backup_sha256": a["backup"]["sha256"],
+             "expect_sha256": a["after"]["sha256"], "archived_to": None, "agent": "main", "kind": "transcript"},
+            {"path": rel + "b.jsonl", "backup": b["backup"]["path"], "backup_sha256": b["backup"]["sha256"],
+             "expect_sha256": None, "archived_to": archived, "agent": "main", "kind": "orphan"},
+            {"path": rel + "c.tmp", "backup": c["path"], "backup_sha256": c["sha256"],
+             "expect_sha256": None, "archived_to": None, "agent": "main", "kind": "temp"},
+        ], "force": False}
+
+    return state, sessions, before, run
+
+
+def context(state, dry_run=False):
+    store = BackupStore(str(state / "fleet-backups" / RESTORE), dry_run=dry_run)
+    return RunContext(str(state), RESTORE, NOW_MS, dry_run, store, {}, progress_stream=io.StringIO())
+
+
+@pytest.mark.parametrize("gzip", [False, True])
+def test_restore_brings_every_changed_file_back_byte_identical(ran, gzip):
+    state, sessions, before, run = ran
+    section = run(gzip)
+    assert sha(sessions / "a.jsonl") != before["a.jsonl"]
+
+    records = run_restore(context(state), section)
+
+    assert [r["error"] for r in records] == [None, None, None]
+    assert [r["action"] for r in records] == ["restore"] * 3
+    for name in ("a.jsonl", "b.jsonl", "c.tmp", "d.jsonl"):
+        assert sha(sessions / name) == before[name], name
+    assert os.stat(sessions / "c.tmp").st_mode & 0o777 == 0o600
+    # The archive was an exact duplicate of the restored file, so it is gone.
+    assert not list(sessions.glob("b.jsonl.deleted.*"))
+    a = records[0]
+    assert a["after"]["sha256"] == before["a.jsonl"] and a["after"]["records"] == 50
+    assert a["before"]["records"] == 2
+    # What restore overwrote (the trimmed a.jsonl) was itself backed up, verified.
+    assert a["backup"] and sha(a["backup"]) == a["before"]["sha256"]
+    assert not list(sessions.glob(".*.tmp"))
+
+
+def test_restore_again_is_a_no_op(ran):
+    state, sessions, before, run = ran
+    section = run(False)
+    run_restore(context(state), section)
+    again = run_restore(context(state), section)
+    assert [r["action"] for r in again] == ["none"] * 3
+    assert all(r["error"] is None for r in again)
+
+
+def test_file_changed_after_the_run_is_refused_then_restored_with_force(ran):
+    state, sessions, before, run = ran
+    section = run(False)
+    newer = (sessions / "a.jsonl").read_bytes() + b'{"type":"message","n":"new"}\n'
+    (sessions / "a.jsonl").write_bytes(newer)
+
+    records = run_restore(context(state), section)
+    assert records[0]["error"] == CHANGED
+    assert (sessions / "a.jsonl").read_bytes() == newer
+    assert records[1]["error"] is None          # the others are still restored
+
+    forced = run_restore(context(state), dict(section, force=True))
+    assert forced[0]["error"] is None and forced[0]["action"] == "restore"
+    assert sha(sessions / "a.jsonl") == before["a.jsonl"]
+    # The newer content lost nothing: it sits in the restore run's own backups.
+    assert open(forced[0]["backup"], "rb").read() == newer
+
+
+def test_recreated_file_is_refused_without_force(ran):
+    state, sessions, before, run = ran
+    section = run(False)
+    (sessions / "c.tmp").write_bytes(b"new temp")
+    records = run_restore(context(state), section)
+    assert records[2]["error"] == CHANGED
+    assert (sessions / "c.tmp").read_bytes() == b"new temp"
+
+
+def test_damaged_backup_is_never_restored(ran):
+    state, sessions, before, run = ran
+    section = run(False)
+    trimmed = (sessions / "a.jsonl").read_bytes()
+    with open(section["files"][0]["backup"], "r+b") as f:
+        f.write(b"X")
+    records = run_restore(context(state), section)
+    assert "damaged" in records[0]["error"]
+    assert (sessions / "a.jsonl").read_bytes() == trimmed
+
+
+def test_paths_outside_the_state_dir_or_backups_are_refused(ran, tmp_path):
+    state, sessions, before, run = ran
+    section = run(False)
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"elsewhere")
+    good = section["files"][0]
+    escape = dict(good, path="../outside.txt")
+    foreign_backup = dict(good, backup=str(outside),
+                          backup_sha256=hashlib.sha256(b"elsewhere").hexdigest())
+    records = run_restore(context(state), {"files": [escape, foreign_backup], "force": True})
+    assert "outside the state dir" in records[0]["error"]
+    assert "outside the backup folders" in records[1]["error"]
+    assert outside.read_bytes() == b"elsewhere"
+    assert sha(sessions / "a.jsonl") != before["a.jsonl"]
+
+
+def test_dry_run_reports_the_restore_and_writes_nothing(ran):
+    state, sessions, before, run = ran
+    section = run(False)
+    snapshot = {p.name: p.read_bytes() for p in sessions.iterdir()}
+    records = run_restore(context(state, dry_run=True), section)
+    assert [r["action"] for r in records] == ["restore"] * 3
+    assert records[0]["after"]["sha256"] == before["a.jsonl"]
+    assert {p.name: p.read_bytes() for p in sessions.iterdir()} == snapshot
+    assert not (state / "fleet-backups" / RESTORE).exists()
