@@ -1,0 +1,568 @@
+"""Push-and-run: get the agent onto one host and run one plan there, over SSH or locally.
+
+The only module that imports fabric/paramiko. One call, `run_agent(host, plan, ...)`, costs ONE
+exec channel: a POSIX `sh` wrapper starts the host's python on a small bootstrap (below) that
+
+1. reads the plan (its length is on the command line) from stdin,
+2. checks `~/.cache/fleet/agent-<digest[:16]>.pyz` against the full sha256 and prints one
+   handshake line, `fleet-agent: cached` or `fleet-agent: need`,
+3. on `need` reads exactly the bundle's bytes from stdin (the controller sends them when it sees
+   the handshake: one extra round trip, same channel), verifies them and installs them
+   atomically (temp file + rename, folder 0700),
+4. runs the cached agent in-process as `agent.pyz run --plan -` on the plan.
+
+A cached host therefore costs one channel and no extra round trip. Every value in the command
+line is `shlex.quote`d; the plan (state dir, agents, ...) never touches a shell at all.
+With `become_user` the wrapper runs under `sudo -n -u USER -H`, so the cache lives in that
+user's home. `connection = "local"` runs the same wrapper with subprocess: one code path.
+
+Host keys are strict: known hosts come from the host's `known_hosts` file (else the ssh config's
+UserKnownHostsFile, else ~/.ssh/known_hosts); an unknown key is refused unless
+`accept_new_host_keys` (CLI) or `host_key_policy = "accept-new"` (inventory) says to record it;
+a changed key is always refused.
+
+Connection-level failures raise `ConnectionFailed` (with `.retryable`); everything after the
+channel opened comes back as an `AgentRun` value.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import selectors
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import fabric
+import paramiko
+from paramiko.hostkeys import HostKeyEntry, HostKeys
+
+from fleet.errors import ConnectionFailed
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_COMMAND_TIMEOUT = 3600.0
+HANDSHAKE = b"fleet-agent: "
+_POLL_S = 0.05
+
+# Runs on the host. Must parse on any python (2.7 too), so that an old one can say its version.
+BOOTSTRAP = r'''
+import sys
+if sys.version_info < (3, 8):
+    sys.stdout.write("fleet-agent: python-too-old %s\n" % sys.version.split()[0])
+    sys.exit(97)
+import hashlib, io, os, runpy, tempfile
+digest, agent_size, plan_size, cache_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def say(line):
+    sys.stdout.write("fleet-agent: " + line + "\n")
+    sys.stdout.flush()
+def read_exact(n):
+    parts = []
+    while n > 0:
+        part = sys.stdin.buffer.read(n)
+        if not part:
+            break
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+def sha256_of(path):
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+plan = read_exact(plan_size)
+if len(plan) != plan_size:
+    say("error the plan arrived truncated")
+    sys.exit(98)
+if not cache_dir:
+    cache_dir = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fleet")
+cache_dir = os.path.expanduser(cache_dir)
+path = os.path.join(cache_dir, "agent-%s.pyz" % digest[:16])
+if sha256_of(path) == digest:
+    say("cached")
+else:
+    say("need")
+    data = read_exact(agent_size)
+    if hashlib.sha256(data).hexdigest() != digest:
+        say("error the agent arrived damaged (%d of %d bytes)" % (len(data), agent_size))
+        sys.exit(98)
+    try:
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        os.chmod(cache_dir, 0o700)
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".agent-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        say("error cannot install the agent in %s: %s" % (cache_dir, exc))
+        sys.exit(98)
+    say("installed")
+sys.stdin = io.TextIOWrapper(io.BytesIO(plan), encoding="utf-8")
+sys.argv = [path, "run", "--plan", "-"]
+runpy.run_path(path, run_name="__main__")
+'''
+
+
+class HostKeyRefused(ConnectionFailed):
+    """The host's key is unknown (and accepting new keys was not asked for) or has changed."""
+
+
+@dataclass
+class AgentRun:
+    """What one exec of the agent produced. `error` is set when no agent result can exist."""
+
+    stdout: str
+    stderr: str
+    exit_code: Optional[int]
+    channels_opened: int
+    cached: Optional[bool]
+    elapsed: float
+    error: Optional[str] = None
+    interrupted: bool = False
+
+
+class CancelToken(threading.Event):
+    """A cancel event that also closes registered connections at once (Ctrl-C mid-handshake)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._closers: dict[int, Callable[[], Any]] = {}
+        self._lock = threading.Lock()
+
+    def register(self, closer: Callable[[], Any]) -> int:
+        with self._lock:
+            key = id(closer)
+            self._closers[key] = closer
+        if self.is_set():
+            closer()
+        return key
+
+    def unregister(self, key: int) -> None:
+        with self._lock:
+            self._closers.pop(key, None)
+
+    def set(self) -> None:
+        super().set()
+        with self._lock:
+            closers = list(self._closers.values())
+        for close in closers:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing a dying socket may fail any way it likes
+                pass
+
+
+def _attr(host: Any, name: str, default: Any = None) -> Any:
+    value = getattr(host, name, None)
+    return default if value is None else value
+
+
+def remote_command(python: str, digest: str, agent_size: int, plan_size: int, cache_dir: str = "",
+                   become_user: Optional[str] = None) -> str:
+    """The one shell command line that runs the bootstrap (pure; every value quoted)."""
+    q = shlex.quote
+    inner = (f"PY={q(python)}; command -v \"$PY\" >/dev/null 2>&1 || "
+             f"{{ echo 'fleet-agent: no-python'; exit 127; }}; "
+             f"exec \"$PY\" -c {q(BOOTSTRAP)} {q(digest)} {int(agent_size)} {int(plan_size)} {q(cache_dir)}")
+    if become_user:
+        return f"exec sudo -n -u {q(become_user)} -H -- /bin/sh -c {q(inner)}"
+    # The login shell may not be POSIX (fish, csh): hand the script to sh.
+    return f"exec /bin/sh -c {q(inner)}"
+
+
+# --- the conversation, shared by SSH and local -----------------------------------------------
+
+class _Stream:
+    """Both transports look like this to `_converse`."""
+
+    def send(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
+    def read(self, timeout: float) -> tuple[bytes, bytes, bool]: ...   # stdout, stderr, finished
+    def exit_code(self) -> Optional[int]: ...
+    def kill(self) -> None: ...
+
+
+def _converse(stream: _Stream, host_name: str, python: str, plan_bytes: bytes, bundle: bytes,
+              deadline: float, timeout_s: float, cancel: threading.Event,
+              on_running: Optional[Callable[[], None]]) -> AgentRun:
+    """Send the plan, answer the handshake, collect the agent's output until it exits."""
+    started = time.monotonic()
+    out, err = bytearray(), bytearray()
+    cached: Optional[bool] = None
+    failure: Optional[str] = None      # a handshake word other than cached/need/installed
+    running = False                    # after the handshake, stdout is the agent's alone
+    stream.send(plan_bytes)
+    finished = False
+    while not finished:
+        if cancel.is_set() or time.monotonic() > deadline:
+            stream.kill()
+            reason = "interrupted" if cancel.is_set() else (
+                f"timed out after {timeout_s:g}s; fleet closed the session (the agent writes "
+                f"atomically: no file is left half-written)")
+            return AgentRun(out.decode(errors="replace"), err.decode(errors="replace"), None, 1, cached,
+                            time.monotonic() - started, reason, interrupted=cancel.is_set())
+        chunk_out, chunk_err, finished = stream.read(_POLL_S)
+        out += chunk_out
+        err += chunk_err
+        while failure is None and not running:
+            word, out = _pop_handshake(out)
+            if word is None:
+                break
+            if word == "need":
+                cached = False
+                stream.send(bundle)
+                stream.close_stdin()
+            elif word in ("cached", "installed"):
+                cached, running = word == "cached", True
+                if cached:
+                    stream.close_stdin()
+                if on_running:
+                    on_running()
+            else:
+                failure = word
+    code = stream.exit_code()
+    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+    error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
+    return AgentRun(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
+
+
+def _pop_handshake(out: bytearray) -> tuple[Optional[str], bytearray]:
+    """Take the first complete `fleet-agent: WORD` line (at a line start) out of `out`."""
+    start = 0
+    while True:
+        start = out.find(HANDSHAKE, start)
+        if start < 0:
+            return None, out
+        if start == 0 or out[start - 1:start] == b"\n":
+            break
+        start += 1
+    end = out.find(b"\n", start)
+    if end < 0:
+        return None, out
+    word = out[start + len(HANDSHAKE):end].decode(errors="replace").strip()
+    return word, out[:start] + out[end + 1:]
+
+
+def _bootstrap_error(host: str, python: str, handshake: Optional[str], stdout: str, stderr: str,
+                     code: Optional[int]) -> str:
+    """The per-host message for a bootstrap (not agent) failure, from what it or the shell said."""
+    if handshake and handshake.startswith("python-too-old"):
+        version = handshake.split()[-1]
+        return (f"{host}: {python} is Python {version}; the fleet agent needs Python >= 3.8 "
+                f"(set python = \"/path/to/python3.8+\" for {host} in the inventory)")
+    if handshake == "no-python":
+        return (f"{host}: no python found as {python!r} (install Python >= 3.8, or set "
+                f"python = \"/path/to/python3\" for {host} in the inventory)")
+    if handshake and handshake.startswith("error "):
+        return f"{host}: {handshake[6:]}"
+    said = (stderr.strip() or stdout.strip()).splitlines()
+    version = re.search(r"Python (\d+\.\d+(?:\.\d+)?)", stdout + stderr)
+    if version:
+        return (f"{host}: {python} is Python {version.group(1)} and did not run fleet's bootstrap; "
+                f"the agent needs Python >= 3.8 (set python = \"/path/to/python3.8+\" in the inventory)")
+    if said and said[-1].startswith("sudo:"):
+        return f"{host}: sudo -n failed (become_user needs passwordless sudo): {said[-1]}"
+    return f"{host}: the agent bootstrap failed (exit {code}): {said[-1] if said else 'no output'}"
+
+
+# --- SSH ----------------------------------------------------------------------------------
+
+class _ChannelStream(_Stream):
+    def __init__(self, channel: paramiko.Channel):
+        self.channel = channel
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.channel.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass   # the remote side ended early; what it said explains why
+
+    def close_stdin(self) -> None:
+        try:
+            self.channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def read(self, timeout: float) -> tuple[bytes, bytes, bool]:
+        chan = self.channel
+        out = b""
+        if not chan.eof_received or chan.recv_ready():
+            chan.settimeout(timeout)
+            try:
+                out = chan.recv(65536)
+            except socket.timeout:
+                pass
+        else:
+            chan.status_event.wait(timeout)    # stdout is done; wait for the exit status
+        err = b""
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        finished = ((chan.eof_received or chan.closed) and chan.exit_status_ready()
+                    and not chan.recv_ready() and not chan.recv_stderr_ready())
+        return out, err, finished
+
+    def exit_code(self) -> Optional[int]:
+        code = self.channel.recv_exit_status() if self.channel.exit_status_ready() else None
+        return None if code is None or code < 0 else code
+
+    def kill(self) -> None:
+        self.channel.close()
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return f"{key.get_name()} {key.fingerprint}"
+
+
+_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+class _RecordNewKey(paramiko.MissingHostKeyPolicy):
+    """accept-new: record the key of a host that has none yet (changed keys never get here)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with _KNOWN_HOSTS_LOCK:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with open(self.path, "a+", encoding="utf-8") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)   # another fleet process may record at once
+                f.seek(0)
+                if line not in f.read():
+                    f.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+class _RefuseUnknownKey(paramiko.MissingHostKeyPolicy):
+    def __init__(self, path: Path, host_name: str):
+        self.path, self.host_name = path, host_name
+
+    def missing_host_key(self, client, hostname, key):
+        raise HostKeyRefused(
+            f"{self.host_name}: host key of {hostname} ({_fingerprint(key)}) is not in {self.path}; "
+            f"check the fingerprint, then run again with --accept-new-host-keys or set "
+            f"host_key_policy = \"accept-new\" for this host in the inventory to record it")
+
+
+def _known_hosts_line(path: Path, hostname: str) -> Optional[int]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for number, line in enumerate(lines, 1):
+        entry = HostKeyEntry.from_line(line, number) if line.strip() and not line.startswith("#") else None
+        for name in entry.hostnames if entry else ():
+            if name == hostname or (name.startswith("|1|") and
+                                    HostKeys.hash_host(hostname, name.split("|")[2]) == name):
+                return number
+    return None
+
+
+def _known_hosts_path(host: Any, ssh_config: dict) -> Path:
+    if _attr(host, "known_hosts"):
+        return Path(str(host.known_hosts)).expanduser()
+    configured = ssh_config.get("userknownhostsfile")
+    if configured:
+        return Path(configured.split()[0]).expanduser()
+    return Path("~/.ssh/known_hosts").expanduser()
+
+
+def _prepare_client(conn: fabric.Connection, host: Any, accept_new: bool, timeout: float) -> Path:
+    """Strict host keys and our timeouts on `conn` (fabric's default is a silent AutoAddPolicy)."""
+    path = _known_hosts_path(host, conn.ssh_config)
+    client = conn.client
+    if path.exists():
+        client.load_host_keys(str(path))
+    if accept_new or _attr(host, "host_key_policy") == "accept-new":
+        client.set_missing_host_key_policy(_RecordNewKey(path))
+    else:
+        client.set_missing_host_key_policy(_RefuseUnknownKey(path, _attr(host, "name", conn.host)))
+    conn.connect_timeout = timeout
+    conn.connect_kwargs.update(banner_timeout=timeout, auth_timeout=timeout, allow_agent=True)
+    return path
+
+
+def _connection(host: Any, accept_new: bool, timeout: float) -> tuple[fabric.Connection, list]:
+    """A fabric Connection (ssh config, ProxyJump hops) with every hop made strict."""
+    ssh_config = _attr(host, "ssh_config")
+    config = fabric.Config(runtime_ssh_path=str(Path(str(ssh_config)).expanduser())) if ssh_config \
+        else fabric.Config()
+    kwargs: dict = {}
+    if _attr(host, "identity_file"):
+        kwargs["key_filename"] = [str(Path(str(host.identity_file)).expanduser())]
+    conn = fabric.Connection(_attr(host, "address") or host.name, user=_attr(host, "user"),
+                             port=_attr(host, "port"), config=config, connect_kwargs=kwargs)
+    hops, hop = [], conn
+    while isinstance(hop, fabric.Connection):
+        hops.append((hop, _prepare_client(hop, host, accept_new, timeout)))
+        hop = hop.gateway
+    return conn, hops
+
+
+def _describe(host: Any, conn: fabric.Connection) -> str:
+    return f"{_attr(host, 'name', conn.host)} ({conn.user}@{conn.host}:{conn.port})"
+
+
+def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> None:
+    """Open the connection; translate failures into ConnectionFailed with a reason a person can act on."""
+    where = _describe(host, conn)
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException as exc:
+        hop, path = next(((c, p) for c, p in hops if c.host == exc.hostname), hops[0])
+        name = exc.hostname if hop.port == 22 else f"[{exc.hostname}]:{hop.port}"
+        line = _known_hosts_line(path, name) if path else None
+        raise HostKeyRefused(
+            f"{where}: REMOTE HOST IDENTIFICATION HAS CHANGED: it offers {_fingerprint(exc.key)}, but "
+            f"{path}{f' line {line}' if line else ''} says {_fingerprint(exc.expected_key)}. Someone could "
+            f"be intercepting, or the host was reinstalled: if you are sure, remove that line "
+            f"(ssh-keygen -R '{name}' -f {path}) and accept the new key with --accept-new-host-keys") from exc
+    except HostKeyRefused:
+        raise
+    except paramiko.AuthenticationException as exc:
+        raise ConnectionFailed(f"{where}: authentication failed ({exc}); check user and identity_file, "
+                               f"or load the key into ssh-agent") from exc
+    except paramiko.ssh_exception.NoValidConnectionsError as exc:
+        raise ConnectionFailed(f"{where}: connection refused (is sshd running there?)") from exc
+    except socket.timeout as exc:
+        raise ConnectionFailed(f"{where}: no answer within {timeout:g}s (connect timeout)") from exc
+    except socket.gaierror as exc:
+        raise ConnectionFailed(f"{where}: cannot resolve the address: {exc.strerror}") from exc
+    except (EOFError, ConnectionResetError, BrokenPipeError, ConnectionAbortedError) as exc:
+        raise _retryable(f"{where}: connection dropped during the handshake ({type(exc).__name__})") from exc
+    except paramiko.SSHException as exc:
+        text = str(exc) or type(exc).__name__
+        failed = ConnectionFailed(f"{where}: {text}")
+        # What sshd's MaxStartups does under a burst: banner never comes, or the socket resets.
+        failed.retryable = bool(re.search(r"banner|reset|EOF|not active|closed", text, re.I))
+        raise failed from exc
+    except OSError as exc:
+        raise ConnectionFailed(f"{where}: {exc.strerror or exc}") from exc
+
+
+def _retryable(message: str) -> ConnectionFailed:
+    failed = ConnectionFailed(message)
+    failed.retryable = True
+    return failed
+
+
+def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_new: bool,
+             connect_timeout: float, command_timeout: float, cancel: threading.Event,
+             on_running: Optional[Callable[[], None]], python: str) -> AgentRun:
+    conn, hops = _connection(host, accept_new, connect_timeout)
+    key = cancel.register(conn.close) if isinstance(cancel, CancelToken) else None
+    try:
+        _connect(conn, hops, host, connect_timeout)
+        if cancel.is_set():
+            return AgentRun("", "", None, 0, None, 0.0, "interrupted", interrupted=True)
+        try:
+            channel = conn.transport.open_session(timeout=connect_timeout)
+            channel.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise _retryable(f"{_describe(host, conn)}: cannot open a session channel: {exc}") from exc
+        return _converse(_ChannelStream(channel), host.name, python, plan_bytes, bundle,
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+    finally:
+        if key is not None:
+            cancel.unregister(key)
+        conn.close()
+        for hop, _ in hops[1:]:
+            hop.close()
+
+
+# --- local ---------------------------------------------------------------------------------
+
+class _ProcessStream(_Stream):
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.selector = selectors.DefaultSelector()
+        for pipe in (proc.stdout, proc.stderr):
+            os.set_blocking(pipe.fileno(), False)
+            self.selector.register(pipe, selectors.EVENT_READ)
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def close_stdin(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    def read(self, timeout: float) -> tuple[bytes, bytes, bool]:
+        chunks = {self.proc.stdout: b"", self.proc.stderr: b""}
+        for key, _ in self.selector.select(timeout):
+            data = os.read(key.fileobj.fileno(), 65536)
+            if data:
+                chunks[key.fileobj] += data
+            else:
+                self.selector.unregister(key.fileobj)
+        finished = not self.selector.get_map() and self.proc.poll() is not None
+        return chunks[self.proc.stdout], chunks[self.proc.stderr], finished
+
+    def exit_code(self) -> Optional[int]:
+        code = self.proc.wait()
+        return code if code >= 0 else None
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _run_local(host: Any, command: str, plan_bytes: bytes, bundle: bytes, command_timeout: float,
+               cancel: threading.Event, on_running: Optional[Callable[[], None]], python: str) -> AgentRun:
+    proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, close_fds=True)
+    key = cancel.register(proc.kill) if isinstance(cancel, CancelToken) else None
+    try:
+        return _converse(_ProcessStream(proc), host.name, python, plan_bytes, bundle,
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+    finally:
+        if key is not None:
+            cancel.unregister(key)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe and not pipe.closed:
+                try:
+                    pipe.close()
+                except BrokenPipeError:
+                    pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def run_agent(host: Any, plan: dict, *, bundle: bytes, digest: str, accept_new_host_keys: bool = False,
+              connect_timeout: Optional[float] = None, command_timeout: Optional[float] = None,
+              cancel: Optional[threading.Event] = None,
+              on_running: Optional[Callable[[], None]] = None) -> AgentRun:
+    """Run `plan` on `host` with the agent `bundle` (sha256 `digest`); one exec channel.
+
+    Returns an AgentRun (also for a bootstrap failure, a timeout or an interruption: `.error`).
+    Raises ConnectionFailed (`.retryable` for banner/reset failures) or HostKeyRefused when no
+    channel could be opened. `on_running` is called once the agent starts.
+    """
+    cancel = cancel if cancel is not None else threading.Event()
+    python = str(_attr(host, "python", "python3"))
+    plan_bytes = json.dumps(plan).encode("utf-8")
+    command = remote_command(python, digest, len(bundle), len(plan_bytes),
+                             str(_attr(host, "agent_cache_dir", "")), _attr(host, "become_user"))
+    connect_timeout = float(connect_timeout or _attr(host, "connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    command_timeout = float(command_timeout or _attr(host, "command_timeout", DEFAULT_COMMAND_TIMEOUT))
+    if _attr(host, "connection", "ssh") == "local":
+        return _run_local(host, command, plan_bytes, bundle, command_timeout, cancel, on_running, python)
+    return _run_ssh(host, command, plan_bytes, bundle, accept_new_host_keys, connect_timeout,
+                    command_timeout, cancel, on_running, python)
