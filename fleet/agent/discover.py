@@ -1,0 +1,288 @@
+"""Read-only discovery: the state dir, its agents, each agent's era and every file by kind.
+
+Nothing here writes, and nothing follows a symlink: files are listed with os.scandir and
+lstat; a symlink is reported (kind `other`, error "symlink, not followed") and never touched.
+The store (`sessions.json`) is the only file parsed, once, to know which transcripts it
+references; a store that does not parse makes `store_usable` false, and then no transcript is
+called an orphan (with an unreadable store everything would look orphaned).
+"""
+import json
+import os
+import re
+import stat
+
+from .context import FileInfo
+from .fsutil import describe_oserror, inside, is_safe_id, open_nofollow
+
+STORE_NAME = "sessions.json"
+SQLITE_NAME = "openclaw-agent.sqlite"
+
+_TOPIC_RE = re.compile(r"^(?P<sid>.+)-topic-(?P<topic>[0-9]+)\.jsonl$")
+_CHECKPOINT_RE = re.compile(r"^(?P<sid>.+)\.checkpoint\.[^.]+\.jsonl$")
+_TRAJECTORY_RE = re.compile(r"^(?P<sid>.+)\.trajectory(?:\.jsonl|-path\.json)$")
+_ARCHIVE_RE = re.compile(r"\.(?:deleted|reset|bak)\.[^/]+$|\.corrupt-")
+
+
+class StateDirError(Exception):
+    """The state directory does not exist or cannot be read (exit 3)."""
+
+
+class AgentFiles(object):
+    """Everything discovery learnt about one agent.
+
+    files: [FileInfo] (every regular file and symlink under the agent dir);
+    problems: {rel: message} for files/dirs that could not be looked at (symlinks, permissions);
+    store_info: the FileInfo of sessions.json or None; store: the parsed store or None;
+    store_problem: (check, detail) when the store is empty, not JSON or of the wrong shape;
+    store_usable: the store parsed into {key: entry-object} (store-dependent operations may run);
+    era: json | sqlite | half-migrated | empty; error: a message when the agent itself is refused.
+    """
+
+    def __init__(self, agent, agent_dir, state_dir):
+        self.agent = agent
+        self.dir = agent_dir
+        self.state_dir = state_dir
+        self.sessions_dir = os.path.join(agent_dir, "sessions")
+        self.files = []
+        self.problems = {}
+        self.store_info = None
+        self.store = None
+        self.store_problem = None
+        self.store_usable = False
+        self.era = "empty"
+        self.error = None
+
+    def by_kind(self, *kinds):
+        return [f for f in self.files if f.kind in kinds]
+
+    def __repr__(self):
+        return "AgentFiles(%r, era=%s, %d files)" % (self.agent, self.era, len(self.files))
+
+
+def resolve_state_dir(value, environ=None):
+    """The absolute state dir: the plan's value with ~ and $VARS expanded, or the default.
+
+    null → $OPENCLAW_STATE_DIR, else $OPENCLAW_HOME, else ~/.openclaw (a profile X is
+    `~/.openclaw-X`, given as the plan's state_dir). Raises StateDirError when it is missing or
+    unreadable.
+    """
+    env = os.environ if environ is None else environ
+    if not value:
+        value = env.get("OPENCLAW_STATE_DIR") or env.get("OPENCLAW_HOME") or "~/.openclaw"
+    path = os.path.abspath(os.path.expanduser(os.path.expandvars(value)))
+    if not os.path.isdir(path):
+        if os.path.lexists(path):
+            raise StateDirError("state dir is not a directory: %s" % path)
+        raise StateDirError("state dir does not exist: %s (set state_dir in the inventory, or "
+                            "OPENCLAW_STATE_DIR on the host)" % path)
+    try:
+        os.listdir(path)
+    except OSError as exc:
+        raise StateDirError("state dir cannot be read: %s" % describe_oserror(exc, path))
+    return path
+
+
+def list_agents(state_dir, wanted=None):
+    """Return [(agent_id, agent_dir, error)] for the plan's agents, or every dir under agents/.
+
+    An agent dir that is a symlink resolving outside the state dir is refused (error set), as is
+    an id that is not a safe name or a requested agent that does not exist.
+    """
+    agents_root = os.path.join(state_dir, "agents")
+    if wanted is None:
+        try:
+            with os.scandir(agents_root) as it:
+                names = sorted(e.name for e in it if e.is_dir(follow_symlinks=True) or e.is_symlink())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StateDirError("agents folder cannot be read: %s" % describe_oserror(exc, agents_root))
+    else:
+        names = list(wanted)
+    out = []
+    for name in names:
+        path = os.path.join(agents_root, name)
+        error = None
+        if not is_safe_id(name):
+            error = "not a safe agent id, refused: %r" % name
+        elif not os.path.lexists(path):
+            error = "agent not found: %s" % os.path.relpath(path, state_dir)
+        elif os.path.islink(path) and not inside(state_dir, path):
+            error = "agent dir is a symlink out of the state dir, refused: %s -> %s" % (
+                os.path.relpath(path, state_dir), os.path.realpath(path))
+        elif not os.path.isdir(path):
+            error = "agent path is not a directory: %s" % os.path.relpath(path, state_dir)
+        out.append((name, path, error))
+    return out
+
+
+def load_store(path):
+    """Parse a store file; return (store or None, problem or None) where problem = (check, detail)."""
+    try:
+        fd = open_nofollow(path)
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        return None, ("store-unreadable", describe_oserror(exc, "reading the store"))
+    if not raw.strip():
+        return None, ("store-empty", "sessions.json is %d bytes of nothing: OpenClaw would load it as {} "
+                      "and its next save would drop every session; restore it from a backup" % len(raw))
+    try:
+        store = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, ("store-invalid", "sessions.json is not valid JSON (%s): OpenClaw would load it as {} "
+                      "and its next save would drop every session; repair or restore it" % exc)
+    if not isinstance(store, dict):
+        return None, ("store-shape", "sessions.json holds a %s, not an object of session key -> entry"
+                      % type(store).__name__)
+    for key, entry in store.items():
+        if not isinstance(entry, dict):
+            return store, ("store-shape", "entry %r is a %s, not an object" % (key, type(entry).__name__))
+    return store, None
+
+
+def referenced_names(store):
+    """(file names, session ids) the store refers to, for telling transcripts from orphans.
+
+    Generous on purpose: a name counts as referenced when any entry's sessionId or sessionFile
+    ends in it, even if that value is not safe to open, so nothing referenced is ever archived.
+    """
+    names, sids = set(), set()
+    for entry in store.values():
+        if not isinstance(entry, dict):
+            continue
+        sid = entry.get("sessionId")
+        if isinstance(sid, str) and sid:
+            names.add(os.path.basename(sid) + ".jsonl")
+            sids.add(os.path.basename(sid))
+        sfile = entry.get("sessionFile")
+        if isinstance(sfile, str) and sfile:
+            names.add(os.path.basename(sfile))
+    return names, sids
+
+
+def classify_session_file(name, refs):
+    """(kind, session_id, topic) of a file directly in agents/<id>/sessions/.
+
+    `refs` is referenced_names(store), or None when the store is missing or unusable (then no
+    transcript is called an orphan).
+    """
+    if name.endswith(".lock"):
+        return "lock", None, None
+    if name.endswith(".tmp"):
+        return "temp", None, None
+    if _ARCHIVE_RE.search(name):
+        return "archive", None, None
+    if name == STORE_NAME:
+        return "store", None, None
+    m = _CHECKPOINT_RE.match(name)
+    if m:
+        return "checkpoint", m.group("sid"), None
+    m = _TRAJECTORY_RE.match(name)
+    if m:
+        return "trajectory", m.group("sid"), None
+    if name.endswith(".session.json"):
+        return "legacy", None, None
+    m = _TOPIC_RE.match(name)
+    if m:
+        sid = m.group("sid")
+        known = refs is None or name in refs[0] or sid in refs[1]
+        return ("transcript" if known else "orphan"), sid, int(m.group("topic"))
+    if name.endswith(".jsonl"):
+        sid = name[:-len(".jsonl")]
+        known = refs is None or name in refs[0]
+        return ("transcript" if known else "orphan"), sid, None
+    return "other", None, None
+
+
+def _classify(agent_files, rel_in_agent, name, refs):
+    parts = rel_in_agent.split(os.sep)
+    if len(parts) == 2 and parts[0] == "sessions":
+        return classify_session_file(name, refs)
+    if len(parts) == 2 and parts[0] == "agent" and name.startswith(SQLITE_NAME):
+        return "sqlite", None, None
+    if len(parts) == 1 and name.endswith(".session.json"):
+        return "legacy", None, None
+    return "other", None, None
+
+
+def _walk(agent_files, folder, refs):
+    """Every entry under `folder`, depth first, never following a symlink."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        rel = os.path.relpath(folder, agent_files.state_dir)
+        agent_files.problems[rel] = describe_oserror(exc, "listing " + rel)
+        agent_files.files.append(FileInfo(agent_files.agent, folder, rel, "other", 0, 0))
+        return
+    for entry in entries:
+        path = entry.path
+        rel = os.path.relpath(path, agent_files.state_dir)
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            agent_files.problems[rel] = describe_oserror(exc, "stat " + rel)
+            agent_files.files.append(FileInfo(agent_files.agent, path, rel, "other", 0, 0))
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            agent_files.problems[rel] = "symlink, not followed"
+            agent_files.files.append(FileInfo(agent_files.agent, path, rel, "other", 0, st.st_mtime_ns))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _walk(agent_files, path, refs)
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue  # sockets, fifos: not data, nothing to count or clean
+        kind, sid, topic = _classify(agent_files, os.path.relpath(path, agent_files.dir), entry.name, refs)
+        agent_files.files.append(FileInfo(agent_files.agent, path, rel, kind, st.st_size, st.st_mtime_ns,
+                                          session_id=sid, topic=topic))
+
+
+def discover_agent(state_dir, agent, agent_dir):
+    """Discover one agent (read-only): its store, era and every file by kind."""
+    af = AgentFiles(agent, agent_dir, state_dir)
+    store_path = os.path.join(af.sessions_dir, STORE_NAME)
+    refs = None
+    try:
+        st = os.lstat(store_path)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        af.store, af.store_problem = load_store(store_path)
+        if af.store_problem is None:
+            af.store_usable = True
+            refs = referenced_names(af.store)
+    _walk(af, agent_dir, refs)
+    for info in af.files:
+        if info.kind == "store":
+            af.store_info = info
+    af.era = agent_era(af)
+    return af
+
+
+def agent_era(af):
+    """json, sqlite, half-migrated (SQLite database beside un-imported legacy files) or empty."""
+    has_sqlite = any(f.kind == "sqlite" and os.path.basename(f.path) == SQLITE_NAME for f in af.files)
+    has_json = af.store_info is not None or any(
+        f.kind in ("transcript", "orphan") for f in af.files)
+    if has_sqlite and has_json:
+        return "half-migrated"
+    if has_sqlite:
+        return "sqlite"
+    if has_json:
+        return "json"
+    return "empty"
+
+
+def discover(state_dir, wanted=None):
+    """Discover the plan's agents; returns [AgentFiles] (refused agents carry `error`)."""
+    out = []
+    for agent, path, error in list_agents(state_dir, wanted):
+        if error is not None:
+            af = AgentFiles(agent, path, state_dir)
+            af.error = error
+            out.append(af)
+            continue
+        out.append(discover_agent(state_dir, agent, path))
+    return out

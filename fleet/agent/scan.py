@@ -1,0 +1,156 @@
+"""Read-only scan: bytes, records, per-agent totals and session kinds, plus health findings.
+
+Fast by design: sizes come from stat (discovery's lstat), records from counting newlines in
+1 MB chunks (fsutil.count_lines); no transcript is ever parsed. Scan records have sha256 null.
+Records per kind: transcript/orphan/checkpoint = lines minus the header; store = entries;
+legacy = records in its list; trajectory (.jsonl) = lines (events); archive of a transcript =
+its lines minus the header; everything else 0.
+"""
+import json
+import os
+
+from .context import file_record, stats
+from .fsutil import FileError, count_lines, describe_oserror, open_nofollow
+from . import health
+
+
+def _classify_key_fallback(key):
+    """Session class of a store key, for when the store module is not in this build."""
+    if not isinstance(key, str):
+        return "other"
+    if key == "global":
+        return "main"
+    if key.startswith("hook:"):
+        return "hook"
+    if key.startswith("dreaming-narrative-"):
+        return "dreaming"
+    parts = key.split(":")
+    if key.endswith(":heartbeat"):
+        return "heartbeat"
+    if ":thread:" in key:
+        return "thread"
+    if ":topic:" in key:
+        return "topic"
+    if len(parts) >= 3 and parts[0] == "agent":
+        rest = parts[2:]
+        if len(rest) == 1:
+            return "main"
+        head = rest[0]
+        if head == "cron":
+            return "cron_run" if ":run:" in key else "cron"
+        if head in ("subagent", "acp", "dashboard"):
+            return head
+        if head == "explicit":
+            return "probe" if len(rest) > 1 and rest[1].startswith("model-run-") else "explicit"
+        if "direct" in rest or "dm" in rest:
+            return "direct"
+        if "group" in rest:
+            return "group"
+        if "channel" in rest:
+            return "channel"
+    return "other"
+
+
+def classify_key(key):
+    """The store module's classify_key when present (one truth), else the local fallback."""
+    try:
+        from .store import classify_key as store_classify
+    except ImportError:
+        return _classify_key_fallback(key)
+    try:
+        return store_classify(key)
+    except Exception:  # a bug there must not break a read-only scan
+        return _classify_key_fallback(key)
+
+
+def legacy_record_count(path):
+    """Records of a legacy `*.session.json`: a list, or an object with the records under one list key."""
+    fd = open_nofollow(path)
+    with os.fdopen(fd, "rb") as f:
+        doc = json.loads(f.read().decode("utf-8"))
+    if isinstance(doc, list):
+        return len(doc)
+    if isinstance(doc, dict):
+        lists = [v for v in doc.values() if isinstance(v, list)]
+        if lists:
+            return max(len(v) for v in lists)
+    return 0
+
+
+def count_records(info, af=None):
+    """Records of one file by its kind (see module doc); raises OSError/ValueError on unreadable files."""
+    kind = info.kind
+    if kind == "store":
+        if af is not None and af.store is not None:
+            return len(af.store)
+        return 0
+    if kind in ("transcript", "orphan", "checkpoint"):
+        return max(0, count_lines(info.path) - 1)
+    if kind == "trajectory":
+        return count_lines(info.path) if info.path.endswith(".jsonl") else 0
+    if kind == "legacy":
+        return legacy_record_count(info.path)
+    if kind == "archive":
+        name = os.path.basename(info.path)
+        if ".jsonl" in name and ".trajectory" not in name:
+            return max(0, count_lines(info.path) - 1)
+        return 0
+    return 0
+
+
+def untouched_record(af, info, sha256=None):
+    """The action-none record of a file (its problem, if discovery had one, as the error)."""
+    error = af.problems.get(info.rel)
+    records = 0
+    if error is None:
+        try:
+            records = count_records(info, af)
+        except (OSError, ValueError, FileError) as exc:
+            if info.kind == "legacy":
+                error = "legacy file is not valid JSON or unreadable: %s" % exc
+            else:
+                error = describe_oserror(exc, "reading " + info.rel) if isinstance(exc, OSError) else str(exc)
+        except Exception as exc:  # never crash on one file
+            error = "internal error reading %s: %s: %s" % (info.rel, type(exc).__name__, exc)
+    return file_record(af.agent, info.rel, info.kind, stats(info.size, records, sha256), error=error)
+
+
+def agent_summary(af, records):
+    """The agents[] entry: era, sessions, kinds, before/after bytes and records, oldest/newest."""
+    kinds = {}
+    oldest = newest = None
+    store = af.store if isinstance(af.store, dict) else {}
+    for key, entry in store.items():
+        k = classify_key(key)
+        kinds[k] = kinds.get(k, 0) + 1
+        updated = entry.get("updatedAt") if isinstance(entry, dict) else None
+        if isinstance(updated, (int, float)) and not isinstance(updated, bool):
+            updated = int(updated)
+            oldest = updated if oldest is None else min(oldest, updated)
+            newest = updated if newest is None else max(newest, updated)
+    mine = [r for r in records if r["agent"] == af.agent]
+    return {
+        "agent": af.agent,
+        "era": af.era,
+        "sessions": len(store),
+        "kinds": kinds,
+        "files": len(mine),
+        "before_bytes": sum(r["before"]["bytes"] for r in mine),
+        "after_bytes": sum(r["after"]["bytes"] for r in mine),
+        "before_records": sum(r["before"]["records"] for r in mine),
+        "after_records": sum(r["after"]["records"] for r in mine),
+        "oldest_ms": oldest,
+        "newest_ms": newest,
+        "errors": [af.error] if af.error else [],
+    }
+
+
+def scan_agents(ctx, agents, result):
+    """Fill result's files, agents and health for a read-only scan of discovered `agents`."""
+    for af in agents:
+        ctx.progress(event="agent", agent=af.agent, phase="scan")
+        records = [untouched_record(af, info) for info in af.files]
+        result["files"].extend(records)
+        result["agents"].append(agent_summary(af, records))
+    result["health"].extend(health.check_all(agents, ctx.now_ms, classify_key))
+    return result
