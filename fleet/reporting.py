@@ -24,6 +24,7 @@ from fleet.units import human_bytes, human_mb, percent_change
 
 FORMATS = ("table", "markdown", "json", "html")
 DRY_RUN_BANNER = "DRY RUN — nothing was changed"
+TOTAL_LABEL = "all hosts"
 SHOWN_SEVERITIES = ("critical", "warning")
 NUMERIC_HEADERS = {"hosts", "ok", "failed", "files", "changed", "errors", "before", "after", "freed", "change",
                    "backups", "expired backups", "elapsed", "size", "records", "before → after"}
@@ -154,17 +155,31 @@ def host_table(result: RunResult) -> tuple[list[str], list[list]]:
     by_name = {h.host: h for h in result.hosts}
     headers = ["host", "files"] + ([] if scan else ["changed", "errors"]) + _size_headers(scan) + ["elapsed"]
     rows = []
-    for r in host_rows(result):
+    found = host_rows(result)
+    for r in found:
         rows.append([r.host, r.files] + ([] if scan else [r.changed, r.errors]) + _sizes(r.before, r.after, scan)
                     + [f"{by_name[r.host].elapsed_s:.1f}s"])
+    if rows:
+        t = _total(found)
+        rows.append([TOTAL_LABEL, t.files] + ([] if scan else [t.changed, t.errors]) + _sizes(t.before, t.after, scan)
+                    + [""])
     return headers, rows
+
+
+def _total(rows: list[SizeRow]) -> SizeRow:
+    return SizeRow(TOTAL_LABEL, None, sum(r.files for r in rows), sum(r.changed for r in rows),
+                   sum(r.errors for r in rows), sum(r.before for r in rows), sum(r.after for r in rows))
 
 
 def agent_table(result: RunResult) -> tuple[list[str], list[list]]:
     scan = result.kind == "scan"
     headers = ["host", "agent", "files"] + ([] if scan else ["changed"]) + _size_headers(scan)
+    found = agent_rows(result)
     rows = [[r.host, r.agent, r.files] + ([] if scan else [r.changed]) + _sizes(r.before, r.after, scan)
-            for r in agent_rows(result)]
+            for r in found]
+    if rows:
+        t = _total(found)
+        rows.append([TOTAL_LABEL, "", t.files] + ([] if scan else [t.changed]) + _sizes(t.before, t.after, scan))
     return headers, rows
 
 
