@@ -18,7 +18,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 inventory_app = typer.Typer(no_args_is_help=True, help="Inspect the inventory.")
 agent_app = typer.Typer(no_args_is_help=True, help="The cleanup agent that runs on each host.")
 schedule_app = typer.Typer(no_args_is_help=True, help="Install, list, remove and run recurring runs.")
+playbook_app = typer.Typer(no_args_is_help=True, help="Inspect playbooks.")
 app.add_typer(inventory_app, name="inventory")
+app.add_typer(playbook_app, name="playbook")
 app.add_typer(agent_app, name="agent")
 app.add_typer(schedule_app, name="schedule")
 
@@ -42,6 +44,26 @@ def inventory_check(inventory: Path = InventoryOpt) -> None:
     for warning in inv.warnings:
         typer.echo(f"fleet: warning: {warning}", err=True)
     typer.echo(describe_inventory(inv, include_warnings=False))
+
+
+@playbook_app.command("check")
+def playbook_check(
+    playbook: str = typer.Argument(..., help="Playbook name (weekly, emergency, daily-prune, maintenance) or path."),
+    json_out: bool = typer.Option(False, "--json", help="Print the compiled plan sections (operations, backup)."),
+) -> None:
+    """Validate a playbook and show what it will do. Exit 2 on any error."""
+    import json
+
+    from fleet.playbook import describe_playbook, load_playbook
+
+    pb = load_playbook(playbook)
+    for warning in pb.warnings:
+        typer.echo(f"fleet: warning: {warning}", err=True)
+    if json_out:
+        typer.echo(json.dumps({"playbook": pb.name, "path": str(pb.path), "operations": pb.operations,
+                               "backup": pb.backup}, indent=2))
+    else:
+        typer.echo(describe_playbook(pb))
 
 
 @app.command()

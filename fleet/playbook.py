@@ -186,16 +186,17 @@ def _read_transcripts(t: Table) -> dict:
         "untouched_turns": t.integer("untouched_turns", minimum=0),
     }
     tiers = []
-    previous: int | None = None
+    previous: tuple[int, Table] | None = None
     for tier in t.table_list("tier"):
         tier.check_keys(("over", "keep_records", "slim"), {"keep": 'use "keep_records"', "size": 'use "over"'})
         over = tier.size("over", required=True)
         keep = tier.integer("keep_records", required=True, minimum=1)
         slim = tier.string("slim", "none", choices=SLIM_LEVELS)
-        if over is not None and previous is not None and over <= previous:
-            tier.add("over", f"tiers must grow strictly: {describe_value(tier.data['over'])} is not larger "
-                             f"than the tier before it")
-        previous = over if over is not None else previous
+        if over is not None and previous is not None and over <= previous[0]:
+            tier.add("over", f"tiers must grow strictly: {describe_value(tier.data['over'])} is not larger than "
+                             f"{previous[1].path}.over = {describe_value(previous[1].data['over'])}")
+        if over is not None:
+            previous = (over, tier)
         tiers.append({"over_bytes": over, "keep_records": keep, "slim": None if slim == "none" else slim})
     if "tier" in t:
         out["tiers"] = tiers
@@ -244,7 +245,7 @@ def _read_store(t: Table) -> dict:
 
 def _check_strip_field(name: str) -> str | None:
     if name in REQUIRED_ENTRY_FIELDS:
-        return "OpenClaw needs this field to find the session; it is never stripped"
+        return "must not name a field OpenClaw needs to find the session"
     return None if _FIELD_RE.fullmatch(name) else "expected a field name such as \"skillsSnapshot\""
 
 
@@ -280,7 +281,12 @@ _READERS = {"backup": _read_backup, "transcripts": _read_transcripts, "trajector
 
 
 def _finish(partial: dict[str, dict], problems: Problems) -> tuple[dict, dict]:
-    """Apply defaults; check what only the merged playbook can show (empty tiers, a no-op)."""
+    """Apply defaults; check what only the merged playbook can show (empty tiers, a no-op).
+
+    Those checks run only on an otherwise valid playbook: a bad value already reported would
+    otherwise show up a second time as "does nothing".
+    """
+    checks = not problems
     operations: dict[str, dict] = {}
     for section in OPERATIONS:
         if section in partial:
@@ -290,14 +296,85 @@ def _finish(partial: dict[str, dict], problems: Problems) -> tuple[dict, dict]:
     if operations.get("legacy", {}).get("slim") == "none":
         operations["legacy"]["slim"] = None
     backup = {**_BACKUP_DEFAULTS, **partial.get("backup", {})}
-    if "transcripts" in operations and not operations["transcripts"]["tiers"]:
+    if checks and "transcripts" in operations and not operations["transcripts"]["tiers"]:
         problems.add("transcripts", "no tiers: add at least one [[transcripts.tier]] with over and keep_records")
     store = operations.get("store")
-    if store is not None and not (store["prune"] or store["prune_direct_after_s"] is not None
+    if checks and store is not None and not (store["prune"] or store["prune_direct_after_s"] is not None
                                   or store["stale_after_s"] is not None or store["max_entries"] is not None
                                   or store["strip_fields"] or store["rotate_over_bytes"] is not None):
         problems.add("store", "does nothing: set disposable_after, prune, stale_after, max_entries, "
                               "strip_fields or rotate_over (or remove [store])")
-    if not operations and not problems:
+    if checks and not operations:
         problems.add("", f"does nothing: add at least one of {', '.join(f'[{s}]' for s in OPERATIONS)}")
     return operations, backup
+
+
+def describe_playbook(playbook: Playbook) -> str:
+    """The text of `fleet playbook check`: what each section will do, in words and numbers."""
+    from fleet.units import human_bytes
+
+    ops, backup = playbook.operations, playbook.backup
+    lines = [f"Playbook {playbook.name} ({playbook.path})"]
+    if playbook.description:
+        lines.append(f"  {playbook.description}")
+    if playbook.includes:
+        lines.append(f"  includes: {', '.join(str(p) for p in playbook.includes)}")
+    lines.append("")
+    lines.append(f"backup: verified copy of every changed file in {backup['dir'] or '<state_dir>/fleet-backups/<run_id>'}"
+                 f"{' (gzip)' if backup['gzip'] else ''}; keep {backup['keep_runs']} runs, "
+                 f"at most {_human_duration(backup['max_age_s'])}")
+    if "transcripts" in ops:
+        t = ops["transcripts"]
+        lines.append("transcripts:")
+        for tier in t["tiers"]:
+            lines.append(f"  over {human_bytes(tier['over_bytes']):>7}: keep the last {tier['keep_records']} records"
+                         f"{', slim ' + tier['slim'] if tier['slim'] else ''}")
+        lines.append(f"  slim limits: tool output {human_bytes(t['tool_output_limit_bytes'])}, assistant text "
+                     f"{human_bytes(t['assistant_text_limit_bytes'])}; last {t['untouched_turns']} turns untouched")
+    if "trajectories" in ops:
+        tr = ops["trajectories"]
+        age = f", drop runs older than {_human_duration(tr['max_age_s'])}" if tr["max_age_s"] is not None else ""
+        lines.append(f"trajectories: keep the last {tr['keep_runs']} runs{age}")
+    if "store" in ops:
+        s = ops["store"]
+        lines.append("store:")
+        by_age: dict[int, list[str]] = {}
+        for kind, seconds in s["prune"].items():
+            by_age.setdefault(seconds, []).append(kind)
+        for seconds, kinds in by_age.items():
+            lines.append(f"  prune {', '.join(kinds)} idle > {_human_duration(seconds)} (files archived)")
+        if s["prune_direct_after_s"] is not None:
+            lines.append(f"  prune direct messages idle > {_human_duration(s['prune_direct_after_s'])}")
+        if s["stale_after_s"] is not None:
+            lines.append(f"  remove unprotected entries idle > {_human_duration(s['stale_after_s'])}")
+        if s["max_entries"] is not None:
+            lines.append(f"  at most {s['max_entries']} entries (protected entries are never removed)")
+        if s["strip_fields"]:
+            lines.append(f"  strip {', '.join(s['strip_fields'])}")
+        if s["rotate_over_bytes"] is not None:
+            lines.append(f"  rotate a store over {human_bytes(s['rotate_over_bytes'])}, keep {s['rotate_keep']}")
+    if "orphans" in ops:
+        lines.append(f"orphans: archive unreferenced transcripts older than {_human_duration(ops['orphans']['archive_after_s'])}")
+    if "archives" in ops:
+        after = ops["archives"]["delete_after_s"]
+        lines.append("archives: kept" if after is None else f"archives: delete archives older than {_human_duration(after)}")
+    if "legacy" in ops:
+        lg = ops["legacy"]
+        lines.append(f"legacy: keep the last {lg['keep_records']} records{', slim ' + lg['slim'] if lg['slim'] else ''}")
+    if "locks" in ops:
+        lines.append(f"locks: {'remove stale locks' if ops['locks']['remove_stale'] else 'report stale locks only'}")
+    if "temp" in ops:
+        lines.append(f"temp: remove temp files older than {_human_duration(ops['temp']['remove_after_s'])}")
+    for warning in playbook.warnings:
+        lines.append(f"warning: {warning}")
+    lines.append("")
+    lines.append(f"OK: {len(ops)} operation{'s' if len(ops) != 1 else ''}")
+    return "\n".join(lines)
+
+
+def _human_duration(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        # "24h" reads better than "1d"; from two days on, days.
+        if seconds >= size and seconds % size == 0 and not (unit == "d" and seconds < 2 * 86400):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
