@@ -1,8 +1,9 @@
 """The run orchestrator: per agent, every operation of the plan in a fixed order.
 
-Order per agent: store prune → archive files of removed sessions → archive orphans →
-transcript trims (highest matching tier; a transcript locked by a live pid is skipped) →
-trajectory caps → legacy trims → archive expiry, store rotation, temp cleanup, stale locks.
+Order per agent: store rotation (a copy of the store as it was) → store prune → archive files
+of removed sessions → archive orphans → transcript trims (highest matching tier; a transcript
+locked by a live pid is skipped) → trajectory caps → legacy trims → archive expiry, temp
+cleanup, stale locks.
 At the end of a real run, backups of old runs expire. Every change goes through the operation
 modules, which use fsutil (verified backup first; a dry run writes nothing). A file no
 operation touched gets an action-"none" record, so before/after totals cover every file.
@@ -54,11 +55,11 @@ def merge_record(old, new):
     return merged
 
 
-def transcript_lock_holder(transcript_path, now_ms):
-    """The pid holding `<transcript>.lock` if a live process does, else None.
+def transcript_in_use_note(transcript_path, now_ms):
+    """"in use: …" when a live process holds `<transcript>.lock`, else None.
 
-    Uses the locks module's `transcript_in_use` when present, else the same rule locally
-    (live pid, not stale).
+    Uses the locks module's `transcript_in_use` ((in_use, detail)) when present, else the
+    same rule locally (a live pid holds the lock).
     """
     try:
         in_use = load_operation("locks", "transcript_in_use")
@@ -68,11 +69,11 @@ def transcript_lock_holder(transcript_path, now_ms):
             return None
         body = health.read_lock(lock)
         pid = body.get("pid")
-        return pid if health.pid_alive(pid, body.get("starttime")) else None
-    holder = in_use(transcript_path, now_ms)
-    if holder is None or holder is False:
+        return "in use: %s" % pid if health.pid_alive(pid, body.get("starttime")) else None
+    busy, detail = in_use(transcript_path, now_ms)
+    if not busy:
         return None
-    return holder
+    return detail if detail and str(detail).startswith("in use") else "in use: %s" % (detail,)
 
 
 class AgentRun(object):
@@ -182,6 +183,14 @@ def _store_pass(run, ops):
     if not af.store_usable or af.store_info is None:
         return
     removed = {}
+    if "store" in ops and ops["store"].get("rotate_over_bytes") is not None:
+        # Before the prune, so the rotation copy holds the store as it was (OpenClaw 2026.4).
+        rotate = run.op("store", "rotate_store")
+        if rotate is not None:
+            rotated = [i for i in af.files if i.kind == "archive"
+                       and os.path.basename(i.path).startswith("sessions.json.bak.")]
+            run.batch("store rotation", rotated,
+                      lambda: _as_list(rotate(ctx, af.agent, af.store_info, ops["store"])))
     if "store" in ops:
         prune = run.op("store", "prune_store")
         if prune is not None:
@@ -225,11 +234,11 @@ def pick_tier(tiers, size):
     return chosen
 
 
-def _in_use_record(run, info, holder):
+def _in_use_record(run, info, note):
     rec = scan.untouched_record(run.af, info)
     rec["action"] = "skip"
     rec["actions"] = ["skip"]
-    rec["notes"].append("in use: %s" % holder)
+    rec["notes"].append(note)
     return rec
 
 
@@ -263,9 +272,9 @@ def _file_passes(run, ops):
 
 
 def _trim_or_skip(run, info, call, transcript_path=None):
-    holder = transcript_lock_holder(transcript_path or info.path, run.ctx.now_ms)
-    if holder is not None:
-        return _in_use_record(run, info, holder)
+    note = transcript_in_use_note(transcript_path or info.path, run.ctx.now_ms)
+    if note is not None:
+        return _in_use_record(run, info, note)
     return call()
 
 
@@ -279,20 +288,12 @@ def _housekeeping(run, ops):
     for section, module, function, kinds in steps:
         if section not in ops:
             continue
-        fn = run.op(module, function)
         infos = [i for i in run.pending(*kinds) if i.rel not in af.problems]
-        if fn is None or not infos:
+        fn = run.op(module, function) if infos else None
+        if fn is None:
             continue
         run.batch(function.replace("_", " "), infos,
                   lambda f=fn, i=infos, s=section: f(ctx, af.agent, i, ops[s]))
-    store = ops.get("store")
-    if store and store.get("rotate_over_bytes") and af.store_usable and af.store_info is not None:
-        rotate = run.op("store", "rotate_store")
-        if rotate is not None:
-            backups_of_store = [i for i in af.files if i.kind == "archive"
-                                and os.path.basename(i.path).startswith("sessions.json.bak.")]
-            run.batch("store rotation", [af.store_info],
-                      lambda: _as_list(rotate(ctx, af.agent, af.store_info, backups_of_store, store)))
 
 
 def _as_list(value):
@@ -353,10 +354,7 @@ def _restore(ctx, plan, result):
         result["backup"]["error"] = str(exc)
         return
     ctx.progress(event="agent", agent=None, phase="restore")
-    for rec in run_restore(ctx, plan["restore"]) or ():
-        result["files"].append(rec)
-        ctx.progress(event="file", agent=rec.get("agent"), path=rec.get("path"), action=rec.get("action"),
-                     error=rec.get("error"))
+    result["files"].extend(run_restore(ctx, plan["restore"]) or ())
 
 
 def _expire_backups(ctx, plan, parent, result):

@@ -12,55 +12,7 @@ import os
 from .context import file_record, stats
 from .fsutil import FileError, count_lines, describe_oserror, open_nofollow
 from . import health
-
-
-def _classify_key_fallback(key):
-    """Session class of a store key, for when the store module is not in this build."""
-    if not isinstance(key, str):
-        return "other"
-    if key == "global":
-        return "main"
-    if key.startswith("hook:"):
-        return "hook"
-    if key.startswith("dreaming-narrative-"):
-        return "dreaming"
-    parts = key.split(":")
-    if key.endswith(":heartbeat"):
-        return "heartbeat"
-    if ":thread:" in key:
-        return "thread"
-    if ":topic:" in key:
-        return "topic"
-    if len(parts) >= 3 and parts[0] == "agent":
-        rest = parts[2:]
-        if len(rest) == 1:
-            return "main"
-        head = rest[0]
-        if head == "cron":
-            return "cron_run" if ":run:" in key else "cron"
-        if head in ("subagent", "acp", "dashboard"):
-            return head
-        if head == "explicit":
-            return "probe" if len(rest) > 1 and rest[1].startswith("model-run-") else "explicit"
-        if "direct" in rest or "dm" in rest:
-            return "direct"
-        if "group" in rest:
-            return "group"
-        if "channel" in rest:
-            return "channel"
-    return "other"
-
-
-def classify_key(key):
-    """The store module's classify_key when present (one truth), else the local fallback."""
-    try:
-        from .store import classify_key as store_classify
-    except ImportError:
-        return _classify_key_fallback(key)
-    try:
-        return store_classify(key)
-    except Exception:  # a bug there must not break a read-only scan
-        return _classify_key_fallback(key)
+from .store import classify_key
 
 
 def legacy_record_count(path):
