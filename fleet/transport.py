@@ -393,15 +393,30 @@ def _prepare_client(conn: fabric.Connection, host: Any, accept_new: bool, timeou
 
 
 def _connection(host: Any, accept_new: bool, timeout: float) -> tuple[fabric.Connection, list]:
-    """A fabric Connection (ssh config, ProxyJump hops) with every hop made strict."""
+    """A fabric Connection (ssh config, ProxyJump hops) with every hop made strict.
+
+    fabric resolves ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump) and builds the
+    jump chain as direct-tcpip channels; what it gets wrong for us (AutoAddPolicy, integer-only
+    timeouts, its own command runner) is replaced on the paramiko client underneath.
+    """
     ssh_config = _attr(host, "ssh_config")
     config = fabric.Config(runtime_ssh_path=str(Path(str(ssh_config)).expanduser())) if ssh_config \
         else fabric.Config()
     kwargs: dict = {}
+    keys = list(_attr(host, "identity_files", ()))
     if _attr(host, "identity_file"):
-        kwargs["key_filename"] = [str(Path(str(host.identity_file)).expanduser())]
+        keys.append(str(host.identity_file))
+    if keys:
+        kwargs["key_filename"] = [str(Path(k).expanduser()) for k in keys]
+    gateway = None
+    if _attr(host, "proxy_jump"):
+        # ssh's ProxyJump order: hop1 is reached directly, each later hop through the one before.
+        for hop in str(host.proxy_jump).split(","):
+            gateway = fabric.Connection(hop.strip(), config=config.clone(),
+                                        **({"gateway": gateway} if gateway else {}))
     conn = fabric.Connection(_attr(host, "address") or host.name, user=_attr(host, "user"),
-                             port=_attr(host, "port"), config=config, connect_kwargs=kwargs)
+                             port=_attr(host, "port"), config=config, connect_kwargs=kwargs,
+                             **({"gateway": gateway} if gateway else {}))
     hops, hop = [], conn
     while isinstance(hop, fabric.Connection):
         hops.append((hop, _prepare_client(hop, host, accept_new, timeout)))
