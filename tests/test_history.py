@@ -1,0 +1,177 @@
+"""Run history: exact round trip, id lookup, permissions, atomic and concurrent recording,
+schema migration from older databases, size series for trends."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fleet import history
+from fleet.errors import UnknownRunError
+from fleet.results import FileResult, HealthFinding, HostResult, RunResult, Stats
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    path = tmp_path / "fleet-state"
+    monkeypatch.setenv("FLEET_STATE_DIR", str(path))
+    return path
+
+
+def make_run(run_id="20261121T101500Z-3fa2c1", kind="run", dry_run=False, day=21, sizes=((9646899, 188743),),
+             hosts=("pc-a",)) -> RunResult:
+    host_results = []
+    for host in hosts:
+        files = tuple(FileResult("main", f"agents/main/sessions/s{i}.jsonl", "transcript",
+                                 "none" if kind == "scan" else "trim", () if kind == "scan" else ("trim",),
+                                 Stats(b, 4040, "a" * 64), Stats(b if kind == "scan" else a, 100, "b" * 64),
+                                 backup=None if kind == "scan" else f"/home/x/.openclaw/fleet-backups/{run_id}/s{i}",
+                                 backup_sha256=None if kind == "scan" else "a" * 64)
+                      for i, (b, a) in enumerate(sizes))
+        host_results.append(HostResult(host, True, elapsed_s=1.5, files=files,
+                                       health=(HealthFinding("main", "warning", "transcript-size", "big"),)))
+    return RunResult(run_id, kind, None if kind == "scan" else "weekly", dry_run,
+                     f"2026-11-{day:02d}T10:15:00Z", f"2026-11-{day:02d}T10:16:00Z", tuple(host_results))
+
+
+def test_record_and_load_round_trip_exactly(state_dir):
+    run = make_run()
+    assert history.record_run(run, {"argv": ["fleet", "run", "weekly"], "controller": "op@desk"}) == run.run_id
+    loaded = history.load_run(run.run_id)
+    assert loaded.to_json() == run.to_json()
+    listed = history.list_runs(10)
+    assert listed[0]["run_id"] == run.run_id
+    assert listed[0]["controller"] == "op@desk" and listed[0]["argv"] == ["fleet", "run", "weekly"]
+    assert listed[0]["totals"]["before_bytes"] == 9646899
+
+
+def test_database_is_private(state_dir):
+    history.record_run(make_run())
+    assert (state_dir / "history.sqlite").exists()
+    assert os.stat(state_dir).st_mode & 0o777 == 0o700
+    assert os.stat(state_dir / "history.sqlite").st_mode & 0o777 == 0o600
+
+
+def test_latest_prefix_and_unknown_ids():
+    history.record_run(make_run("20261120T090000Z-aaaaaa", day=20))
+    history.record_run(make_run("20261121T090000Z-bbbbbb", day=21))
+    assert history.load_run(None).run_id == "20261121T090000Z-bbbbbb"
+    assert history.load_run("20261120").run_id == "20261120T090000Z-aaaaaa"
+    with pytest.raises(UnknownRunError, match="ambiguous"):
+        history.load_run("2026112")
+    with pytest.raises(UnknownRunError) as err:
+        history.load_run("nope")
+    assert "20261121T090000Z-bbbbbb" in str(err.value) and "20261120T090000Z-aaaaaa" in str(err.value)
+
+
+def test_empty_history_says_so():
+    with pytest.raises(UnknownRunError, match="no runs recorded yet"):
+        history.load_run(None)
+
+
+def test_a_run_that_fails_to_record_leaves_nothing_behind():
+    good = make_run("20261121T090000Z-aaaaaa")
+    history.record_run(good)
+    # Two hosts of the same name violate the hosts table's key half way through the insert.
+    broken = make_run("20261121T100000Z-bbbbbb", hosts=("pc-a", "pc-a"))
+    with pytest.raises(sqlite3.IntegrityError):
+        history.record_run(broken)
+    assert [r["run_id"] for r in history.list_runs(10)] == [good.run_id]
+    db = history.connect()
+    try:
+        assert db.execute("SELECT count(*) FROM files WHERE run_id = ?", (broken.run_id,)).fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM agent_sizes WHERE run_id = ?", (broken.run_id,)).fetchone()[0] == 0
+    finally:
+        db.close()
+
+
+RECORDER = textwrap.dedent("""
+    import os, sys, time
+    sys.path.insert(0, {repo!r})
+    sys.path.insert(0, {tests!r})
+    from test_history import make_run
+    from fleet import history
+    tag, go = sys.argv[1], sys.argv[2]
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    for i in range(15):
+        history.record_run(make_run("20261121T1000%02dZ-%s" % (i, tag), sizes=[(1000 + j, 10) for j in range(40)]))
+    print("done", tag)
+""")
+
+
+def test_two_processes_recording_at_once_both_complete(tmp_path, state_dir):
+    script = tmp_path / "recorder.py"
+    script.write_text(RECORDER.format(repo=str(REPO), tests=str(REPO / "tests")))
+    go = tmp_path / "go"
+    env = dict(os.environ, FLEET_STATE_DIR=str(state_dir))
+    procs = [subprocess.Popen([sys.executable, str(script), tag, str(go)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for tag in ("aaaaaa", "bbbbbb")]
+    try:
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    runs = history.list_runs(100)
+    assert len(runs) == 30
+    for r in runs:
+        assert len(history.load_run(r["run_id"]).hosts[0].files) == 40
+        assert r["totals"]["files"] == 40
+
+
+def create_v1_database(path: Path, run: RunResult) -> None:
+    """A database as the first schema version wrote it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), isolation_level=None)
+    history.MIGRATIONS[0](db)
+    doc = run.to_json()
+    db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?)",
+               (run.run_id, run.kind, run.playbook, int(run.dry_run), run.started_at, run.finished_at,
+                int(run.ok), json.dumps(doc["totals"]), json.dumps(doc)))
+    db.execute("PRAGMA user_version = 1")
+    db.close()
+
+
+def test_migrates_a_v1_database_in_place(state_dir):
+    old = make_run("20261101T100000Z-oldold", day=1)
+    create_v1_database(state_dir / "history.sqlite", old)
+    assert history.load_run(None).to_json() == old.to_json()
+    db = history.connect()
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION
+    finally:
+        db.close()
+    # Trend data was backfilled from the stored document, and new runs record alongside.
+    assert [p.bytes for p in history.agent_size_series()[("pc-a", "main")]] == [9646899, 188743]
+    history.record_run(make_run("20261121T100000Z-newnew"))
+    assert [r["run_id"] for r in history.list_runs(5)] == ["20261121T100000Z-newnew", old.run_id]
+
+
+def test_an_empty_v0_file_gets_the_whole_schema(state_dir):
+    state_dir.mkdir()
+    (state_dir / "history.sqlite").write_bytes(b"")
+    history.record_run(make_run())
+    assert len(history.list_runs(5)) == 1
+
+
+def test_size_series_from_scans_runs_and_dry_runs():
+    history.record_run(make_run("20261119T100000Z-scan01", kind="scan", day=19, sizes=((5_000_000, 0),)))
+    history.record_run(make_run("20261120T100000Z-dry001", dry_run=True, day=20, sizes=((6_000_000, 100),)))
+    history.record_run(make_run("20261121T100000Z-run001", day=21, sizes=((7_000_000, 200),)))
+    series = history.agent_size_series(host="pc-a", agent="main")
+    points = series[("pc-a", "main")]
+    # scan: one point; dry run: only its size before; real run: before and after.
+    assert [p.bytes for p in points] == [5_000_000, 6_000_000, 7_000_000, 200]
+    assert points == sorted(points, key=lambda p: p.at_ms)
+    assert history.agent_size_series(host="other") == {}
