@@ -373,3 +373,5 @@ def _expire_backups(ctx, plan, parent, result):
         return
     result["backup"]["expired_runs"] = list(out.get("expired_runs") or [])
     result["backup"]["expired_bytes"] = int(out.get("expired_bytes") or 0)
+    if out.get("errors"):
+        result["backup"]["error"] = "; ".join(str(e) for e in out["errors"])
