@@ -188,7 +188,7 @@ def validate_plan(doc, now_ms=None):
         plan["now_ms"] = int(time.time() * 1000) if now_ms is None else int(now_ms)
     _want(_is_int(plan["now_ms"]) and plan["now_ms"] > 0, "now_ms",
           "expected epoch milliseconds, got %r" % (plan["now_ms"],))
-    _bool(plan, "dry_run", "(plan)")
+    _want(isinstance(plan["dry_run"], bool), "dry_run", "expected true or false, got %r" % (plan["dry_run"],))
     _want(plan["state_dir"] is None or (isinstance(plan["state_dir"], str) and plan["state_dir"]),
           "state_dir", "expected a path or null")
     agents = plan["agents"]

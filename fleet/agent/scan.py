@@ -16,17 +16,12 @@ from .store import classify_key
 
 
 def legacy_record_count(path):
-    """Records of a legacy `*.session.json`: a list, or an object with the records under one list key."""
+    """Records of a legacy `*.session.json`, found the way the legacy trim finds them."""
+    from .legacy import find_records
     fd = open_nofollow(path)
     with os.fdopen(fd, "rb") as f:
         doc = json.loads(f.read().decode("utf-8"))
-    if isinstance(doc, list):
-        return len(doc)
-    if isinstance(doc, dict):
-        lists = [v for v in doc.values() if isinstance(v, list)]
-        if lists:
-            return max(len(v) for v in lists)
-    return 0
+    return len(find_records(doc)[0])
 
 
 def count_records(info, af=None):
@@ -59,7 +54,7 @@ def untouched_record(af, info, sha256=None):
             records = count_records(info, af)
         except (OSError, ValueError, FileError) as exc:
             if info.kind == "legacy":
-                error = "legacy file is not valid JSON or unreadable: %s" % exc
+                error = "legacy file not understood (left alone): %s" % exc
             else:
                 error = describe_oserror(exc, "reading " + info.rel) if isinstance(exc, OSError) else str(exc)
         except Exception as exc:  # never crash on one file
