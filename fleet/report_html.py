@@ -81,7 +81,7 @@ def _chart(rows: list[tuple[str, int, int]], scan: bool, caption: str) -> str:
             f'</figure>{note}')
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
+def html_table(headers: list[str], rows: list[list]) -> str:
     cls = [' class="num"' if h in NUMERIC_HEADERS else "" for h in headers]
     head = "".join(f"<th{c}>{escape(str(h))}</th>" for h, c in zip(headers, cls))
     body = []
@@ -133,7 +133,7 @@ def render_html(result: RunResult, top: int = 10) -> str:
         if heading == "Failed hosts":
             continue
         body.append(f"<h2>{escape(heading)}</h2>")
-        body.append(_table(headers, rows))
+        body.append(html_table(headers, rows))
     if failed:
         items = "".join(f"<li><b>{escape(h.host)}</b>: {escape(h.error or 'failed')}</li>" for h in failed)
         body.append(f'<h2>Failed hosts</h2><div class="failed"><ul>{items}</ul></div>')
