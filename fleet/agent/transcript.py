@@ -1,0 +1,435 @@
+"""Transcript trim: keep the header and a turn-aligned tail of the active path, slim the rest.
+
+`trim_transcript(ctx, agent, info, tier, policy)` returns one file record (see
+context.file_record). The rules it keeps (docs/agent-protocol.md, "Transcript trim"):
+
+- the header line stays first, byte for byte; a file whose first line is not a
+  `{"type":"session"}` line is refused (FileError, untouched);
+- the active path is the chain from the last complete line back via `parentId`; at most the
+  last `keep_records` lines of it are kept, and the cut moves forward to the first user
+  message (so fewer may remain); it moves further forward while a kept toolResult would lose
+  its assistant toolCall;
+- every other line is dropped: abandoned branches before the cut and lines of other branches
+  after it, so the kept lines are exactly a tail of the active path, without a gap;
+- the first kept line's `parentId` becomes null (only that line is re-serialized); other kept
+  lines are copied byte for byte unless slimmed; a kept `compaction` whose `firstKeptEntryId`
+  names a dropped line is pointed at the first kept line, so OpenClaw's loader still puts the
+  summary and every kept message into the context;
+- a file with no more than `keep_records` records is not trimmed (it satisfies the tier), and
+  neither is a file with no user turn among the last `keep_records` records of its active path
+  (trimming would empty the session; a note says so) — both may still be slimmed;
+- a crash-truncated last line (no newline, not JSON) is kept verbatim at the end and noted; a
+  line that is not JSON anywhere else is a FileError (the file is left untouched);
+- lines ending in CRLF keep their ending.
+
+Memory: the first pass keeps per line an offset (8 bytes), a parent index (4-8 bytes), a kind
+byte and an id → index map entry (~100 bytes per line with a Python dict); lines themselves are
+read one at a time. The second pass seeks to the kept lines and copies them in 1 MB chunks.
+"""
+import hashlib
+import json
+from array import array
+
+from .context import file_record, stats
+from .fsutil import CHUNK, FileError, count_lines, open_nofollow, safe_rewrite
+from .slim import Limits, check_level, slim_line
+
+OTHER, USER, ASSISTANT, TOOL_RESULT, COMPACTION, BLANK = range(6)
+SLIMMABLE = 0x80
+KIND_MASK = 0x7F
+_ROLE_KINDS = {"user": USER, "assistant": ASSISTANT, "toolResult": TOOL_RESULT}
+
+
+class TranscriptScan(object):
+    """What the first pass learnt: per-line offsets, parent indexes and kinds (line 0 = header).
+
+    offsets has one more entry than there are lines: offsets[i + 1] is where line i ends.
+    fragment is (offset, length) of an unparseable unterminated last line, else None; it is
+    not among the lines.
+    """
+
+    __slots__ = ("size", "sha256", "offsets", "parents", "kinds", "fragment", "unterminated")
+
+    def __init__(self):
+        self.size = 0
+        self.sha256 = None
+        self.offsets = array("q", [0])
+        self.parents = array("l")
+        self.kinds = bytearray()
+        self.fragment = None
+        self.unterminated = False
+
+    @property
+    def lines(self):
+        return len(self.kinds)
+
+    @property
+    def records(self):
+        return max(0, self.lines - 1) + (1 if self.fragment else 0)
+
+    def leaf(self):
+        """The last line that is a record (not blank), or 0 when there is none."""
+        for i in range(self.lines - 1, 0, -1):
+            if self.kinds[i] & KIND_MASK != BLANK:
+                return i
+        return 0
+
+
+def _id_key(value):
+    # 8-hex ids as ints keep the id map small; other ids stay strings (never equal to an int).
+    if isinstance(value, str) and len(value) == 8:
+        try:
+            return int(value, 16)
+        except ValueError:
+            return value
+    return value if isinstance(value, (str, int)) else None
+
+
+def line_kind(obj):
+    kind = obj.get("type")
+    if kind == "message":
+        message = obj.get("message")
+        if isinstance(message, dict):
+            return _ROLE_KINDS.get(message.get("role"), OTHER)
+        return OTHER
+    if kind == "compaction":
+        return COMPACTION
+    return OTHER
+
+
+def scan_transcript(f, level=None, limits=None):
+    """First pass over a binary file object: validate, hash, and index every line.
+
+    Raises FileError for a bad header or a line that is not a JSON object (other than an
+    unterminated last one). When `level` is given, lines the slim level would change are
+    flagged SLIMMABLE.
+    """
+    scan = TranscriptScan()
+    digest = hashlib.sha256()
+    ids = {}
+    pos = 0
+    for raw in f:
+        digest.update(raw)
+        lineno = scan.lines + 1
+        terminated = raw.endswith(b"\n")
+        obj = _parse(raw)
+        if obj is None and raw.strip():
+            if not terminated and lineno > 1:
+                scan.fragment = (pos, len(raw))
+                pos += len(raw)
+                continue
+            if lineno == 1:
+                raise FileError("line 1 is not a transcript header (not valid JSON); left untouched")
+            raise FileError("line %d is not valid JSON; left untouched" % lineno)
+        if lineno == 1:
+            if obj is None or obj.get("type") != "session":
+                raise FileError("line 1 is not a transcript header ({\"type\":\"session\"}); left untouched")
+            kind, parent = OTHER, -1
+        elif obj is None:
+            kind, parent = BLANK, -1
+        else:
+            kind = line_kind(obj)
+            parent_key = _id_key(obj.get("parentId"))
+            parent = ids.get(parent_key, -1) if parent_key is not None else -1
+            if level is not None and slim_line(obj, level, limits)[1]:
+                kind |= SLIMMABLE
+            key = _id_key(obj.get("id"))
+            if key is not None:
+                ids[key] = lineno - 1
+        pos += len(raw)
+        scan.offsets.append(pos)
+        scan.parents.append(parent)
+        scan.kinds.append(kind)
+        scan.unterminated = not terminated
+    if scan.lines == 0:
+        raise FileError("empty file, not a transcript; left untouched")
+    scan.size = pos
+    scan.sha256 = digest.hexdigest()
+    return scan
+
+
+def _parse(raw):
+    """The line as a dict, or None when it is blank, not JSON or not an object."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def read_line(f, scan, i):
+    f.seek(scan.offsets[i])
+    return f.read(scan.offsets[i + 1] - scan.offsets[i])
+
+
+class TrimPlan(object):
+    """Which lines to keep (in file order) and which of them to re-serialize, and why."""
+
+    def __init__(self):
+        self.kept = []
+        self.trimmed = False
+        self.null_parent = None
+        self.compaction_fix = {}
+        self.slim = set()
+        self.notes = []
+
+    @property
+    def changes(self):
+        return bool(self.trimmed or self.slim)
+
+    @property
+    def actions(self):
+        return (["trim"] if self.trimmed else []) + (["slim"] if self.slim else [])
+
+
+def plan_trim(scan, keep_records, untouched_turns, fetch):
+    """Decide what to keep; `fetch(i)` returns line i parsed (used only for the last records).
+
+    Pure apart from `fetch`; see the module docstring for the rules.
+    """
+    plan = TrimPlan()
+    keep_records = max(0, int(keep_records))
+    everything = list(range(1, scan.lines))
+    kept = None
+    if scan.records > keep_records:
+        kept, why = _turn_aligned_tail(scan, keep_records, fetch, plan)
+        if kept is None:
+            plan.notes.append("not trimmed: %s" % why)
+    if kept is None:
+        plan.kept = everything
+    else:
+        plan.kept = kept
+        plan.trimmed = True
+        dropped_branch = sum(1 for i in range(1, scan.lines) if scan.kinds[i] & KIND_MASK != BLANK) \
+            - len(kept) - _path_length_before(scan, kept[0])
+        plan.notes.append("kept %d of %d records (the tail of the active path from a user turn)"
+                          % (len(kept), scan.records))
+        if dropped_branch > 0:
+            plan.notes.append("dropped %d lines of other branches" % dropped_branch)
+    _plan_slim(scan, plan, untouched_turns)
+    if scan.fragment:
+        plan.notes.append("last line is truncated (crash or a write in progress): kept verbatim at the end")
+    elif scan.unterminated:
+        plan.notes.append("last line has no newline (a write in progress?): kept as it was")
+    return plan
+
+
+def _path_length_before(scan, first):
+    n = 0
+    i = scan.parents[first]
+    while i > 0:
+        n += 1
+        i = scan.parents[i]
+    return n
+
+
+def _turn_aligned_tail(scan, keep_records, fetch, plan):
+    """The kept line indexes, or (None, reason) when no valid cut exists."""
+    tail = []
+    i = scan.leaf()
+    while i > 0 and len(tail) < keep_records:
+        tail.append(i)
+        i = scan.parents[i]
+    tail.reverse()
+    users = [p for p, line in enumerate(tail) if scan.kinds[line] & KIND_MASK == USER]
+    if not users:
+        return None, "no user turn among the last %d records of the active path" % keep_records
+    start = users[0]
+    facts = [_line_facts(fetch(line)) for line in tail[start:]]
+    while True:
+        calls = set()
+        orphan = None
+        for p in range(start, len(tail)):
+            call_ids, result_id = facts[p - users[0]][:2]
+            if result_id is not None and result_id not in calls:
+                orphan = p
+                break
+            calls.update(call_ids)
+        if orphan is None:
+            break
+        later = [u for u in users if u > orphan]
+        if not later:
+            return None, ("no user turn after the last toolResult whose toolCall precedes the "
+                          "last %d records" % keep_records)
+        start = later[0]
+    kept = tail[start:]
+    kept_facts = facts[start - users[0]:]
+    if kept_facts[0][3] is not None:
+        plan.null_parent = kept[0]
+    kept_ids = set(f[2] for f in kept_facts if f[2] is not None)
+    first_id = kept_facts[0][2]
+    for line, fact in zip(kept, kept_facts):
+        target = fact[4]
+        if target is not None and target not in kept_ids and first_id is not None:
+            plan.compaction_fix[line] = first_id
+            plan.notes.append("compaction %s: firstKeptEntryId pointed before the cut; now the "
+                              "first kept line" % fact[2])
+    return kept, None
+
+
+def _line_facts(obj):
+    """(toolCall ids, toolResult's toolCallId, id, parentId, compaction's firstKeptEntryId)."""
+    obj = obj or {}
+    call_ids = ()
+    result_id = None
+    message = obj.get("message") if obj.get("type") == "message" else None
+    if isinstance(message, dict):
+        role = message.get("role")
+        if role == "assistant" and isinstance(message.get("content"), list):
+            call_ids = tuple(b.get("id") for b in message["content"]
+                             if isinstance(b, dict) and b.get("type") == "toolCall")
+        elif role == "toolResult" and isinstance(message.get("toolCallId"), str):
+            result_id = message["toolCallId"]
+    first_kept = obj.get("firstKeptEntryId") if obj.get("type") == "compaction" else None
+    return call_ids, result_id, obj.get("id"), obj.get("parentId"), first_kept
+
+
+def _plan_slim(scan, plan, untouched_turns):
+    """Slim kept lines before the last `untouched_turns` user turns (none if there are fewer)."""
+    untouched_turns = max(0, int(untouched_turns))
+    boundary = len(plan.kept)
+    if untouched_turns:
+        seen = 0
+        boundary = 0
+        for p in range(len(plan.kept) - 1, -1, -1):
+            if scan.kinds[plan.kept[p]] & KIND_MASK == USER:
+                seen += 1
+                if seen == untouched_turns:
+                    boundary = p
+                    break
+    plan.slim = set(i for i in plan.kept[:boundary] if scan.kinds[i] & SLIMMABLE)
+
+
+def write_trimmed(src, sink, scan, plan, level, limits):
+    """Second pass: header, kept lines (copied or re-serialized), then the truncated fragment.
+
+    Returns the bytes removed by slimming.
+    """
+    copy_range(src, sink, 0, scan.offsets[1])
+    slimmed_away = 0
+    for i in plan.kept:
+        if i != plan.null_parent and i not in plan.slim and i not in plan.compaction_fix:
+            copy_range(src, sink, scan.offsets[i], scan.offsets[i + 1])
+            continue
+        raw = read_line(src, scan, i)
+        ending = b"\r\n" if raw.endswith(b"\r\n") else (b"\n" if raw.endswith(b"\n") else b"")
+        old_len = len(raw)
+        obj = json.loads(raw)
+        del raw
+        if i in plan.slim:
+            obj = slim_line(obj, level, limits)[0]
+        if i == plan.null_parent:
+            obj = dict(obj)
+            obj["parentId"] = None
+        if i in plan.compaction_fix:
+            obj = dict(obj)
+            obj["firstKeptEntryId"] = plan.compaction_fix[i]
+        data = dump_line(obj) + ending
+        if i in plan.slim:
+            slimmed_away += max(0, old_len - len(data))
+        sink.write(data)
+    if scan.fragment:
+        copy_range(src, sink, scan.fragment[0], scan.fragment[0] + scan.fragment[1])
+    return slimmed_away
+
+
+def dump_line(obj):
+    """Compact JSON as OpenClaw writes it (JSON.stringify): UTF-8, no spaces."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates cannot be UTF-8; escaped they stay valid JSON.
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def copy_range(src, sink, start, end):
+    src.seek(start)
+    left = end - start
+    while left > 0:
+        data = src.read(min(CHUNK, left))
+        if not data:
+            raise FileError("file shrank while it was read; left untouched")
+        sink.write(data)
+        left -= len(data)
+
+
+def digest_of(src):
+    src.seek(0)
+    digest = hashlib.sha256()
+    while True:
+        data = src.read(CHUNK)
+        if not data:
+            return digest.hexdigest()
+        digest.update(data)
+
+
+def trim_transcript(ctx, agent, info, tier, policy):
+    """Trim (and slim) one transcript per `tier`; returns its file record. Never raises FileError."""
+    policy = policy or {}
+    try:
+        level = check_level(tier.get("slim"))
+        keep_records = int(tier["keep_records"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return error_record(agent, info, "bad transcript tier: %s" % exc)
+    limits = Limits.from_policy(policy)
+    untouched = int(policy.get("untouched_turns", 5))
+
+    def analyse(f):
+        scan = scan_transcript(f, level, limits)
+        plan = plan_trim(scan, keep_records, untouched,
+                         lambda i: _parse(read_line(f, scan, i)))
+        return scan, plan
+
+    try:
+        with open(open_nofollow(info.path), "rb") as f:
+            scan, plan = analyse(f)
+    except OSError as exc:
+        return error_record(agent, info, "cannot read: %s" % (exc.strerror or exc))
+    except FileError as exc:
+        return error_record(agent, info, str(exc))
+    if not plan.changes:
+        return file_record(agent, info.rel, info.kind, before=stats(scan.size, scan.records, scan.sha256),
+                           notes=plan.notes)
+
+    used = {}
+
+    def produce(src, sink):
+        use_scan, use_plan = scan, plan
+        if src.limit != scan.size or digest_of(src) != scan.sha256:
+            # The file changed between our first look and its backup: decide again on the
+            # bytes that were backed up.
+            src.seek(0)
+            use_scan, use_plan = analyse(src)
+            use_plan.notes.append("the file changed before its backup; the trim was planned again")
+        used.update(scan=use_scan, plan=use_plan, sink=sink)
+        used["slimmed"] = write_trimmed(src, sink, use_scan, use_plan, level, limits)
+
+    try:
+        result = safe_rewrite(info.path, info.rel, produce, ctx.backups, ctx.dry_run, carry_appends=True)
+    except FileError as exc:
+        return error_record(agent, info, str(exc), scan)
+    except OSError as exc:
+        return error_record(agent, info, "cannot rewrite: %s" % (exc.strerror or exc), scan)
+    use_scan, use_plan, sink = used["scan"], used["plan"], used["sink"]
+    notes = list(use_plan.notes)
+    if use_plan.slim:
+        notes.append("slimmed %d lines (%s bytes less)" % (len(use_plan.slim), format(used["slimmed"], ",")))
+    notes.extend(result["notes"])
+    actions = use_plan.actions
+    return file_record(agent, info.rel, info.kind,
+                       before=stats(result["before"]["bytes"], use_scan.records, result["before"]["sha256"]),
+                       after=stats(result["after"]["bytes"], max(0, sink.lines - 1), result["after"]["sha256"]),
+                       action=actions[0] if actions else "none", actions=actions,
+                       backup=result["backup"], notes=notes)
+
+
+def error_record(agent, info, message, scan=None, header_lines=1):
+    """The record of a file left untouched because of `message`."""
+    if scan is not None:
+        before = stats(scan.size, scan.records, scan.sha256)
+    else:
+        try:
+            before = stats(info.size, max(0, count_lines(info.path) - header_lines))
+        except OSError:
+            before = stats(info.size or 0, 0)
+    return file_record(agent, info.rel, info.kind, before=before, error=message)
