@@ -231,6 +231,9 @@ def _converse(stream: _Stream, host_name: str, python: str, plan_bytes: bytes, b
                 failure = word
     code = stream.exit_code()
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+    if code is None and cancel.is_set():    # the token closed the connection under us
+        return AgentRun(stdout, stderr, None, 1, cached, time.monotonic() - started, "interrupted",
+                        interrupted=True)
     error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
     return AgentRun(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
 
@@ -419,6 +422,9 @@ def _connection(host: Any, accept_new: bool, timeout: float) -> tuple[fabric.Con
                              **({"gateway": gateway} if gateway else {}))
     hops, hop = [], conn
     while isinstance(hop, fabric.Connection):
+        if hop is not conn and keys:
+            # ssh uses the same identities for jump hosts; fabric gives hops only ssh_config's.
+            hop.connect_kwargs.setdefault("key_filename", []).extend(kwargs["key_filename"])
         hops.append((hop, _prepare_client(hop, host, accept_new, timeout)))
         hop = hop.gateway
     return conn, hops

@@ -1,0 +1,268 @@
+"""Transport against real OpenSSH sshd on loopback: one exec channel, caching, quoting, host keys,
+ProxyJump, timeouts, local connection, old pythons.
+
+The agent here is a tiny stand-in zipapp that echoes its plan (the real agent is exercised in
+test_controller_e2e.py): what is under test is how it travels and runs, not what it does.
+Each test host gets its own agent cache (sshd's `SetEnv XDG_CACHE_HOME`), like a separate machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import secrets
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import fleet.sshd
+from fleet.errors import ConnectionFailed
+from fleet.inventory import load_inventory
+from fleet.transport import CancelToken, HostKeyRefused, run_agent
+
+ECHO_AGENT = """\
+import json, os, sys
+plan = json.load(sys.stdin)
+sys.stderr.write('{"event": "done"}\\n')
+print(json.dumps({"protocol": 1, "plan": plan, "argv": sys.argv[1:], "user": os.environ.get("USER"),
+                  "home": os.path.expanduser("~")}))
+"""
+SLOW_AGENT = """\
+import sys, time
+for _ in range(600):
+    sys.stderr.write(".")
+    sys.stderr.flush()
+    time.sleep(0.1)
+"""
+
+
+def make_bundle(main_py: str) -> tuple[bytes, str]:
+    """A zipapp with `main_py` as __main__ and a nonce, so its digest is new to every cache."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", main_py + f"# {secrets.token_hex(8)}\n")
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def per_host_cache(monkeypatch):
+    """Give every sshd started in this test its own XDG_CACHE_HOME (its own agent cache)."""
+    original = fleet.sshd.SshdServer.config_text
+
+    def config_text(self):
+        cache = self.workdir.parent / "cache"
+        cache.mkdir(exist_ok=True)
+        cache.chmod(0o1777)
+        return original(self) + f"SetEnv XDG_CACHE_HOME={cache}\n"
+
+    monkeypatch.setattr(fleet.sshd.SshdServer, "config_text", config_text)
+
+
+@pytest.fixture
+def one_host(ssh_fleet, per_host_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    fleet_ = ssh_fleet(1, log_level="DEBUG")
+    host = load_inventory(fleet_.inventory).hosts["host1"]
+    return fleet_, host
+
+
+def exec_requests(log: Path) -> tuple[int, int, int]:
+    """(connections, session channels, exec requests) in sshd's DEBUG log so far."""
+    text = log.read_text(errors="replace")
+    return (text.count("Accepted publickey"), text.count("server_input_channel_open: ctype session"),
+            text.count("req exec"))
+
+
+def test_uncached_and_cached_runs_each_open_exactly_one_exec_channel(one_host):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    log = fleet_.hosts[0].log
+
+    first = run_agent(host, {"n": 1}, bundle=bundle, digest=digest)
+    assert first.error is None, first
+    assert first.cached is False
+    assert exec_requests(log) == (1, 1, 1)
+    cache = fleet_.hosts[0].server.workdir.parent / "cache" / "fleet"
+    installed = cache / f"agent-{digest[:16]}.pyz"
+    assert installed.read_bytes() == bundle
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+
+    second = run_agent(host, {"n": 2}, bundle=bundle, digest=digest)
+    assert second.cached is True
+    assert exec_requests(log) == (2, 2, 2)
+    assert json.loads(second.stdout)["plan"] == {"n": 2}
+    assert json.loads(second.stdout)["argv"] == ["run", "--plan", "-"]
+    assert second.exit_code == 0
+
+
+def test_a_damaged_cached_agent_is_replaced(one_host):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run_agent(host, {}, bundle=bundle, digest=digest)
+    installed = fleet_.hosts[0].server.workdir.parent / "cache" / "fleet" / f"agent-{digest[:16]}.pyz"
+    installed.write_bytes(b"print('tampered')")
+    again = run_agent(host, {"n": 3}, bundle=bundle, digest=digest)
+    assert again.cached is False
+    assert json.loads(again.stdout)["plan"] == {"n": 3}
+    assert installed.read_bytes() == bundle
+
+
+def test_values_are_never_evaluated_by_a_shell(one_host):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    marker = Path(f"/tmp/pwned-{secrets.token_hex(6)}")
+    evil = f"$(touch {marker})`touch {marker}`';touch {marker};'\"$HOME"
+    run = run_agent(host, {"state_dir": evil}, bundle=bundle, digest=digest)
+    assert json.loads(run.stdout)["plan"]["state_dir"] == evil
+
+    bad_python = dataclasses.replace(host, python=f"python3$(touch${{IFS}}{marker})")
+    run = run_agent(bad_python, {}, bundle=bundle, digest=digest)
+    assert "no python found" in run.error and "host1" in run.error
+
+    bad_user = dataclasses.replace(host, become_user=f"x';touch {marker};'")
+    run = run_agent(bad_user, {}, bundle=bundle, digest=digest)
+    assert run.error and "sudo" in run.error
+    assert not marker.exists()
+
+
+def test_become_user_runs_the_agent_as_that_user_with_its_own_cache(one_host):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run = run_agent(dataclasses.replace(host, become_user="fleet-test"), {}, bundle=bundle, digest=digest)
+    assert run.error is None, run
+    out = json.loads(run.stdout)
+    assert out["home"] == "/home/fleet-test"
+    assert Path(f"/home/fleet-test/.cache/fleet/agent-{digest[:16]}.pyz").read_bytes() == bundle
+    Path(f"/home/fleet-test/.cache/fleet/agent-{digest[:16]}.pyz").unlink()
+
+
+def test_unknown_host_key_is_refused_then_recorded_with_accept_new(one_host, tmp_path):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    known = tmp_path / "known_hosts"
+    strict = dataclasses.replace(host, known_hosts=str(known))
+    with pytest.raises(HostKeyRefused) as refused:
+        run_agent(strict, {}, bundle=bundle, digest=digest)
+    assert "--accept-new-host-keys" in str(refused.value)
+    assert 'host_key_policy = "accept-new"' in str(refused.value)
+    assert not known.exists()
+
+    run = run_agent(strict, {}, bundle=bundle, digest=digest, accept_new_host_keys=True)
+    assert run.error is None
+    key = fleet_.hosts[0].server.host_public_key_line()
+    assert known.read_text() == f"[127.0.0.1]:{host.port} {key}\n"
+    assert run_agent(strict, {}, bundle=bundle, digest=digest).error is None   # strict now passes
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(one_host, tmp_path):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    other = fleet.sshd.make_keypair(tmp_path / "other_key")
+    known = tmp_path / "known_hosts"
+    other_line = fleet.sshd.public_key_line(other.with_name("other_key.pub"))
+    known.write_text("# a comment\n" + fleet.sshd.known_hosts_line("127.0.0.1", host.port, other_line) + "\n")
+    with pytest.raises(HostKeyRefused) as refused:
+        run_agent(dataclasses.replace(host, known_hosts=str(known)), {}, bundle=bundle, digest=digest,
+                  accept_new_host_keys=True)
+    message = str(refused.value)
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in message
+    assert f"{known} line 2" in message
+    assert known.read_text().count("\n") == 2    # nothing was added
+
+
+def test_proxy_jump_reaches_the_host_through_the_jump_host(ssh_fleet, per_host_cache):
+    fleet_ = ssh_fleet(2, log_level="DEBUG")
+    inv = load_inventory(fleet_.inventory)
+    jump = fleet_.hosts[0]
+    target = dataclasses.replace(inv.hosts["host2"], proxy_jump=f"root@127.0.0.1:{jump.port}")
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run = run_agent(target, {"via": "jump"}, bundle=bundle, digest=digest)
+    assert json.loads(run.stdout)["plan"] == {"via": "jump"}
+    jump_log = jump.log.read_text()
+    assert f"direct-tcpip" in jump_log and f"127.0.0.1 port {fleet_.hosts[1].port}" in jump_log
+
+
+def test_command_timeout_stops_waiting_and_says_so(one_host):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(SLOW_AGENT)
+    run = run_agent(dataclasses.replace(host, command_timeout=1.0), {}, bundle=bundle, digest=digest)
+    assert run.error.startswith("timed out after 1s")
+    assert run.stderr.startswith(".")
+
+
+def test_cancel_token_interrupts_a_running_agent(one_host):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(SLOW_AGENT)
+    cancel = CancelToken()
+    run = run_agent(host, {}, bundle=bundle, digest=digest, cancel=cancel,
+                    on_running=lambda: threading.Timer(0.2, cancel.set).start())
+    assert run.interrupted and run.error == "interrupted"
+
+
+def test_connection_failures_name_the_host_and_the_reason(one_host, tmp_path):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    stranger = fleet.sshd.make_keypair(tmp_path / "stranger")
+    with pytest.raises(ConnectionFailed) as auth:
+        run_agent(dataclasses.replace(host, identity_files=(str(stranger),)), {}, bundle=bundle, digest=digest)
+    assert "host1" in str(auth.value) and "authentication failed" in str(auth.value)
+    assert not getattr(auth.value, "retryable", False)
+
+    fleet_.stop("host1")
+    with pytest.raises(ConnectionFailed) as refused:
+        run_agent(host, {}, bundle=bundle, digest=digest)
+    assert f"host1 (root@127.0.0.1:{host.port}): connection refused" in str(refused.value)
+
+
+# --- local connection and pythons (no sshd needed) -------------------------------------------
+
+def local_host(tmp_path, **changes):
+    inv = tmp_path / "inventory.toml"
+    inv.write_text('[hosts.control]\nconnection = "local"\n')
+    return dataclasses.replace(load_inventory(inv).hosts["control"], **changes)
+
+
+def test_local_connection_uses_the_same_bootstrap_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    bundle, digest = make_bundle(ECHO_AGENT)
+    host = local_host(tmp_path)
+    first = run_agent(host, {"k": "v"}, bundle=bundle, digest=digest)
+    second = run_agent(host, {"k": "w"}, bundle=bundle, digest=digest)
+    assert (first.cached, second.cached) == (False, True)
+    assert json.loads(second.stdout)["plan"] == {"k": "w"}
+    assert (tmp_path / "cache" / "fleet" / f"agent-{digest[:16]}.pyz").read_bytes() == bundle
+
+
+PYENV = Path.home() / ".pyenv" / "versions"
+
+
+@pytest.mark.parametrize("version", ["3.6.15", "2.7.18"])
+def test_too_old_python_is_a_per_host_error_naming_the_version(tmp_path, monkeypatch, version):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    binary = PYENV / version / "bin" / f"python{version.rsplit('.', 1)[0]}"
+    assert binary.exists(), f"{binary} is part of the test machine's setup (pyenv)"
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run = run_agent(local_host(tmp_path, python=str(binary)), {}, bundle=bundle, digest=digest)
+    assert run.error.startswith(f"control: {binary} is Python {version}; the fleet agent needs Python >= 3.8")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_fake_interpreter_that_only_prints_its_version_is_explained(tmp_path):
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\necho 'Python 3.6.15'\n")
+    fake.chmod(0o755)
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run = run_agent(local_host(tmp_path, python=str(fake)), {}, bundle=bundle, digest=digest)
+    assert "control" in run.error and "Python 3.6.15" in run.error and ">= 3.8" in run.error
+
+
+def test_missing_python_is_a_per_host_error(tmp_path):
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run = run_agent(local_host(tmp_path, python="/nonexistent/python3"), {}, bundle=bundle, digest=digest)
+    assert run.error.startswith("control: no python found as '/nonexistent/python3'")
+    assert run.exit_code == 127
