@@ -43,9 +43,18 @@ def test_there_are_at_least_15_kinds_of_playbook_mistake():
     assert all(expectations(p) for p in BAD_PLAYBOOKS)
 
 
+@pytest.mark.parametrize("command", ["playbook check", "run"])
 @pytest.mark.parametrize("path", BAD_PLAYBOOKS, ids=lambda p: p.stem)
-def test_bad_playbook_exits_2_naming_file_table_and_key(path, capsys):
-    code, out, err = run_cli(["playbook", "check", str(path)], capsys)
+def test_bad_playbook_exits_2_naming_file_table_and_key(path, command, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
+    if command == "run":
+        # A valid inventory: the playbook's mistakes alone must stop the run before any host.
+        inventory = tmp_path / "inventory.toml"
+        inventory.write_text(f'[hosts.here]\nconnection = "local"\nstate_dir = "{tmp_path / "claw"}"\n')
+        argv = ["run", str(path), "-i", str(inventory)]
+    else:
+        argv = ["playbook", "check", str(path)]
+    code, out, err = run_cli(argv, capsys)
     assert code == 2
     assert out == ""
     assert f"{path}: " in err

@@ -97,3 +97,14 @@ def test_a_retry_file_may_name_itself_without_looping(inv, tmp_path):
     retry.write_text(f"t440\n@{retry}\n")
     assert names(inv, f"@{retry}") == ["t440"]
 
+
+
+def test_an_unknown_limit_stops_scan_through_the_cli(inv, capsys, tmp_path, monkeypatch):
+    from fleet.cli import main
+
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scan", "-i", str(inv.path), "--limit", "servers,t4400"])
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert 'no host or group matches "t4400" (did you mean "t440"?)' in err
