@@ -211,3 +211,23 @@ def test_unknown_playbook_lists_the_shipped_names(tmp_path, monkeypatch, capsys)
     assert "shipped: daily-prune, emergency, maintenance, weekly" in err
     code, _, err = run_cli(["playbook", "check", "nowhere/weekly.toml"], capsys)
     assert code == 2 and "nowhere/weekly.toml: playbook file not found" in err
+
+
+def test_an_installed_wheel_finds_its_playbooks_in_fleet_playbooks(tmp_path):
+    # The wheel puts playbooks/ at fleet/_playbooks (pyproject force-include); lay the package out
+    # that way, run from an unrelated folder, and check the shipped files are found there.
+    import shutil
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "fleet", site / "fleet", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "playbooks", site / "fleet" / "_playbooks")
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = ("from fleet.playbook import load_playbook; p = load_playbook('weekly'); "
+            "print(p.path); print(*p.includes)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=True)
+    assert done.stdout.split() == [str(site / "fleet" / "_playbooks" / "weekly.toml"),
+                                   str(site / "fleet" / "_playbooks" / "daily-prune.toml")]
