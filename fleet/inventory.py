@@ -116,7 +116,7 @@ def load_inventory(path: Path) -> Inventory:
         if not _NAME_RE.fullmatch(name):
             problems.add(join_path("hosts", name), f"invalid host name: {_NAME_HINT}")
             continue
-        settings = _read_host_settings(table, base_dir)
+        settings = _read_host_settings(table, base_dir, host_name=name)
         if settings.get("connection") == "local" or (
                 "connection" not in settings and defaults.get("connection") == "local"):
             for key in ("address", "port", "user", "proxy_jump", "identity_files"):
@@ -135,9 +135,15 @@ def load_inventory(path: Path) -> Inventory:
     return Inventory(path=path, hosts=hosts, groups=groups, warnings=tuple(problems.warnings))
 
 
-def _read_host_settings(t: Table, base_dir: Path) -> dict[str, Any]:
+def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) -> dict[str, Any]:
     """Validate one [defaults] or [hosts.X] table; return only the keys it sets, converted."""
-    t.check_keys(HOST_KEYS, _KEY_HINTS)
+    hints = dict(_KEY_HINTS)
+    if host_name is not None:
+        # [hosts.pc.lan] makes a table "lan" inside host "pc": the user meant a name with a dot.
+        for key, value in t.data.items():
+            if key not in HOST_KEYS and isinstance(value, dict):
+                hints[key] = f'for a host name with a dot write [hosts."{host_name}.{key}"]'
+    t.check_keys(HOST_KEYS, hints)
     s: dict[str, Any] = {}
     if "address" in t:
         s["address"] = t.string("address", pattern=_ADDRESS_RE,
