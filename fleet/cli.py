@@ -209,7 +209,9 @@ def schedule_run(name: str = typer.Argument(...)) -> None:
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: the one error boundary of fleet."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns a typer.Exit's code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except FleetError as exc:
         typer.echo(f"fleet: {exc}", err=True)
         sys.exit(int(exc.exit_status))
