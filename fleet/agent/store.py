@@ -55,10 +55,12 @@ def classify_key(key):
     - a `thread` marker followed by an id → thread; a `topic` marker → topic. These come before
       the disposable kinds: where a key could be read both ways it is kept.
     - `cron:<job>:run:<id>…` → cron_run; other `cron:…` → cron (the job's template, kept).
-    - a `subagent` segment → subagent; first segment acp / dashboard / hook → that kind;
-      `explicit:model-run-…` → probe, other `explicit:…` → explicit.
-    - a `group` / `channel` segment → group / channel; `direct`, legacy `dm`, `dm-named` →
-      direct; legacy `discord:<acct>:guild-…:channel-…` → channel; anything else → other.
+    - first segment subagent / acp / dashboard / hook → that kind; `explicit:model-run-…` →
+      probe, other `explicit:…` → explicit.
+    - a `group` / `channel` segment → group / channel (so a subagent spawned under a group
+      key is kept, as OpenClaw's own chat-type rule keeps it); then a `subagent` segment under
+      any other base → subagent; `direct`, legacy `dm`, `dm-named` → direct; legacy
+      `discord:<acct>:guild-…:channel-…` → channel; anything else → other.
     """
     if not isinstance(key, str):
         return "other"
@@ -93,9 +95,7 @@ def _classify_rest(rest):
     head = rest[0]
     if head == "cron":
         return "cron_run" if len(rest) >= 4 and rest[2] == "run" else "cron"
-    if "subagent" in rest[:-1]:
-        return "subagent"
-    if head in ("acp", "dashboard", "hook"):
+    if head in ("subagent", "acp", "dashboard", "hook"):
         return head
     if head == "explicit":
         return "probe" if rest[1].startswith("model-run-") else "explicit"
@@ -106,6 +106,8 @@ def _classify_rest(rest):
         return "group"
     if "channel" in tokens:
         return "channel"
+    if "subagent" in rest[:-1]:
+        return "subagent"
     if tokens & _DIRECT_TOKENS:
         return "direct"
     if _LEGACY_DISCORD_CHANNEL_RE.match(":".join(rest)):
@@ -233,6 +235,7 @@ class PrunePlan(object):
         self.removed_by_kind = {}
         self.notes = []
         self.stripped = {}
+        self.entries_before = len(store)
         ages = dict((k, v) for k, v in (policy.get("prune") or {}).items() if v is not None)
         direct_after = policy.get("prune_direct_after_s")
         stale_after = policy.get("stale_after_s")
@@ -384,7 +387,6 @@ def _rewrite(ctx, path, rel, policy):
         data = src.read()
         store = parse_store_bytes(data, rel)
         plan = PrunePlan(store, ctx.now_ms, policy)
-        plan.entries_before = len(store)
         holder["plan"] = plan
         sink.write(render_store(plan.kept, data.endswith(b"\n")))
 

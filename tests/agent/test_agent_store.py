@@ -46,6 +46,8 @@ KEY_TABLE = [
     ("agent:main:cron:nightly:run:3f1a", "cron_run"),
     ("agent:main:subagent:9b2c-11", "subagent"),
     ("agent:main:direct:u1:subagent:worker", "subagent"),
+    ("subagent:9b2c-12", "subagent"),
+    ("agent:main:telegram:group:-1001:subagent:w", "group"),   # kept, like OpenClaw's chat-type rule
     ("agent:main:acp:77aa", "acp"),
     ("agent:main:dashboard:88bb", "dashboard"),
     ("agent:main:explicit:model-run-1234-abcd", "probe"),
@@ -155,7 +157,7 @@ def test_prune_removes_exactly_the_old_disposable_entries_and_never_protected(tm
     assert "agent:main:telegram:direct:42" in after and "agent:main:weird:thing" in after
     assert rec["before"]["records"] == len(store) and rec["after"]["records"] == len(after)
     assert "removed 1 cron_run entry" in rec["notes"]
-    assert "removed 2 subagent entries" in rec["notes"]
+    assert "removed 3 subagent entries" in rec["notes"]
 
 
 def test_direct_only_by_its_own_policy_and_stale_for_the_rest(tmp_path):
