@@ -1,0 +1,337 @@
+"""Write one OpenClaw transcript (`<sessionId>.jsonl`, schema version 3) of a given size and length.
+
+The file is built in two passes: first the skeleton of every line (ids, parentId tree, roles,
+toolCall ids, usage) with empty payload strings, then the payload budget (target bytes minus the
+skeleton) is spread over the payload slots — tool output first, then thinking, prose, an image —
+and the largest slot absorbs the rounding, so the file lands within a few bytes of the target.
+The record count (lines after the header) is exact.
+"""
+from __future__ import annotations
+
+import json
+import random
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from fleet.gen.common import KB, hex_id, iso_ms, write_file
+from fleet.gen.text import json_len, png_base64, pools
+
+_TOOLS = (
+    ("exec", lambda r: {"command": r.choice(["du -sh ~/* | sort -h", "tail -n 400 /var/log/syslog", "docker ps -a",
+                                              "git log --oneline -80", "journalctl -u openclaw --since today",
+                                              "df -h", "ls -la ~/projects", "npm run build 2>&1"])}),
+    ("read", lambda r: {"path": f"/home/linou/projects/{r.choice(['web', 'api', 'notes'])}/{r.choice(['README.md', 'app.py', 'index.ts', 'todo.md'])}"}),
+    ("web_fetch", lambda r: {"url": f"https://docs.example.org/{r.choice(['guide', 'api', 'faq'])}/{r.randint(1, 99)}"}),
+    ("memory_search", lambda r: {"query": r.choice(["disk usage last week", "会議の資料", "deploy checklist"])}),
+    ("write", lambda r: {"path": f"/home/linou/notes/{r.randint(1, 500)}.md", "content": ""}),
+    ("process", lambda r: {"action": "list"}),
+)
+_MODEL = "claude-sonnet-4-5"
+_ALNUM = string.ascii_letters + string.digits
+
+
+@dataclass
+class TranscriptFeatures:
+    """What a transcript contains besides plain turns."""
+
+    image: bool = False
+    branch: bool = False
+    compactions: int = 0
+    aborted: int = 0
+    big_line: bool = False          # one tool result of 400-660 KB, as in old real files
+    prompt: str = "chat"            # "chat" or "cron" (what the user turns say)
+
+
+@dataclass
+class TranscriptSummary:
+    path: Path
+    session_id: str
+    bytes: int
+    records: int
+    leaf_id: Optional[str]
+    input_tokens: int
+    output_tokens: int
+    cache_read: int
+    compactions: int
+    head: List[bytes]               # the header and the first records (for checkpoint copies)
+
+
+class _Builder:
+    """Accumulates records (dicts) and the payload slots inside them."""
+
+    def __init__(self, rng: random.Random, n_records: int, start_ms: int, end_ms: int):
+        self.rng = rng
+        self.n_records = n_records
+        self.start_ms = start_ms
+        self.end_ms = max(end_ms, start_ms + n_records)
+        self.records: List[dict] = []
+        self.slots: List[list] = []        # [record_index, container, key, pool, weight, fixed_bytes]
+        self.ids: set = set()
+        self.call_ids: set = set()
+        self.parent: Optional[str] = None
+        self.user_ids: List[str] = []
+        self.tokens = [0, 0, 0]
+        self.compactions = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.n_records - len(self.records)
+
+    def now(self) -> int:
+        span = self.end_ms - self.start_ms
+        return self.start_ms + span * len(self.records) // max(1, self.n_records - 1)
+
+    def add(self, kind: str, fields: dict, parent: Optional[str] = "active") -> str:
+        rid = hex_id(self.rng, self.ids)
+        record = {"type": kind, "id": rid, "parentId": self.parent if parent == "active" else parent,
+                  "timestamp": iso_ms(self.now())}
+        record.update(fields)
+        self.records.append(record)
+        self.parent = rid
+        return rid
+
+    def slot(self, container: dict, key: str, pool: str, weight: float, fixed: int = 0) -> None:
+        container[key] = ""
+        self.slots.append([len(self.records), container, key, pool, weight, fixed])
+
+    def call_id(self) -> str:
+        while True:
+            value = "toolu_01" + "".join(self.rng.choices(_ALNUM, k=22))
+            if value not in self.call_ids:
+                self.call_ids.add(value)
+                return value
+
+    # --- lines -------------------------------------------------------------------------------
+
+    def user(self, prompt: str, image: bool = False) -> str:
+        ms = self.now()
+        if prompt == "cron":
+            message = {"role": "user", "content": f"[cron] Run job: {self.rng.choice(['daily report', 'backup check', 'news digest'])}", "timestamp": ms}
+        elif self.rng.random() < 0.25 and not image:
+            message = {"role": "user", "content": "", "timestamp": ms}
+            self.slot(message, "content", "prose", 0.25)
+        else:
+            block = {"type": "text"}
+            self.slot(block, "text", "prose", 0.3)
+            content = [block]
+            if image:
+                picture = {"type": "image", "mimeType": "image/png"}
+                self.slot(picture, "data", "image", 0.0, fixed=1)
+                content.append(picture)
+            message = {"role": "user", "content": content, "timestamp": ms}
+        rid = self.add("message", {"message": message})
+        self.user_ids.append(rid)
+        return rid
+
+    def assistant(self, n_calls: int, final: bool, aborted: bool = False) -> List[tuple]:
+        rng = self.rng
+        content: List[dict] = []
+        if not aborted and rng.random() < 0.6:
+            thinking = {"type": "thinking", "thinkingSignature": "".join(rng.choices(_ALNUM, k=40))}
+            self.slot(thinking, "thinking", "think", 1.0)
+            content.append(thinking)
+        if final or (not aborted and rng.random() < 0.3):
+            text = {"type": "text"}
+            self.slot(text, "text", "prose", 0.6 if final else 0.2)
+            content.append(text)
+        calls = []
+        for _ in range(n_calls):
+            name, make_args = rng.choice(_TOOLS)
+            args = make_args(rng)
+            call = {"type": "toolCall", "id": self.call_id(), "name": name, "arguments": args}
+            if name == "write":
+                self.slot(args, "content", "prose", 0.5)
+            content.append(call)
+            calls.append((call["id"], name))
+        usage_in, usage_out = rng.randint(800, 180_000), rng.randint(20, 4000)
+        cache_read = rng.randint(0, usage_in)
+        self.tokens[0] += usage_in
+        self.tokens[1] += usage_out
+        self.tokens[2] += cache_read
+        stop = "aborted" if aborted else ("toolUse" if n_calls else "stop")
+        message = {"role": "assistant", "content": content, "api": "anthropic-messages", "provider": "anthropic",
+                   "model": _MODEL,
+                   "usage": {"input": usage_in, "output": usage_out, "cacheRead": cache_read, "cacheWrite": 0,
+                             "totalTokens": usage_in + usage_out,
+                             "cost": {"input": round(usage_in * 3e-6, 6), "output": round(usage_out * 15e-6, 6),
+                                      "cacheRead": round(cache_read * 3e-7, 6), "cacheWrite": 0,
+                                      "total": round(usage_in * 3e-6 + usage_out * 15e-6, 6)}},
+                   "stopReason": stop, "timestamp": self.now()}
+        if aborted:
+            message["errorMessage"] = "Request was aborted."
+        self.add("message", {"message": message})
+        return calls
+
+    def tool_result(self, call_id: str, name: str) -> None:
+        rng = self.rng
+        block = {"type": "text"}
+        self.slot(block, "text", "tool", rng.lognormvariate(1.2, 1.1))
+        details: dict = {}
+        if name == "exec":
+            details = {"exitCode": 0 if rng.random() < 0.9 else 1, "durationMs": rng.randint(5, 90_000),
+                       "cwd": "/home/linou"}
+            if rng.random() < 0.3:
+                self.slot(details, "aggregated", "tool", rng.lognormvariate(0.5, 1.0))
+        message = {"role": "toolResult", "toolCallId": call_id, "toolName": name, "content": [block],
+                   "details": details, "isError": rng.random() < 0.04, "timestamp": self.now()}
+        self.add("message", {"message": message})
+
+    def step(self, n_calls: int, final: bool) -> None:
+        calls = self.assistant(n_calls, final=final)
+        for call_id, name in calls:
+            self.tool_result(call_id, name)
+
+    def custom(self, custom_type: str) -> None:
+        data = {"provider": "anthropic", "modelApi": "anthropic-messages", "modelId": _MODEL, "timestamp": self.now()}
+        if custom_type == "openclaw:bootstrap-context:full":
+            data = {"files": ["AGENTS.md", "SOUL.md", "USER.md", "TOOLS.md", "MEMORY.md"]}
+            self.slot(data, "text", "prose", 2.0)
+        self.add("custom", {"customType": custom_type, "data": data})
+
+    def compaction(self) -> None:
+        kept = self.user_ids[-3] if len(self.user_ids) >= 3 else (self.user_ids[-1] if self.user_ids else self.parent)
+        fields = {"summary": "", "firstKeptEntryId": kept, "tokensBefore": self.rng.randint(120_000, 190_000),
+                  "details": {"readFiles": ["/home/linou/projects/web/README.md"], "modifiedFiles": []}}
+        self.slot(fields, "summary", "prose", 1.0)
+        self.add("compaction", fields)
+        self.compactions += 1
+
+
+def _plan_turn(rng: random.Random, room: int) -> List[int]:
+    """Tool calls per step of one turn whose line count (user + steps + results + final) fits `room`."""
+    steps = [2 if rng.random() < 0.2 else 1 for _ in range(rng.choice([0, 1, 1, 2, 2, 3, 4, 6]))]
+    while steps and 2 + sum(1 + c for c in steps) > room:
+        steps.pop()
+    return steps
+
+
+def _build(b: _Builder, features: TranscriptFeatures) -> None:
+    rng, n = b.rng, b.n_records
+    if n >= 3:
+        b.add("model_change", {"provider": "anthropic", "modelId": _MODEL})
+    if n >= 8:
+        b.add("thinking_level_change", {"thinkingLevel": "low"})
+        b.custom("openclaw:bootstrap-context:full")
+    compaction_at = [n * (k + 1) // (features.compactions + 1) for k in range(features.compactions)]
+    branch_at = n * 2 // 5 if features.branch else None
+    image_at = n // 3 if features.image else None
+    aborted_left = features.aborted
+    while b.remaining > 0:
+        room = b.remaining
+        if room == 1:
+            b.custom("model-snapshot")
+        elif compaction_at and len(b.records) >= compaction_at[0] and room >= 3:
+            compaction_at.pop(0)
+            b.compaction()
+        elif branch_at is not None and len(b.records) >= branch_at and room >= 8:
+            branch_at = None
+            point = b.user(features.prompt)
+            abandoned = b.assistant(1, final=False)
+            b.tool_result(*abandoned[0])
+            b.assistant(0, final=True)
+            leaf = b.parent
+            b.parent = point                       # the user regenerated: the path resumes at the user turn
+            fields = {"fromId": leaf, "summary": ""}
+            b.slot(fields, "summary", "prose", 0.3)
+            b.add("branch_summary", fields)
+            b.step(1, final=False)
+            b.step(0, final=True)
+        elif aborted_left and room >= 4 and rng.random() < 0.2:
+            aborted_left -= 1
+            b.user(features.prompt)
+            b.assistant(0, final=False, aborted=True)
+        elif room >= 3 and rng.random() < 0.03:
+            b.custom("model-snapshot")
+        else:
+            with_image = image_at is not None and len(b.records) >= image_at
+            if with_image:
+                image_at = None
+            steps = _plan_turn(rng, room)
+            b.user(features.prompt, image=with_image)
+            for calls in steps:
+                b.step(calls, final=False)
+            b.step(0, final=True)
+
+
+def _fill(b: _Builder, budget: int, features: TranscriptFeatures) -> None:
+    rng = b.rng
+    slots = b.slots
+    image_bytes = max(400, min(180 * KB, budget // 25))
+    fixed = {}
+    for slot in slots:
+        if slot[5]:
+            fixed[id(slot)] = image_bytes
+    big = [s for s in slots if s[3] == "tool"]
+    if features.big_line and big and budget > 3 * 660 * KB:
+        fixed[id(max(big, key=lambda s: s[4]))] = rng.randint(400 * KB, 660 * KB)
+    spread = max(0, budget - sum(fixed.values()))
+    total_weight = sum(s[4] for s in slots if id(s) not in fixed) or 1.0
+    all_pools = pools()
+    for slot in slots:
+        _, container, key, pool, weight, _ = slot
+        size = fixed.get(id(slot), int(spread * weight / total_weight))
+        if pool == "image":
+            container[key] = png_base64(rng, size)
+        else:
+            container[key] = all_pools[pool].take(rng, size)
+
+
+def _encode(record: dict) -> bytes:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def write_transcript(path: Path, *, session_id: str, rng: random.Random, n_records: int, n_bytes: int,
+                     start_ms: int, end_ms: int, cwd: str,
+                     features: Optional[TranscriptFeatures] = None) -> TranscriptSummary:
+    """Write a transcript of exactly `n_records` records and about `n_bytes` bytes; mtime = end_ms.
+
+    When `n_bytes` is less than the skeleton needs, the record count wins.
+    """
+    features = features or TranscriptFeatures()
+    b = _Builder(rng, n_records, start_ms, end_ms)
+    _build(b, features)
+    header = _encode({"type": "session", "version": 3, "id": session_id, "timestamp": iso_ms(start_ms), "cwd": cwd})
+    skeleton = len(header) + 1 + sum(json_len(r) + 1 for r in b.records)
+    _fill(b, n_bytes - skeleton, features)
+    lines = [_encode(r) for r in b.records]
+    _correct(b, lines, n_bytes - len(header) - 1 - sum(len(line) + 1 for line in lines))
+    size = write_file(path, _with_newlines([header] + lines), mtime_ms=end_ms)
+    return TranscriptSummary(path=path, session_id=session_id, bytes=size, records=len(lines),
+                             leaf_id=b.records[-1]["id"] if b.records else None,
+                             input_tokens=b.tokens[0], output_tokens=b.tokens[1], cache_read=b.tokens[2],
+                             compactions=b.compactions, head=[header] + lines[:40])
+
+
+def _correct(b: _Builder, lines: List[bytes], diff: int) -> None:
+    """Grow or shrink the largest tool/prose slot until the file is within 64 bytes of target."""
+    candidates = [s for s in b.slots if s[3] in ("tool", "prose", "think") and s[1][s[2]]]
+    if not candidates:
+        return
+    slot = max(candidates, key=lambda s: len(s[1][s[2]]))
+    index, container, key, pool_name, _, _ = slot
+    pool = pools()[pool_name]
+    for _ in range(8):
+        if abs(diff) <= 64:
+            return
+        text = container[key]
+        if diff > 0:
+            container[key] = text + pool.take(b.rng, diff)
+        else:
+            cut = min(len(text), max(1, int(-diff / pool.bytes_per_char)))
+            if cut >= len(text):
+                container[key] = ""
+            else:
+                container[key] = text[:len(text) - cut]
+        new_line = _encode(b.records[index])
+        diff -= len(new_line) - len(lines[index])
+        lines[index] = new_line
+        if not container[key]:
+            return
+
+
+def _with_newlines(lines: List[bytes]):
+    for line in lines:
+        yield line
+        yield b"\n"
