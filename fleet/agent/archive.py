@@ -9,8 +9,9 @@
 - `cleanup_temp`: OpenClaw's `sessions.json.<pid>.<uuid>.tmp` and fleet's `.fleet-<pid>.tmp`
   leftovers; `remove_stale_locks`: lock files whose owner is gone.
 
-Every function returns one record per file it was given (or looked at): the orchestrator
-emits its own "none" record only for files that got none here. Nothing outside the agent's
+Every function returns one record per file it acted on or judged (archive_session_files:
+per file of a removed session, except files a kept entry still uses); the orchestrator emits
+its own "none" record for files that got none here. Nothing outside the agent's
 `sessions/` folder is ever touched, no symlink is followed, a session id that is not a safe
 name is never made into a path, and a transcript a live process has locked is skipped
 (action "skip"). All ages are measured against the run's clock `ctx.now_ms`, so a dry run and
@@ -117,8 +118,9 @@ def archive_session_files(ctx, agent, files_by_session_id, removed_entries):
     transcripts, trajectories, trajectory pointers, checkpoints). A removed entry's
     `sessionFile` inside the sessions folder is archived too when discovery did not list it; one
     pointing elsewhere is never touched (a note says so). Files still used by a kept entry (two
-    keys sharing a session) stay, with a note. kind is kept (transcript/trajectory/checkpoint),
-    action "archive", archived_to the new relative path.
+    keys sharing a session) stay and get no record here, so the orchestrator's later passes
+    (trims) still handle them. kind is kept (transcript/trajectory/checkpoint), action
+    "archive", archived_to the new relative path; "skip" for a file a live process has locked.
     """
     sessions_dir = sessions_dir_of(ctx, agent)
     kept_ids = getattr(removed_entries, "kept_session_ids", set())
@@ -145,9 +147,7 @@ def archive_session_files(ctx, agent, files_by_session_id, removed_entries):
             if info.kind not in ARCHIVABLE_KINDS:
                 continue
             if sid in kept_ids or os.path.basename(info.path) in kept_files:
-                session_records.append(_plain(agent, info, notes=["still used by a kept store entry"],
-                                              session_key=key))
-                continue
+                continue  # a kept entry still uses it: no record, so later passes (trims) still see it
             session_records.append(_archive_or_skip(ctx, agent, info, session_key=key))
         if notes:
             if session_records:
