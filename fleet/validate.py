@@ -112,9 +112,11 @@ def describe_value(value: Any) -> str:
 
 def suggestion(name: str, valid: Iterable[str]) -> str:
     """'; did you mean "address"?' for the nearest valid name, or '' when none is close."""
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    if not close:
-        close = [v for v in valid if v.lower() == name.lower() or v.replace("_", "-") == name.replace("_", "-")][:1]
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    if not close:   # difflib misses short names that differ only in case or '_' vs '-'
+        wanted = name.lower().replace("_", "-")
+        close = [v for v in valid if v.lower().replace("_", "-") == wanted][:1]
     return f'; did you mean "{close[0]}"?' if close else ""
 
 
