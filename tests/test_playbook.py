@@ -231,3 +231,19 @@ def test_an_installed_wheel_finds_its_playbooks_in_fleet_playbooks(tmp_path):
                           env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}, check=True)
     assert done.stdout.split() == [str(site / "fleet" / "_playbooks" / "weekly.toml"),
                                    str(site / "fleet" / "_playbooks" / "daily-prune.toml")]
+
+
+def test_fleet_run_weekly_works_from_any_folder(tmp_path, monkeypatch, capsys):
+    # The real run path on a local host (dry run): the shipped playbook is found from an
+    # unrelated folder and the agent accepts what it compiles to.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
+    sessions = tmp_path / "claw" / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    (sessions / "sessions.json").write_text("{}\n")
+    (tmp_path / "inventory.toml").write_text(f'[hosts.here]\nconnection = "local"\nstate_dir = "{tmp_path / "claw"}"\n')
+    code, out, err = run_cli(["run", "weekly", "--dry-run", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["playbook"] == "weekly" and doc["dry_run"] is True
+    assert [h["host"] for h in doc["hosts"]] == ["here"] and doc["hosts"][0]["ok"] is True
