@@ -100,9 +100,10 @@ def _cards(result: RunResult) -> str:
     if result.kind == "scan":
         items += [(str(t["files"]), "files"), (human_mb(t["before_bytes"]), "total size")]
     else:
-        items += [(human_mb(t["before_bytes"]), "before"), (human_mb(t["after_bytes"]), "after"),
-                  (human_mb(t["freed_bytes"]), "would free" if result.dry_run else "freed"),
-                  (percent_change(t["before_bytes"], t["after_bytes"]), "change")]
+        items += [(human_mb(t["before_bytes"]), "before"), (human_mb(t["after_bytes"]), "after")]
+        if result.kind != "restore":
+            items.append((human_mb(t["freed_bytes"]), "would free" if result.dry_run else "freed"))
+        items.append((percent_change(t["before_bytes"], t["after_bytes"]), "change"))
         if t["expired_backup_bytes"]:
             items.append((human_mb(t["expired_backup_bytes"]), "old backups expired"))
     return '<div class="cards">' + "".join(
@@ -138,8 +139,13 @@ def render_html(result: RunResult, top: int = 10) -> str:
         items = "".join(f"<li><b>{escape(h.host)}</b>: {escape(h.error or 'failed')}</li>" for h in failed)
         body.append(f'<h2>Failed hosts</h2><div class="failed"><ul>{items}</ul></div>')
     body.append(f'<p class="muted">run {escape(result.run_id)} · sizes in binary units (1 MB = 1,048,576 bytes)</p>')
+    return page(title(result), "".join(body))
+
+
+def page(page_title: str, body: str) -> str:
+    """A complete self-contained page around `body` (HTML); nothing may load from elsewhere."""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-            f"<title>{escape(title(result))}</title><style>{CSS}</style></head>"
-            f"<body><main>{''.join(body)}</main></body></html>\n")
+            f"<title>{escape(page_title)}</title><style>{CSS}</style></head>"
+            f"<body><main>{body}</main></body></html>\n")

@@ -114,6 +114,13 @@ def summary_line(result: RunResult) -> str:
     hosts = f"{t['hosts_ok']}/{t['hosts']} hosts ok"
     if result.kind == "scan":
         return f"{hosts}; {t['files']} files, {human_mb(t['before_bytes'])} in total"
+    if result.kind == "restore":
+        restored = sum(1 for h in result.hosts for f in h.files if f.action == "restore" and not f.error)
+        verb = "would restore" if result.dry_run else "restored"
+        line = f"{hosts}; {verb} {restored} files, {change(t['before_bytes'], t['after_bytes'])}"
+        if t["file_errors"]:
+            line += f"; {t['file_errors']} not restored (see File errors)"
+        return line
     freed = "would free" if result.dry_run else "freed"
     line = f"{hosts}; {change(t['before_bytes'], t['after_bytes'])}, {freed} {human_mb(t['freed_bytes'])}"
     if t["backup_bytes"]:
@@ -125,44 +132,51 @@ def summary_line(result: RunResult) -> str:
 
 # --- tables -------------------------------------------------------------------------------
 
-def _sizes(row_before: int, row_after: int, scan: bool) -> list[str]:
-    if scan:
+def _sizes(row_before: int, row_after: int, kind: str) -> list[str]:
+    if kind == "scan":
         return [human_mb(row_before)]
+    if kind == "restore":
+        return [human_mb(row_before), human_mb(row_after), percent_change(row_before, row_after)]
     return [human_mb(row_before), human_mb(row_after), human_mb(row_before - row_after),
             percent_change(row_before, row_after)]
 
 
-def _size_headers(scan: bool) -> list[str]:
-    return ["size"] if scan else ["before", "after", "freed", "change"]
+def _size_headers(kind: str) -> list[str]:
+    """A scan has one size; a restore grows files back, so "freed" would only confuse."""
+    if kind == "scan":
+        return ["size"]
+    if kind == "restore":
+        return ["before", "after", "change"]
+    return ["before", "after", "freed", "change"]
 
 
 def summary_table(result: RunResult) -> tuple[list[str], list[list]]:
     t = result.totals()
     scan = result.kind == "scan"
-    headers = ["hosts", "ok", "failed", "files"] + ([] if scan else ["changed"]) + _size_headers(scan)
+    headers = ["hosts", "ok", "failed", "files"] + ([] if scan else ["changed"]) + _size_headers(result.kind)
     row = [t["hosts"], t["hosts_ok"], t["hosts_failed"], t["files"]] + ([] if scan else [t["files_changed"]])
     if not scan:
         headers += ["backups", "expired backups"]
-        row += _sizes(t["before_bytes"], t["after_bytes"], scan) + [human_mb(t["backup_bytes"]),
+        row += _sizes(t["before_bytes"], t["after_bytes"], result.kind) + [human_mb(t["backup_bytes"]),
                                                                   human_mb(t["expired_backup_bytes"])]
     else:
-        row += _sizes(t["before_bytes"], t["after_bytes"], scan)
+        row += _sizes(t["before_bytes"], t["after_bytes"], result.kind)
     return headers, [row]
 
 
 def host_table(result: RunResult) -> tuple[list[str], list[list]]:
     scan = result.kind == "scan"
     by_name = {h.host: h for h in result.hosts}
-    headers = ["host", "files"] + ([] if scan else ["changed", "errors"]) + _size_headers(scan) + ["elapsed"]
+    headers = ["host", "files"] + ([] if scan else ["changed", "errors"]) + _size_headers(result.kind) + ["elapsed"]
     rows = []
     found = host_rows(result)
     for r in found:
-        rows.append([r.host, r.files] + ([] if scan else [r.changed, r.errors]) + _sizes(r.before, r.after, scan)
-                    + [f"{by_name[r.host].elapsed_s:.1f}s"])
+        counts = [r.files] + ([] if scan else [r.changed, r.errors])
+        rows.append([r.host] + counts + _sizes(r.before, r.after, result.kind) + [f"{by_name[r.host].elapsed_s:.1f}s"])
     if rows:
         t = _total(found)
-        rows.append([TOTAL_LABEL, t.files] + ([] if scan else [t.changed, t.errors]) + _sizes(t.before, t.after, scan)
-                    + [""])
+        counts = [t.files] + ([] if scan else [t.changed, t.errors])
+        rows.append([TOTAL_LABEL] + counts + _sizes(t.before, t.after, result.kind) + [""])
     return headers, rows
 
 
@@ -173,13 +187,14 @@ def _total(rows: list[SizeRow]) -> SizeRow:
 
 def agent_table(result: RunResult) -> tuple[list[str], list[list]]:
     scan = result.kind == "scan"
-    headers = ["host", "agent", "files"] + ([] if scan else ["changed"]) + _size_headers(scan)
+    headers = ["host", "agent", "files"] + ([] if scan else ["changed"]) + _size_headers(result.kind)
     found = agent_rows(result)
-    rows = [[r.host, r.agent, r.files] + ([] if scan else [r.changed]) + _sizes(r.before, r.after, scan)
+    rows = [[r.host, r.agent, r.files] + ([] if scan else [r.changed]) + _sizes(r.before, r.after, result.kind)
             for r in found]
     if rows:
         t = _total(found)
-        rows.append([TOTAL_LABEL, "", t.files] + ([] if scan else [t.changed]) + _sizes(t.before, t.after, scan))
+        counts = [t.files] + ([] if scan else [t.changed])
+        rows.append([TOTAL_LABEL, ""] + counts + _sizes(t.before, t.after, result.kind))
     return headers, rows
 
 

@@ -81,7 +81,8 @@ class AgentTrend:
     def sentence(self) -> str:
         """'pc-a/main grows 0.6 MB/day; crosses 10 MB in about 6 days'."""
         if self.rate_bytes_per_day is None:
-            return f"{self.name} is {mb(self.last_bytes)}; not enough measurements since it last shrank to tell a trend"
+            return (f"{self.name} is {mb(self.last_bytes)}; "
+                    "not enough measurements since it last shrank to tell a trend")
         if self.rate_bytes_per_day <= 0:
             verb = "is steady" if self.rate_bytes_per_day == 0 else f"shrinks {rate(-self.rate_bytes_per_day)}"
             return f"{self.name} {verb} at {mb(self.last_bytes)}"
@@ -208,15 +209,11 @@ def render_trends(trends: list[AgentTrend], fmt: str, thresholds: Thresholds) ->
     headers, rows = trend_rows(trends)
     sentences = [t.sentence() for t in trends]
     if fmt == "html":
-        from fleet.report_html import CSS, html_table
+        from fleet.report_html import html_table, page
 
         items = "".join(f"<li>{escape(s)}</li>" for s in sentences)
-        return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-                "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-                f"<title>fleet size trends</title><style>{CSS}</style></head><body><main>"
-                f"<h1>fleet size trends</h1><p class=\"muted\">{escape(limits)}</p><ul>{items}</ul>"
-                f"{html_table(headers, rows)}</main></body></html>\n")
+        return page("fleet size trends", f"<h1>fleet size trends</h1><p class=\"muted\">{escape(limits)}</p>"
+                                         f"<ul>{items}</ul>{html_table(headers, rows)}")
     markdown = fmt == "markdown"
     table = tabulate(rows, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True)
     bullet = "- " if markdown else ""
@@ -230,4 +227,5 @@ def trend_command_text(host: str | None, agent: str | None, fmt: str, now_ms: in
 
     thresholds = Thresholds.from_env()
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return render_trends(analyse_all(agent_size_series(host=host, agent=agent), now_ms, thresholds), fmt, thresholds)
+    trends = analyse_all(agent_size_series(host=host, agent=agent), now_ms, thresholds)
+    return render_trends(trends, fmt, thresholds)

@@ -148,9 +148,15 @@ def restore_file(ctx, item, force):
     if not want or digest != want:
         return refuse("backup is damaged: its sha256 is not the one recorded; nothing restored", before)
     after = stats(size, _records(kind, newlines, size), digest)
-    notes = []
+    archive, notes = _duplicate_archive(ctx, item.get("archived_to"), digest)
+    if now is None and archive is not None:
+        # The bytes are on disk already, under the archive name (counted as the agent's files).
+        before = after
     if now is not None and now[2] == digest:
-        return file_record(agent, rel, kind, before, after, action="none", notes=["already as in the backup"])
+        notes.append("already as in the backup")
+        if archive is not None and not ctx.dry_run:
+            notes.extend(_drop_archive(archive, item["archived_to"]))
+        return file_record(agent, rel, kind, before, after, action="none", notes=notes)
     current_sha = None if now is None else now[2]
     if current_sha != item.get("expect_sha256") and not force:
         return refuse(CHANGED if now is not None else "missing since the run; use --force to restore it", before)
@@ -185,22 +191,31 @@ def restore_file(ctx, item, force):
     except OSError as exc:
         return file_record(agent, rel, kind, before, action="restore", actions=["restore"], backup=saved,
                            error=describe_oserror(exc, "restoring " + rel))
-    notes.extend(_drop_archive(ctx, item.get("archived_to"), digest))
+    if archive is not None:
+        notes.extend(_drop_archive(archive, item["archived_to"]))
     return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"], backup=saved,
                        notes=notes)
 
 
-def _drop_archive(ctx, archived_rel, digest):
-    """Remove the run's archive of a restored file when it is an exact duplicate; return notes."""
+def _duplicate_archive(ctx, archived_rel, digest):
+    """(absolute path of the run's archive if it holds exactly the backup's bytes, else None; notes)."""
     if not archived_rel:
-        return []
+        return None, []
     archive = os.path.join(ctx.state_dir, archived_rel)
     if os.path.isabs(archived_rel) or not inside(ctx.state_dir, archive) or not os.path.lexists(archive):
-        return []
+        return None, []
     try:
         st = os.lstat(archive)
-        if not stat.S_ISREG(st.st_mode) or hash_file(archive)[1] != digest:
-            return ["archive %s differs from the backup; left in place" % archived_rel]
+        if stat.S_ISREG(st.st_mode) and hash_file(archive)[1] == digest:
+            return archive, []
+    except OSError:
+        pass
+    return None, ["archive %s differs from the backup; left in place" % archived_rel]
+
+
+def _drop_archive(archive, archived_rel):
+    """Remove a duplicate archive after the restore; return notes."""
+    try:
         os.unlink(archive)
         fsync_dir(os.path.dirname(archive))
     except OSError as exc:

@@ -87,6 +87,10 @@ def test_restore_brings_every_changed_file_back_byte_identical(ran, gzip):
     assert os.stat(sessions / "c.tmp").st_mode & 0o777 == 0o600
     # The archive was an exact duplicate of the restored file, so it is gone.
     assert not list(sessions.glob("b.jsonl.deleted.*"))
+    # Its bytes were on disk before (as the archive) and are after (at the path): no growth.
+    assert records[1]["before"] == records[1]["after"]
+    assert any("removed archive" in n for n in records[1]["notes"])
+    assert records[2]["before"]["bytes"] == 0 and records[2]["after"]["bytes"] == 4
     a = records[0]
     assert a["after"]["sha256"] == before["a.jsonl"] and a["after"]["records"] == 50
     assert a["before"]["records"] == 2
