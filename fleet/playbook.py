@@ -82,16 +82,14 @@ def resolve_playbook(name_or_path: str) -> Path:
         return path
     if "/" in name_or_path or path.is_dir():
         raise PlaybookError(f"{name_or_path}: playbook file not found")
-    name = name_or_path[:-5] if name_or_path.endswith(".toml") else name_or_path
+    name = name_or_path.removesuffix(".toml")
+    shipped = shipped_playbooks()
     if _NAME_RE.fullmatch(name):
         local = Path("playbooks") / f"{name}.toml"
         if local.is_file():
             return local
-        shipped = shipped_playbooks()
         if name in shipped:
             return shipped[name]
-    else:
-        shipped = shipped_playbooks()
     raise PlaybookError(f'no playbook "{name_or_path}": not a file, not ./playbooks/{name}.toml and not shipped '
                         f"with fleet{suggestion(name, shipped)} (shipped: {', '.join(shipped) or 'none'})")
 
@@ -127,7 +125,7 @@ def _read_file(path: Path, problems: Problems, stack: tuple[Path, ...],
                                 f"(shipped: {', '.join(shipped_playbooks())})")
             continue
         if target.resolve() in stack:
-            problems.add(where, f'"{name}" includes this file again (include loop)')
+            problems.add(where, f'"{name}" is already being read: include loop')
             continue
         if len(stack) >= _MAX_INCLUDE_DEPTH:
             problems.add(where, f"includes nested more than {_MAX_INCLUDE_DEPTH} deep")
