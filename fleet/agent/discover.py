@@ -284,5 +284,10 @@ def discover(state_dir, wanted=None):
             af.error = error
             out.append(af)
             continue
-        out.append(discover_agent(state_dir, agent, path))
+        try:
+            out.append(discover_agent(state_dir, agent, path))
+        except Exception as exc:  # one agent's surprise must not hide the others
+            af = AgentFiles(agent, path, state_dir)
+            af.error = "internal error discovering agent %s: %s: %s" % (agent, type(exc).__name__, exc)
+            out.append(af)
     return out

@@ -5,15 +5,13 @@ Checks: store-empty / store-invalid / store-shape / store-unreadable (critical),
 session-id-unsafe (critical), transcript-missing, orphan-transcript, transcript-size, tokens,
 stale-lock, temp-leftover, peer-shared, half-migrated (critical).
 """
-import json
 import os
 
-from .fsutil import is_safe_id, open_nofollow
+from .fsutil import is_safe_id
+from .locks import lock_state
 
 TRANSCRIPT_WARN_BYTES = 500 * 1024
 TEMP_LEFTOVER_S = 5 * 60
-STORE_LOCK_STALE_S = 30            # sessions.json.lock (2026.2.x / 2026.4.x)
-TRANSCRIPT_LOCK_STALE_S = 30 * 60  # <sid>.jsonl.lock
 # (warning, critical) token thresholds per session type.
 TOKEN_THRESHOLDS = {
     "group": (50000, 150000), "channel": (50000, 150000), "topic": (50000, 150000),
@@ -40,49 +38,12 @@ def entry_transcript_name(entry):
     return None
 
 
-def pid_alive(pid, starttime=None):
-    """True when `pid` runs (and, given /proc start ticks, is the same process, not a recycled pid)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    except OSError:
-        return False
-    if starttime is not None:
-        try:
-            with open("/proc/%d/stat" % pid, "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            return int(fields[19]) == int(starttime)
-        except (OSError, IndexError, ValueError):
-            return True
-    return True
-
-
-def read_lock(path):
-    """The lock file's JSON body as a dict ({} when it is empty or not JSON)."""
-    try:
-        fd = open_nofollow(path)
-        with os.fdopen(fd, "rb") as f:
-            body = json.loads(f.read(65536).decode("utf-8") or "{}")
-    except (OSError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def lock_problem(info, now_ms):
-    """Why a lock is stale (a sentence), or None when it is live and fresh."""
-    body = read_lock(info.path)
-    pid = body.get("pid")
-    limit_s = STORE_LOCK_STALE_S if os.path.basename(info.path) == "sessions.json.lock" else TRANSCRIPT_LOCK_STALE_S
-    age_s = (now_ms - info.mtime_ns // 1000000) / 1000.0
-    if pid is not None and not pid_alive(pid, body.get("starttime")):
-        return "held by pid %s, which is not running" % pid
-    if age_s > limit_s:
-        return "%d s old (stale after %d s)" % (age_s, limit_s)
+    """Why a lock is stale (a sentence), or None when it is live and fresh (OpenClaw's rules,
+    judged by the locks module: dead or recycled pid, or older than its stale age)."""
+    state = lock_state(info.path, now_ms)
+    if state["exists"] and state["stale"]:
+        return state["reason"]
     return None
 
 
@@ -226,6 +187,14 @@ def check_all(agents, now_ms, classify_key=None):
         from .scan import classify_key
     out = []
     for af in agents:
-        out.extend(check_agent(af, now_ms, classify_key))
-    out.extend(_peer_findings(agents, classify_key))
+        try:
+            out.extend(check_agent(af, now_ms, classify_key))
+        except Exception as exc:  # a check's bug must not lose the other agents' findings
+            out.append(finding(af.agent, "warning", "internal-error",
+                               "health checks failed: %s: %s" % (type(exc).__name__, exc)))
+    try:
+        out.extend(_peer_findings(agents, classify_key))
+    except Exception as exc:
+        out.append(finding(None, "warning", "internal-error",
+                           "peer check failed: %s: %s" % (type(exc).__name__, exc)))
     return out

@@ -18,6 +18,7 @@ import os
 from .context import file_record, stats
 from .discover import discover
 from .fsutil import BackupStore, FileError, inside
+from .locks import transcript_in_use
 from .protocol import PlanError
 from . import health, scan
 
@@ -56,21 +57,8 @@ def merge_record(old, new):
 
 
 def transcript_in_use_note(transcript_path, now_ms):
-    """"in use: …" when a live process holds `<transcript>.lock`, else None.
-
-    Uses the locks module's `transcript_in_use` ((in_use, detail)) when present, else the
-    same rule locally (a live pid holds the lock).
-    """
-    try:
-        in_use = load_operation("locks", "transcript_in_use")
-    except OperationMissing:
-        lock = transcript_path + ".lock"
-        if not os.path.lexists(lock):
-            return None
-        body = health.read_lock(lock)
-        pid = body.get("pid")
-        return "in use: %s" % pid if health.pid_alive(pid, body.get("starttime")) else None
-    busy, detail = in_use(transcript_path, now_ms)
+    """"in use: …" when a live process holds `<transcript>.lock`, else None."""
+    busy, detail = transcript_in_use(transcript_path, now_ms)
     if not busy:
         return None
     return detail if detail and str(detail).startswith("in use") else "in use: %s" % (detail,)
@@ -156,26 +144,37 @@ class AgentRun(object):
 
 
 def run_agent(ctx, af):
-    """Every planned operation on one discovered agent; returns its AgentRun."""
+    """Every planned operation on one discovered agent; returns its AgentRun (never raises).
+
+    A crash outside any one file's step becomes this agent's error; files handled so far keep
+    their records, and the rest get action-"none" records (no step was changing them).
+    """
     run = AgentRun(ctx, af)
-    ops = ctx.operations
     if af.error:
         run.errors.append(af.error)
         return run
     ctx.progress(event="agent", agent=af.agent, phase="start", era=af.era)
+    try:
+        _run_steps(run)
+    except Exception as exc:
+        run.errors.append("internal error in agent %s: %s: %s" % (af.agent, type(exc).__name__, exc))
+    return _finish(run)
+
+
+def _run_steps(run):
+    af, ops = run.af, run.ctx.operations
     if af.era == "half-migrated":
         run.notes.append("half-migrated to SQLite: nothing changed; run `openclaw doctor --fix` first")
-        return _finish(run)
+        return
     if af.era == "sqlite":
         run.notes.append("SQLite era: sessions are left to `openclaw sessions cleanup`")
-        return _finish(run)
+        return
     if af.store_problem is not None and af.store_info is not None:
         run.add(run.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"
                                  % af.store_problem[1]))
     _store_pass(run, ops)
     _file_passes(run, ops)
     _housekeeping(run, ops)
-    return _finish(run)
 
 
 def _store_pass(run, ops):

@@ -190,8 +190,8 @@ def test_lock_and_temp_checks(tmp_path):
     _code, doc = run_scan(tmp_path)
     stale = {h["path"].rsplit("/", 1)[1]: h["detail"] for h in findings(doc, "stale-lock")}
     assert set(stale) == {"a.jsonl.lock", "sessions.json.lock"}
-    assert "not running" in stale["a.jsonl.lock"]
-    assert "stale after 30 s" in stale["sessions.json.lock"]
+    assert "dead pid" in stale["a.jsonl.lock"]
+    assert "over 30 s" in stale["sessions.json.lock"]
     temps = findings(doc, "temp-leftover")
     assert [h["path"] for h in temps] == ["agents/main/sessions/sessions.json.1.x.tmp"]
 
