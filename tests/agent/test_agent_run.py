@@ -260,6 +260,28 @@ def test_a_build_without_an_operation_still_runs_the_rest(tmp_path):
     assert files["agents/main/sessions/s-main.jsonl"]["error"] is None
 
 
+def test_a_crashing_operation_is_one_files_error(tmp_path):
+    pkg = tmp_path / "build" / "fleet_agent"
+    shutil.copytree(REPO / "fleet" / "agent", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "trajectory.py").write_text("def cap_trajectory(ctx, agent, info, policy):\n"
+                                       "    raise RuntimeError('boom')\n")
+    state = build_state(tmp_path / "state")
+    s = state / "agents/main/sessions"
+    (s / "s-main.trajectory.jsonl").write_text('{"runId": "r1"}\n' * 5)
+    before = (s / "s-main.trajectory.jsonl").read_bytes()
+    plan = plan_for(state, False)
+    plan["operations"]["trajectories"] = {"keep_runs": 1}
+    proc = subprocess.run([sys.executable, "-m", "fleet_agent", "run"], input=json.dumps(plan),
+                          capture_output=True, text=True, cwd=tmp_path / "build", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    files = by_path(json.loads(proc.stdout))
+    traj = files["agents/main/sessions/s-main.trajectory.jsonl"]
+    assert traj["error"] == "internal error in trajectory cap: RuntimeError: boom"
+    assert traj["after"] == traj["before"] and (s / "s-main.trajectory.jsonl").read_bytes() == before
+    assert files["agents/main/sessions/s-main.jsonl"]["action"] == "trim"      # the rest went on
+    assert files["agents/main/sessions/sessions.json"]["action"] == "prune"
+
+
 def test_operation_loading_and_tier_choice():
     try:
         load_operation("no_such_operation", "run")
