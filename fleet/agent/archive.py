@@ -21,8 +21,9 @@ import os
 import re
 
 from .context import file_record, stats
-from .fsutil import (FileChanged, FileError, archive_timestamp, count_lines, describe_oserror,
-                     fsync_dir, inside, is_safe_id, safe_rename, sig)
+from .fsutil import (CHUNK, FileChanged, FileError, HashSink, archive_timestamp, count_lines,
+                     describe_oserror, fsync_dir, hash_file, inside, is_safe_id, open_nofollow,
+                     safe_rename, sig)
 from .locks import iso_to_ms, lock_state, transcript_in_use
 
 ARCHIVABLE_KINDS = ("transcript", "trajectory", "checkpoint", "orphan")
@@ -327,3 +328,55 @@ def remove_stale_locks(ctx, agent, lock_infos, policy):
             note += "; left (locks.remove_stale is off)"
         records.append(_plain(agent, info, notes=[note]))
     return records
+
+
+def copy_verified(ctx, agent, path, rel, target, note=None):
+    """Write a copy of `path` at `target` (same folder): temp name, 0600, fsync, re-read and
+    compare sha256, source unchanged meanwhile, then rename into place. Returns the record of
+    the new file (kind "archive", action "rotate", before 0 bytes). A dry run only hashes."""
+    target_rel = ctx.rel(target)
+    empty = stats(0, 0)
+    if os.path.lexists(target):
+        return file_record(agent, target_rel, "archive", empty,
+                           error="name already taken, left alone: %s" % os.path.basename(target))
+    tmp = os.path.join(os.path.dirname(target), ".%s.fleet-%d.tmp" % (os.path.basename(target), os.getpid()))
+    made_tmp = False
+    try:
+        st0 = os.lstat(path)
+        with os.fdopen(open_nofollow(path), "rb") as src:
+            out = None
+            if not ctx.dry_run:
+                out = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+                made_tmp = True
+            try:
+                sink = HashSink(out)
+                for block in iter(lambda: src.read(CHUNK), b""):
+                    sink.write(block)
+                if out is not None:
+                    out.flush()
+                    os.fsync(out.fileno())
+            finally:
+                if out is not None:
+                    out.close()
+        if not ctx.dry_run:
+            if sig(os.lstat(path)) != sig(st0):
+                raise FileChanged("%s changed while it was copied; no copy made" % rel)
+            if hash_file(tmp)[1] != sink.sha256:
+                raise FileError("the copy of %s differs from the source; no copy made" % rel)
+            if os.path.lexists(target):
+                raise FileError("name already taken, left alone: %s" % os.path.basename(target))
+            os.rename(tmp, target)
+            made_tmp = False
+            fsync_dir(os.path.dirname(target))
+    except FileError as exc:
+        return file_record(agent, target_rel, "archive", empty, error=str(exc))
+    except OSError as exc:
+        return file_record(agent, target_rel, "archive", empty, error=describe_oserror(exc, "copying " + rel))
+    finally:
+        if made_tmp:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return file_record(agent, target_rel, "archive", empty, stats(sink.bytes, 0, sink.sha256),
+                       action="rotate", notes=[note] if note else None)

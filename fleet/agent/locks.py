@@ -350,7 +350,7 @@ class StoreLock(object):
             raise FileError(describe_oserror(exc, "removing a stale store lock"))
         return True
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type, exc_value, tb):
         if self._acquired_at is not None:
             self.held_s = time.monotonic() - self._acquired_at
         if self._body is None:

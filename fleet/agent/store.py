@@ -25,8 +25,8 @@ import os
 import re
 
 from .context import file_record, stats
-from .fsutil import (FileChanged, FileError, HashSink, describe_oserror, fsync_dir, is_safe_id,
-                     open_nofollow, safe_rewrite, sig, CHUNK)
+from .archive import copy_verified, delete_file
+from .fsutil import FileChanged, FileError, describe_oserror, is_safe_id, open_nofollow, safe_rewrite
 from .locks import LOCK_WAIT_S, StoreLock
 
 STORE_NAME = "sessions.json"
@@ -163,17 +163,10 @@ def parse_store_bytes(data, name=STORE_NAME):
 
 
 def _json_type(value):
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
+    for types, name in ((dict, "object"), (list, "array"), (str, "string"), (bool, "boolean")):
+        if isinstance(value, types):
+            return name
+    return "null" if value is None else "number"
 
 
 def read_store_bytes(path, name=STORE_NAME):
@@ -421,10 +414,11 @@ def rotate_store(ctx, agent, store_info, policy):
         return [file_record(agent, rel, "store", stats(0, 0), error=describe_oserror(exc, "reading " + rel))]
     if size > int(limit):
         new_name = "%s.bak.%d" % (STORE_NAME, int(ctx.now_ms))
-        records.append(_copy_rotation(ctx, agent, path, rel, os.path.join(folder, new_name)))
+        target = os.path.join(folder, new_name)
+        records.append(copy_verified(ctx, agent, path, rel, target, note=(
+            "copy of %s (%d bytes, over rotate_over_bytes); the live store is unchanged" % (rel, size))))
         if records[-1]["error"]:
             new_name = None
-    from .archive import delete_file
     existing = []
     try:
         names = os.listdir(folder)
@@ -444,70 +438,3 @@ def rotate_store(ctx, agent, store_info, policy):
         records.append(delete_file(ctx, agent, full, ctx.rel(full), "archive",
                                    notes=["rotation backup beyond rotate_keep %d" % keep]))
     return records
-
-
-def _copy_rotation(ctx, agent, path, rel, target):
-    """Write a verified copy of the store at `target`; return its record."""
-    target_rel = ctx.rel(target)
-    if os.path.lexists(target):
-        return file_record(agent, target_rel, "archive", stats(0, 0),
-                           error="rotation name already taken, left alone: %s" % os.path.basename(target))
-    tmp = os.path.join(os.path.dirname(target), ".%s.fleet-%d.tmp" % (os.path.basename(target), os.getpid()))
-    try:
-        st0 = os.lstat(path)
-        src_fd = open_nofollow(path)
-        with os.fdopen(src_fd, "rb") as src:
-            if ctx.dry_run:
-                sink = HashSink()
-                _copy(src, sink)
-            else:
-                out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(out_fd, "wb") as out:
-                    sink = HashSink(out)
-                    _copy(src, sink)
-                    out.flush()
-                    os.fsync(out.fileno())
-                if sig(os.lstat(path)) != sig(st0):
-                    raise FileChanged("%s changed while it was copied for rotation; no copy made" % rel)
-                if _sha256_of(tmp) != sink.sha256:
-                    raise FileError("rotation copy of %s differs from the source; no copy made" % rel)
-                if os.path.lexists(target):
-                    raise FileError("rotation name already taken, left alone: %s" % os.path.basename(target))
-                os.rename(tmp, target)
-                tmp = None
-                fsync_dir(os.path.dirname(target))
-    except FileError as exc:
-        return file_record(agent, target_rel, "archive", stats(0, 0), error=str(exc))
-    except OSError as exc:
-        return file_record(agent, target_rel, "archive", stats(0, 0),
-                           error=describe_oserror(exc, "rotating " + rel))
-    finally:
-        if tmp is not None and not ctx.dry_run:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return file_record(agent, target_rel, "archive", stats(0, 0),
-                       stats(sink.bytes, 0, sink.sha256), action="rotate",
-                       notes=["copy of %s (%d bytes over rotate_over_bytes); the live store is unchanged"
-                              % (rel, sink.bytes)])
-
-
-def _copy(src, sink):
-    while True:
-        b = src.read(CHUNK)
-        if not b:
-            break
-        sink.write(b)
-
-
-def _sha256_of(path):
-    h = hashlib.sha256()
-    fd = open_nofollow(path)
-    with os.fdopen(fd, "rb") as f:
-        while True:
-            b = f.read(CHUNK)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
