@@ -114,3 +114,12 @@ def test_demo_refuses_a_directory_it_did_not_build(tmp_path):
     with pytest.raises(UsageError, match="not a fleet demo directory"):
         demo_command(down=False, build_only=True, playbook="weekly", directory=foreign)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_shipped_inventory_names_the_field_report_hosts_by_name():
+    from fleet.inventory import load_inventory
+
+    inventory = load_inventory(REPO / "inventory.toml")
+    assert {name: host.address for name, host in inventory.hosts.items()} == {"pc-a": "pc-a", "t440": "t440"}
+    assert inventory.groups == {"workstations": ("pc-a",), "servers": ("t440",)}
+    assert all(host.host_key_policy == "strict" for host in inventory.hosts.values())
