@@ -103,3 +103,33 @@ def test_leaves_foreign_entries_and_never_follows_symlinks(tmp_path):
 def test_missing_backup_folder_is_nothing_to_do(tmp_path):
     out = expire_backups(str(tmp_path / "absent"), run_id(0), 3, 86400, NOW_MS, dry_run=False)
     assert out["expired_runs"] == [] and out["expired_bytes"] == 0
+
+
+def test_the_agent_expires_old_backups_at_the_end_of_a_run(tmp_path):
+    """Through the real agent program: `run` with keep_runs=2 keeps the current run and the
+    newest older one, deletes the rest and reports them as expired bytes."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fleet.gen import HostSpec, generate_host, tiny_agent
+
+    state = tmp_path / "state"
+    generate_host(state, HostSpec("h", (tiny_agent("main", 24 * 1024, 30),)), seed=3, now_ms=NOW_MS)
+    parent = state / "fleet-backups"
+    old = [run_id(d, "0000%02d" % d) for d in (30, 20, 10)]
+    for i, name in enumerate(old):
+        make_run_dir(parent, name, 1000 * (i + 1))
+    current = run_id(0, "cccccc")
+    plan = {"protocol": 1, "mode": "run", "run_id": current, "now_ms": NOW_MS, "dry_run": False,
+            "state_dir": str(state), "backup": {"keep_runs": 2, "max_age_s": None},
+            "operations": {"store": {"prune": {"cron_run": 86400}}}}
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "fleet.agent", "run", "--plan", "-"], input=json.dumps(plan),
+                          capture_output=True, text=True, cwd=str(repo), timeout=120)
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert result["backup"]["expired_runs"] == old[:2]
+    assert result["backup"]["expired_bytes"] == 1000 + 2000
+    assert sorted(p.name for p in parent.iterdir()) == [old[2], current]
