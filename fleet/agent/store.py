@@ -18,6 +18,10 @@ Rules that keep users' sessions safe:
   non-protected entries, direct ones included, until at most M entries remain.
 - A store that does not parse, is empty, or holds an entry with a missing or unsafe sessionId
   is never written: the record carries the error and the file stays byte-identical.
+- OpenClaw 2026.5-2026.7 take no file lock: a gateway replacing the store while fleet rewrites
+  it is caught by safe_rewrite's re-checks (the rewrite is redone once on the fresh content,
+  then reported). Only a replace landing between the final re-check and fleet's rename (a few
+  microseconds) cannot be seen from outside the gateway; stopping the gateway closes it.
 """
 import hashlib
 import json
@@ -381,7 +385,8 @@ def _rewrite(ctx, path, rel, policy):
         store = parse_store_bytes(data, rel)
         plan = PrunePlan(store, ctx.now_ms, policy)
         holder["plan"] = plan
-        sink.write(render_store(plan.kept, data.endswith(b"\n")))
+        # Fresh content with nothing left to do (another writer pruned it): keep its bytes as they are.
+        sink.write(render_store(plan.kept, data.endswith(b"\n")) if plan.actions else data)
 
     result = safe_rewrite(path, rel, produce, ctx.backups, ctx.dry_run, carry_appends=False)
     return result, holder["plan"]
