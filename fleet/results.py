@@ -213,12 +213,18 @@ def _last_progress_error(stderr: str) -> str | None:
     return None
 
 
+def _not_progress(stderr: str) -> str:
+    """stderr without the agent's JSON progress lines: what a shell or Python itself said."""
+    return "\n".join(line for line in stderr.splitlines() if not line.lstrip().startswith('{"'))
+
+
 def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | None,
                        elapsed_s: float) -> HostResult:
     """Turn the agent's stdout/stderr/exit code into a HostResult (pure; never raises).
 
-    Exit 0 or 1 with a result document → ok host (file errors are in the files). Anything
-    else → failed host whose error says what the agent said, or what the shell said
+    Exit 0 or 1 with a result document → ok host (file errors are in the files), unless an error
+    no file carries (agents[].errors, backup.error) makes it a failed host. Anything else →
+    failed host whose error says what the agent said, or what the shell said
     (e.g. "python3: command not found").
     """
     doc: Any = None
@@ -233,7 +239,13 @@ def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | Non
             except ValueError:
                 doc = None
     if not isinstance(doc, dict) or "protocol" not in doc:
-        reason = _last_progress_error(stderr) or _tail(stderr, 3) or _tail(stdout, 3) or "no output"
+        reason = _last_progress_error(stderr) or _tail(_not_progress(stderr), 3)
+        if not reason and text.startswith("{"):
+            reason = (f"its result was cut off after {len(text)} characters "
+                      f"(the connection or the agent ended early)")
+        elif not reason:
+            reason = _tail(stdout, 3) or ("it ended without any output (killed, or the connection was lost)"
+                                          if exit_code is None else "no output")
         return HostResult.failed(host, f"agent failed (exit {exit_code}): {reason}", elapsed_s, _tail(stderr))
     if doc.get("protocol") != PROTOCOL_VERSION:
         return HostResult.failed(host, f"agent speaks protocol {doc.get('protocol')!r}, fleet needs "
@@ -243,6 +255,12 @@ def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | Non
     health = tuple(HealthFinding.from_json(h) for h in doc.get("health") or ())
     backup = doc.get("backup") or {}
     error = doc.get("error")
+    # Problems no file carries (an agent not found, a backup that failed) must not pass as success.
+    unfiled = [f"agent {a.get('agent')}: {e}" for a in doc.get("agents") or () for e in a.get("errors") or ()]
+    if backup.get("error"):
+        unfiled.append(f"backup: {backup['error']}")
+    if unfiled and not error:
+        error = "; ".join(unfiled)
     ok = exit_code in (0, 1) and not error
     if not ok and not error:
         error = f"agent exited {exit_code}: {_last_progress_error(stderr) or _tail(stderr, 3)}"
