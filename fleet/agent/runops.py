@@ -197,6 +197,7 @@ def _store_pass(run, ops):
             try:
                 rec, removed = prune(ctx, af.agent, af.store_info, ops["store"])
                 run.add(rec)
+                _lock_taken_over(run, rec)
                 removed = removed if not rec.get("error") else {}
             except FileError as exc:
                 run.add(run.error_record(af.store_info, str(exc)))
@@ -222,6 +223,19 @@ def _store_pass(run, ops):
             if orphans:
                 run.batch("archiving orphans", orphans,
                           lambda: archive_orphans(ctx, af.agent, orphans, ops["orphans"]))
+
+
+def _lock_taken_over(run, store_rec):
+    """The store pass takes over a stale `sessions.json.lock` (and removes it); say so for that file."""
+    notes = [n for n in store_rec.get("notes") or () if "take over stale store lock" in n
+             or "took over stale store lock" in n]
+    if not notes:
+        return
+    for info in run.pending("lock"):
+        if os.path.basename(info.path) == "sessions.json.lock":
+            rec = scan.untouched_record(run.af, info)
+            rec.update(action="delete", actions=["delete"], after=stats(0, 0), notes=notes)
+            run.add(rec)
 
 
 def pick_tier(tiers, size):
@@ -305,7 +319,11 @@ def _finish(run):
     """Add the action-none record of every file no operation touched."""
     for info in run.af.files:
         if not run.handled(info):
-            run.add(scan.untouched_record(run.af, info))
+            rec = scan.untouched_record(run.af, info)
+            if not run.ctx.dry_run and not os.path.lexists(info.path):
+                rec["after"] = stats(0, 0)
+                rec["notes"].append("gone by the end of the run (removed by another process)")
+            run.add(rec)
     return run
 
 

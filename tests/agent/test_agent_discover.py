@@ -193,3 +193,29 @@ def test_agent_listing_refuses_bad_ids_and_symlinks_out(tmp_path):
 
 def test_no_agents_folder_means_no_agents(tmp_path):
     assert discover(str(tmp_path)) == []
+
+
+def test_discovery_matches_the_generator(tmp_path):
+    from fleet.gen import HostSpec, generate_host, tiny_agent
+
+    now_ms = 1795000000000
+    host = generate_host(tmp_path / "state", HostSpec("t", (tiny_agent("main"), tiny_agent("ops", 16 * 1024, 20))),
+                         seed=7, now_ms=now_ms)
+    found = {af.agent: af for af in discover(str(host.state_dir))}
+    assert set(found) == {"main", "ops"}
+    for summary in host.agents:
+        af = found[summary.agent_id]
+        assert af.era == "json" and af.store_usable and af.problems == {}
+        kinds = {f.path: f.kind for f in af.files}
+        expected = {str(summary.store_path): "store"}
+        expected.update({str(p): "transcript" for p in summary.transcripts})
+        expected.update({str(p): "trajectory" for p in summary.trajectories})
+        expected.update({str(p): "orphan" for p in summary.orphans})
+        expected.update({str(p): "archive" for p in summary.archives})
+        expected.update({str(p): "temp" for p in summary.temp_files})
+        if summary.lock is not None:
+            expected[str(summary.lock)] = "lock"
+        for path, kind in expected.items():
+            assert kinds.get(path) == kind, path
+        assert len(af.store) == sum(len(v) for v in summary.keys_by_kind.values())
+        assert sum(f.size for f in af.files) == summary.total_bytes

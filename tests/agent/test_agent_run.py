@@ -293,3 +293,32 @@ def test_operation_loading_and_tier_choice():
     assert pick_tier(tiers, 10) is None
     assert pick_tier(tiers, 11) == tiers[0]
     assert pick_tier(tiers, 5000) == tiers[2]
+
+
+def test_generated_host_dry_then_real_run(tmp_path):
+    from fleet.gen import HostSpec, generate_host, tiny_agent
+
+    host = generate_host(tmp_path / "state", HostSpec("t", (tiny_agent("main"), tiny_agent("ops", 16 * 1024, 20))),
+                         seed=3, now_ms=NOW_MS)
+    state = host.state_dir
+    plan = plan_for(state, dry_run=True)
+    plan["operations"]["transcripts"]["tiers"] = [{"over_bytes": 8 * 1024, "keep_records": 10, "slim": "tool-output"}]
+    plan["operations"]["trajectories"] = {"keep_runs": 1}
+    plan["operations"]["store"]["prune"] = {k: 86400 for k in ("cron_run", "subagent", "heartbeat", "acp",
+                                                                "dashboard", "probe", "hook", "dreaming")}
+    before = snapshot(tmp_path)
+    code, dry, _ = run_plan(plan)
+    assert code == 0, [(f["path"], f["error"]) for f in dry["files"] if f["error"]]
+    assert snapshot(tmp_path) == before
+    assert dry["agents"][0]["after_bytes"] < dry["agents"][0]["before_bytes"]
+    assert dry["agents"][0]["before_bytes"] == host.agent("main").total_bytes
+    code, real, _ = run_plan(dict(plan, dry_run=False))
+    assert code == 0
+    dry_files, real_files = by_path(dry), by_path(real)
+    assert sorted(dry_files) == sorted(real_files)
+    for path, f in dry_files.items():
+        assert (real_files[path]["after"], real_files[path]["action"]) == (f["after"], f["action"]) or \
+            f["after"]["sha256"] is None, path
+    for a in real["agents"]:
+        on_disk = sum(x.stat().st_size for x in (state / "agents" / a["agent"]).rglob("*") if x.is_file())
+        assert a["after_bytes"] == on_disk, a["agent"]
