@@ -350,16 +350,30 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
                 raise FileChanged("%s was replaced by another process meanwhile; left as it was" % rel_path)
             if st_path.st_size != size_done and not carry_appends:
                 raise FileChanged("%s changed while it was rewritten; left as it was" % rel_path)
-            if carry_appends and st_path.st_size > size_done:
+            grown, rounds = st_path.st_size, 0
+            while carry_appends and grown > size_done and rounds < 20:
                 with open(tmp, "ab") as out:
                     sink.fileobj = out
                     size_done = _carry(src, sink, size_done)
                     out.flush()
                     os.fsync(out.fileno())
+                # Look again just before the rename: what a live writer appends to the old inode
+                # while we fsync would otherwise be carried after lines it writes to the new one.
+                grown, rounds = os.fstat(src.fileno()).st_size, rounds + 1
             FAULTS.hit("before-rename")
             os.rename(tmp, path)
             tmp = None
             FAULTS.hit("renamed")
+            if carry_appends and os.fstat(src.fileno()).st_size > size_done:
+                # At once, before the slow folder fsync: what the writer put in the old inode at
+                # the last moment must land before the lines it now appends to the new file.
+                late_from = size_done
+                with open(path, "ab") as out:
+                    sink.fileobj = out
+                    size_done = _carry(src, sink, size_done)
+                    out.flush()
+                    os.fsync(out.fileno())
+                notes.append("carried %d bytes appended during the rename" % (size_done - late_from))
             fsync_dir(folder)
             FAULTS.hit("dir-synced")
         except OSError as exc:
