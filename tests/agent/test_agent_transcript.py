@@ -432,7 +432,7 @@ def test_concurrent_appender_process_loses_nothing(tmp_path):
               "    os.write(fd, (line + '\\n').encode()); os.close(fd)\n"
               "    parent = line_id\n"
               "    n += 1\n"
-              "    time.sleep(0.0005)\n"
+              "    time.sleep(0.002)\n"
               "print(n)\n")
     proc = subprocess.Popen([sys.executable, "-c", script, str(path), str(stop), chat.lines[-1]["id"]],
                             stdout=subprocess.PIPE)
