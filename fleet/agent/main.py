@@ -35,9 +35,18 @@ The plan/result JSON contract is fleet's docs/agent-protocol.md. Example:
   python3 fleet-agent.pyz run --plan plan.json > result.json"""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus the usage error as a fatal JSON line (stderr stays machine-readable)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        _fatal(sys.stderr, "bad usage: %s" % message)
+        raise SystemExit(EXIT_PLAN)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fleet-agent", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="fleet-agent", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="{run,scan,version}")
     run = sub.add_parser("run", help="Run a JSON plan (from FILE, or - for stdin); result JSON on stdout.",
                          description="Run a JSON plan; one JSON result on stdout, progress on stderr.")

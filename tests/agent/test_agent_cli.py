@@ -161,3 +161,9 @@ def test_validate_plan_fills_defaults_per_present_section():
         validate_plan({"protocol": 1, "dry_run": "yes"})
     with pytest.raises(PlanError, match="restore"):
         validate_plan({"protocol": 1, "mode": "restore"})
+
+
+def test_usage_error_exits_2_with_a_fatal_line():
+    proc = run(agent_cmd("scan", "--now-ms", "soon"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "bad usage" in fatal_lines(proc.stderr.split("\n", 1)[1])[0]
