@@ -24,6 +24,23 @@ from fleet.sshd import LOOPBACK, SshdServer, make_keypair, public_key_line, writ
 
 TEST_USER = "fleet-test"
 Populate = Callable[[Path, int], object]
+# The clock generated test data is relative to (2026-11-18); pass it as the plan's now_ms.
+GEN_NOW_MS = 1_795_000_000_000
+
+
+def generated(hosts=None, seed: int = 1, now_ms: int = GEN_NOW_MS) -> Populate:
+    """A `populate` callable: host i gets `hosts[i % len(hosts)]` (default: fleet.gen.TINY_FLEET).
+
+        fleet = ssh_fleet(2, populate=generated())      # small but complete OpenClaw state per host
+    """
+    from fleet.gen import TINY_FLEET, generate_host
+
+    specs = tuple(hosts or TINY_FLEET)
+
+    def populate(state_dir: Path, index: int) -> None:
+        generate_host(state_dir, specs[index % len(specs)], seed, now_ms)
+
+    return populate
 
 
 @dataclass

@@ -8,7 +8,7 @@ import paramiko
 import pytest
 
 from fleet.sshd import SshdServer, free_port, make_keypair, pid_alive, write_known_hosts
-from sshfleet import SshFleet
+from sshfleet import SshFleet, generated
 
 
 def _connect(host, fleet, known_hosts=None, user=None):
@@ -131,3 +131,15 @@ def test_sshd_server_reports_why_it_cannot_start(tmp_path):
         with pytest.raises(SshdUnavailable, match="did not start"):
             SshdServer(tmp_path / "b", port=port).start(timeout=3)
     assert not pid_alive(first.pid)
+
+
+def test_generated_state_is_owned_by_the_login_user(ssh_fleet):
+    fleet = ssh_fleet(1, user="fleet-test", populate=generated())
+    host = fleet.hosts[0]
+    store = host.state_dir / "agents" / "main" / "sessions" / "sessions.json"
+    assert store.stat().st_mode & 0o777 == 0o600
+    client = _connect(host, fleet)
+    try:
+        assert _run(client, f"head -c 1 {store}") == "{"
+    finally:
+        client.close()

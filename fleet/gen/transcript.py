@@ -72,7 +72,8 @@ class _Builder:
         self.call_ids: set = set()
         self.parent: Optional[str] = None
         self.user_ids: List[str] = []
-        self.tokens = [0, 0, 0]
+        self.tokens = [0, 0, 0]          # the last assistant turn's usage: what the store reports
+        self.context = 6000
         self.compactions = 0
 
     @property
@@ -145,11 +146,11 @@ class _Builder:
                 self.slot(args, "content", "prose", 0.5)
             content.append(call)
             calls.append((call["id"], name))
-        usage_in, usage_out = rng.randint(800, 180_000), rng.randint(20, 4000)
-        cache_read = rng.randint(0, usage_in)
-        self.tokens[0] += usage_in
-        self.tokens[1] += usage_out
-        self.tokens[2] += cache_read
+        # The prompt grows with the conversation until a compaction shrinks it again.
+        self.context = min(190_000, self.context + rng.randint(300, 2500))
+        usage_in, usage_out = self.context, rng.randint(20, 4000)
+        cache_read = rng.randint(usage_in // 2, usage_in)
+        self.tokens = [usage_in, usage_out, cache_read]
         stop = "aborted" if aborted else ("toolUse" if n_calls else "stop")
         message = {"role": "assistant", "content": content, "api": "anthropic-messages", "provider": "anthropic",
                    "model": _MODEL,
@@ -197,6 +198,7 @@ class _Builder:
         self.slot(fields, "summary", "prose", 1.0)
         self.add("compaction", fields)
         self.compactions += 1
+        self.context = self.rng.randint(15_000, 30_000)
 
 
 def _plan_turn(rng: random.Random, room: int) -> List[int]:
