@@ -167,3 +167,61 @@ def test_usage_error_exits_2_with_a_fatal_line():
     proc = run(agent_cmd("scan", "--now-ms", "soon"))
     assert proc.returncode == 2 and proc.stdout == ""
     assert "bad usage" in fatal_lines(proc.stderr.split("\n", 1)[1])[0]
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder the unprivileged user `fleet-test` can reach (tmp_path's parents are root-only)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="fleet-agent-perm-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def as_fleet_test(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["runuser", "-u", "fleet-test", "--", *cmd], input=stdin, capture_output=True,
+                          text=True, timeout=60, cwd="/")
+
+
+def test_permission_errors_as_an_unprivileged_user(shared_dir):
+    import os
+    import shutil
+
+    pw = __import__("pwd").getpwnam("fleet-test")
+    pyz = shared_dir / "fleet-agent.pyz"
+    export_agent(pyz)
+    state = small_state(shared_dir / "state")
+    s = state / "agents" / "main" / "sessions"
+    (s / "secret.jsonl").write_text('{"type":"session"}\n' + '{"type":"message"}\n' * 300)
+    for p in [state, *state.rglob("*")]:
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    os.chown(s / "secret.jsonl", 0, 0)           # root's file, unreadable for fleet-test
+    (s / "secret.jsonl").chmod(0o600)
+    before = (s / "secret.jsonl").stat()
+
+    scan = as_fleet_test(["python3", str(pyz), "scan", "--state-dir", str(state)])
+    assert scan.returncode == 1, scan.stderr
+    files = {f["path"]: f for f in json.loads(scan.stdout)["files"]}
+    assert "permission denied" in files["agents/main/sessions/secret.jsonl"]["error"]
+    assert files["agents/main/sessions/abc.jsonl"]["error"] is None
+
+    plan = {"protocol": 1, "mode": "run", "state_dir": str(state), "now_ms": NOW_MS,
+            "operations": {"transcripts": {"tiers": [{"over_bytes": 100, "keep_records": 5}]}}}
+    run_ = as_fleet_test(["python3", str(pyz), "run"], stdin=json.dumps(plan))
+    assert run_.returncode == 1, run_.stderr
+    rec = {f["path"]: f for f in json.loads(run_.stdout)["files"]}["agents/main/sessions/secret.jsonl"]
+    assert rec["error"] and rec["action"] == "none" and rec["backup"] is None
+    after = (s / "secret.jsonl").stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+    locked = shared_dir / "locked"
+    shutil.copytree(state, locked)
+    locked.chmod(0o700)                           # root's, not fleet-test's
+    denied = as_fleet_test(["python3", str(pyz), "scan", "--state-dir", str(locked)])
+    assert denied.returncode == 3
+    assert "cannot be read" in json.loads(denied.stdout)["error"]
