@@ -15,7 +15,7 @@ unexpected exception) in one file becomes that file's error; the file is left as
 import importlib
 import os
 
-from .context import file_record, stats
+from .context import stats
 from .discover import discover
 from .fsutil import BackupStore, FileError, inside
 from .locks import transcript_in_use
@@ -46,7 +46,7 @@ def merge_record(old, new):
     """Two operations on one path: keep the first `before`, the last `after`, all actions/notes."""
     merged = dict(new)
     merged["before"] = old["before"]
-    merged["actions"] = list(old.get("actions") or []) + [a for a in new.get("actions") or []]
+    merged["actions"] = list(old.get("actions") or []) + list(new.get("actions") or [])
     if new.get("action") in (None, "none"):
         merged["action"] = old.get("action", "none")
     merged["notes"] = list(old.get("notes") or []) + list(new.get("notes") or [])

@@ -322,3 +322,23 @@ def test_generated_host_dry_then_real_run(tmp_path):
     for a in real["agents"]:
         on_disk = sum(x.stat().st_size for x in (state / "agents" / a["agent"]).rglob("*") if x.is_file())
         assert a["after_bytes"] == on_disk, a["agent"]
+
+
+def test_store_rotation_runs_before_the_prune(tmp_path):
+    state = build_state(tmp_path / "state")
+    s = state / "agents/main/sessions"
+    original = (s / "sessions.json").read_bytes()
+    (s / "sessions.json.bak.1700000000000").write_text("{}")
+    plan = plan_for(state, dry_run=False)
+    plan["operations"] = {"store": {"prune": {"cron_run": 86400}, "rotate_over_bytes": 100, "rotate_keep": 1}}
+    code, doc, _ = run_plan(plan)
+    assert code == 0, doc
+    files = by_path(doc)
+    new = "agents/main/sessions/sessions.json.bak.%d" % NOW_MS
+    assert files[new]["action"] == "rotate"
+    assert (state / new).read_bytes() == original            # the copy holds the store before the prune
+    assert files["agents/main/sessions/sessions.json.bak.1700000000000"]["action"] == "delete"
+    assert not (s / "sessions.json.bak.1700000000000").exists()
+    assert files["agents/main/sessions/sessions.json"]["action"] == "prune"
+    assert doc["agents"][0]["after_bytes"] == sum(x.stat().st_size for x in (state / "agents").rglob("*")
+                                                  if x.is_file())
