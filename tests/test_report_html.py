@@ -107,12 +107,15 @@ def rendered(tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     shots = {}
     for name, size in (("phone", "412,1600"), ("desktop", "1280,1000")):
-        shot = ARTIFACTS / f"report-html-{name}.png"
-        if shot.exists():
-            shot.unlink()
+        shot = tmp / f"report-html-{name}.png"
         chromium([f"--screenshot={shot}", f"--window-size={size}", "--hide-scrollbars", page.as_uri()],
                  tmp / f"profile-{name}")
         shots[name] = shot
+        if shot.exists():
+            # Keep a copy for people to look at; replaced atomically (xdist workers may race).
+            part = ARTIFACTS / f".report-html-{name}.{os.getpid()}.png"
+            shutil.copyfile(shot, part)
+            os.replace(part, ARTIFACTS / f"report-html-{name}.png")
     return page, dom, shots
 
 
