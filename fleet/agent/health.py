@@ -16,6 +16,7 @@ TEMP_LEFTOVER_S = 5 * 60
 TOKEN_THRESHOLDS = {
     "group": (50000, 150000), "channel": (50000, 150000), "topic": (50000, 150000),
     "thread": (50000, 150000), "direct": (100000, 150000), "main": (150000, 200000),
+    "global": (150000, 200000),
 }
 
 
@@ -131,8 +132,8 @@ def _file_findings(af, now_ms):
 def _peers_of(key, entry):
     """Bare peer ids a direct session is bound to (from the key, origin.from, deliveryContext.to)."""
     peers = set()
-    parts = key.split(":")
-    for marker in ("direct", "dm"):
+    parts = key.lower().split(":")
+    for marker in ("direct", "dm", "dm-named"):
         if marker in parts[:-1]:
             peers.add(parts[parts.index(marker) + 1])
     for holder, field in (("origin", "from"), ("deliveryContext", "to")):
