@@ -175,7 +175,7 @@ def base64_image_bytes(block):
 
 
 def image_placeholder(size):
-    return "[fleet: image removed, %s KB]" % format(max(1, (size + 1023) // 1024), ",")
+    return "[fleet: image removed, %s KB]" % format(max(1, (size + 512) // 1024), ",")
 
 
 def cut_text(text, limit, what):

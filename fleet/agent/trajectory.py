@@ -9,8 +9,9 @@ in the middle of a run is worse than none, so runs are kept or dropped whole:
   to the run being recorded (the last one seen); a `session.started` without one, or any
   such event before the first run, belongs to the next run;
 - the first run is *partial* when the file does not start with its beginning (OpenClaw bounds
-  a trajectory by dropping its oldest events): the first event is neither `session.started`,
-  `trace.metadata` nor `seq` 0/1. A partial run is never kept (unless it is the only thing left, below);
+  a trajectory by dropping its oldest events): the first event is neither `session.started` nor
+  `trace.metadata` (`seq` says nothing: it may count from 1 again after a cut). A partial
+  run is never kept (unless it is the only thing left, below);
 - a run is expired when its last event's `ts` is older than `max_age_s` before the run's clock
   (ctx.now_ms); events without a readable `ts` never expire a run;
 - of the remaining runs the last `keep_runs` are kept; if none remains, the last run is kept
@@ -111,7 +112,7 @@ def scan_trajectory(f):
                 raise FileError("line %d is not a JSON object; left untouched" % lineno)
         line = len(scan.run_of)
         if line == 0 and event:
-            scan.first_is_start = event.get("type") in RUN_START_TYPES or event.get("seq") in (0, 1)
+            scan.first_is_start = event.get("type") in RUN_START_TYPES
         run_id = event.get("runId")
         if isinstance(run_id, str) and run_id:
             run = index.get(run_id)

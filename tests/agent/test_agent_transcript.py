@@ -454,3 +454,38 @@ def test_concurrent_appender_process_loses_nothing(tmp_path):
     got = parsed_lines(path.read_bytes())
     assert [line["id"] for line in got[1:]] == expected
     assert_openclaw_rules(got)
+
+
+@pytest.mark.parametrize("seed,keep,slim", [(1, 25, None), (2, 60, "tool-output"), (3, 100, "aggressive"),
+                                            (4, 7, "tool-output"), (5, 3, "tool-output")])
+def test_generated_transcripts_trim_to_the_reference_tail(tmp_path, seed, keep, slim):
+    """fleet.gen's transcripts (branches, compactions, images, custom lines) against the
+    reference tail and the generator's own format checker."""
+    import random
+    from pathlib import Path
+
+    from fleet.gen.check import transcript_problems
+    from fleet.gen.transcript import TranscriptFeatures, write_transcript
+
+    path = tmp_path / "agents" / "main" / "sessions" / "gen.jsonl"
+    path.parent.mkdir(parents=True)
+    features = TranscriptFeatures(image=True, branch=True, compactions=2, aborted=3)
+    write_transcript(Path(str(path)), session_id="0f5d59ee-034e-47d9-ac97-d383e6c022b8", rng=random.Random(seed),
+                     n_records=400, n_bytes=600 * 1024, start_ms=NOW_MS - 86400000, end_ms=NOW_MS,
+                     cwd="/home/u", features=features)
+    original = path.read_bytes()
+    lines = parsed_lines(original)
+    record = trim(tmp_path, path, keep, slim=slim)
+    got = parsed_lines(path.read_bytes())
+    expected = reference_tail(lines, keep)
+    if not expected:
+        # No user turn in reach: nothing is cut (only slimmed), and the record says why.
+        assert record["actions"] == ["slim"] and any("no user turn" in n for n in record["notes"])
+        assert [line["id"] for line in got] == [line["id"] for line in lines]
+        return
+    assert record["error"] is None and record["action"] == "trim"
+    assert [line["id"] for line in got[1:]] == [line["id"] for line in expected]
+    assert_openclaw_rules(got)
+    assert transcript_problems(path) == []
+    assert record["after"]["records"] == len(expected) and record["after"]["bytes"] < len(original)
+    assert open(record["backup"], "rb").read() == original
