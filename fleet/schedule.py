@@ -500,7 +500,6 @@ def run_scheduled_command(name: str) -> int:
 def _run(schedule: Schedule) -> int:
     from fleet.controller import run_command, scan_command
 
-    os.environ["FLEET_SCHEDULE"] = schedule.name   # lets the run's record say which schedule ran it
     inventory = Path(schedule.inventory)
     if schedule.action == "scan":
         code = scan_command(inventory=inventory, limit=schedule.limit, forks=None, json_out=False,
