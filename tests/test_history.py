@@ -175,3 +175,42 @@ def test_size_series_from_scans_runs_and_dry_runs():
     assert [p.bytes for p in points] == [5_000_000, 6_000_000, 7_000_000, 200]
     assert points == sorted(points, key=lambda p: p.at_ms)
     assert history.agent_size_series(host="other") == {}
+
+
+def test_two_fleet_run_processes_both_appear_complete_in_history(tmp_path, state_dir, capsys):
+    """The issue's case: two real `fleet run` processes (local hosts) record at the same time."""
+    import time as _time
+
+    from fleet.cli import main
+    from fleet.gen import HostSpec, generate_host, tiny_agent
+
+    now = int(_time.time() * 1000)
+    commands = []
+    for i in range(2):
+        host_dir = tmp_path / f"fleet{i}"
+        generate_host(host_dir / "state", HostSpec(f"h{i}", (tiny_agent("main", 24 * 1024, 30),)), seed=i, now_ms=now)
+        (host_dir / "inventory.toml").write_text(
+            f'[hosts.local{i}]\nconnection = "local"\nstate_dir = "{host_dir / "state"}"\n')
+        commands.append([sys.executable, "-m", "fleet", "run", "weekly", "--dry-run", "--json",
+                         "-i", str(host_dir / "inventory.toml")])
+    env = dict(os.environ, FLEET_STATE_DIR=str(state_dir))
+    procs = [subprocess.Popen(c, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for c in commands]
+    try:
+        outs = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    printed = {doc["run_id"]: doc for doc in (json.loads(out) for out, _ in outs)}
+
+    try:
+        main(["history", "--json"])
+    except SystemExit as exc:
+        assert not exc.code
+    listed = json.loads(capsys.readouterr().out)["runs"]
+    assert sorted(r["run_id"] for r in listed) == sorted(printed)
+    for run_id, doc in printed.items():
+        assert history.load_run(run_id).to_json() == doc
+        assert doc["hosts"][0]["files"]
