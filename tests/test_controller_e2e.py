@@ -285,3 +285,15 @@ def test_ctrl_c_exits_130_and_reports_running_hosts_as_interrupted(cli, tmp_path
     assert [(h["host"], h["interrupted"], h["error"]) for h in doc["hosts"]] == [
         ("one", True, "interrupted"), ("two", True, "interrupted")]
     assert "interrupted" in err
+
+
+def test_notify_problems_are_warnings_that_never_fail_the_run(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    state = tmp_path / "openclaw"
+    populate(state, 2)
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(f'[hosts.control]\nconnection = "local"\nstate_dir = "{state}"\n')
+    code, out, err = cli("run", "weekly", "-i", str(inventory), "--notify")
+    assert code == 0
+    assert "fleet: warning: notify:" in err
+    assert "control" in out

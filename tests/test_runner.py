@@ -213,3 +213,30 @@ def test_forks_never_exceed_what_the_open_file_limit_allows():
             "from fleet.runner import default_forks; print(default_forks(500), default_forks(500, 10))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == [str((256 - fleet.runner.FDS_RESERVED) // fleet.runner.FDS_PER_HOST), "10"]
+
+
+def test_run_ids_are_utc_time_plus_random_hex():
+    from datetime import datetime, timezone
+
+    moment = datetime(2026, 11, 21, 10, 15, 0, tzinfo=timezone.utc)
+    first, second = new_run_id(moment), new_run_id(moment)
+    assert first.startswith("20261121T101500Z-") and len(first) == len("20261121T101500Z-3fa2c1")
+    assert first != second
+
+
+def test_plans_carry_the_hosts_state_dir_agents_and_the_playbooks_sections(tmp_path):
+    from fleet.playbook import load_playbook
+
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[hosts.t440]\nstate_dir = "~/.openclaw-work"\nagents = ["main", "ops"]\n')
+    host = load_inventory(inventory).hosts["t440"]
+    book = load_playbook("weekly")
+    plan = build_plan(host, "run", "20261121T101500Z-3fa2c1", NOW_MS, dry_run=True, playbook=book)
+    assert plan["protocol"] == 1 and plan["mode"] == "run" and plan["dry_run"] is True
+    assert (plan["state_dir"], plan["agents"], plan["now_ms"]) == ("~/.openclaw-work", ["main", "ops"], NOW_MS)
+    assert plan["operations"] == book.operations and plan["operations"]["transcripts"]["tiers"]
+    assert plan["backup"]["keep_runs"] == book.backup["keep_runs"]
+    scan = build_plan(host, "scan", "r1", NOW_MS)
+    assert scan["operations"] == {} and scan["restore"] is None
+    with pytest.raises(ValueError):
+        build_plan(host, "run", "r1", NOW_MS)

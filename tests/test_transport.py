@@ -266,3 +266,16 @@ def test_missing_python_is_a_per_host_error(tmp_path):
     run = run_agent(local_host(tmp_path, python="/nonexistent/python3"), {}, bundle=bundle, digest=digest)
     assert run.error.startswith("control: no python found as '/nonexistent/python3'")
     assert run.exit_code == 127
+
+
+def test_ssh_config_fills_in_hostname_port_user_and_identity(one_host, tmp_path):
+    fleet_, host = one_host
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host office-box\n  HostName 127.0.0.1\n  Port {host.port}\n  User root\n"
+                      f"  IdentityFile {fleet_.identity_file}\n")
+    aliased = dataclasses.replace(host, address="office-box", port=None, user=None, identity_files=(),
+                                  ssh_config=str(config))
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run = run_agent(aliased, {"via": "ssh_config"}, bundle=bundle, digest=digest)
+    assert json.loads(run.stdout)["plan"] == {"via": "ssh_config"}
+    assert json.loads(run.stdout)["user"] == "root"
