@@ -20,6 +20,7 @@ SQLITE_NAME = "openclaw-agent.sqlite"
 _TOPIC_RE = re.compile(r"^(?P<sid>.+)-topic-(?P<topic>[0-9]+)\.jsonl$")
 _CHECKPOINT_RE = re.compile(r"^(?P<sid>.+)\.checkpoint\.[^.]+\.jsonl$")
 _TRAJECTORY_RE = re.compile(r"^(?P<sid>.+)\.trajectory(?:\.jsonl|-path\.json)$")
+_TOPIC_SID_RE = re.compile(r"^(?P<sid>.+)-topic-(?P<topic>[0-9]+)$")
 _ARCHIVE_RE = re.compile(r"\.(?:deleted|reset|bak)\.[^/]+$|\.corrupt-")
 
 
@@ -175,12 +176,14 @@ def classify_session_file(name, refs):
         return "archive", None, None
     if name == STORE_NAME:
         return "store", None, None
-    m = _CHECKPOINT_RE.match(name)
+    m = _CHECKPOINT_RE.match(name) or _TRAJECTORY_RE.match(name)
     if m:
-        return "checkpoint", m.group("sid"), None
-    m = _TRAJECTORY_RE.match(name)
-    if m:
-        return "trajectory", m.group("sid"), None
+        # A topic session's side files carry `<sid>-topic-<n>`: group them under the session id.
+        sid, topic = m.group("sid"), None
+        t = _TOPIC_SID_RE.match(sid)
+        if t:
+            sid, topic = t.group("sid"), int(t.group("topic"))
+        return ("checkpoint" if ".checkpoint." in name else "trajectory"), sid, topic
     if name.endswith(".session.json"):
         return "legacy", None, None
     m = _TOPIC_RE.match(name)

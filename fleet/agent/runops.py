@@ -272,7 +272,8 @@ def _file_passes(run, ops):
             for info in run.pending("trajectory"):
                 if not info.path.endswith(".jsonl") or info.rel in af.problems:
                     continue
-                transcript = os.path.join(os.path.dirname(info.path), "%s.jsonl" % info.session_id)
+                transcript = os.path.join(os.path.dirname(info.path), "%s%s.jsonl" % (
+                    info.session_id, "" if info.topic is None else "-topic-%d" % info.topic))
                 run.per_file(info, "trajectory cap", lambda i=info, t=transcript: _trim_or_skip(
                     run, i, lambda: cap(ctx, af.agent, i, ops["trajectories"]), t))
     if "legacy" in ops:

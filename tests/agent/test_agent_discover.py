@@ -101,6 +101,9 @@ def test_classify_without_a_store_calls_nothing_an_orphan():
     assert classify_session_file("abc-topic-2.jsonl", ({"x.jsonl"}, {"abc"})) == ("transcript", "abc", 2)
     assert classify_session_file("abc.jsonl.fleet-12.tmp", None)[0] == "temp"
     assert classify_session_file("notes.txt", None)[0] == "other"
+    assert classify_session_file("abc-topic-4.trajectory.jsonl", None) == ("trajectory", "abc", 4)
+    assert classify_session_file("abc-topic-4.checkpoint.u-1.jsonl", None) == ("checkpoint", "abc", 4)
+    assert classify_session_file("abc.checkpoint.u-1.jsonl", None) == ("checkpoint", "abc", None)
 
 
 @pytest.mark.parametrize("content,check", [
