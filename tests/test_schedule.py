@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from fleet import schedule_cron
-from fleet.schedule import ScheduleLock, check_name, load_env_file
+from fleet.schedule import check_name
+from fleet.schedule_run import ScheduleLock, load_env_file, rotate_log
 from test_notify import TOKEN, RecordingServer, make_local_fleet
 
 CRON_USER = "fleet-test"
@@ -215,3 +216,16 @@ def test_the_lock_is_exclusive_and_names_its_holder(tmp_path):
     first.release()
     assert second.acquire()
     second.release()
+
+
+def test_a_big_log_moves_aside_while_the_appending_writer_keeps_writing(tmp_path):
+    log = tmp_path / "nightly.log"
+    writer = open(log, "ab")                     # what `>>log` gives cron's shell
+    writer.write(b"old line\n" * 200)
+    writer.flush()
+    assert not rotate_log(log, max_bytes=10_000)
+    assert rotate_log(log, max_bytes=1000)
+    writer.write(b"new line\n")
+    writer.close()
+    assert log.read_bytes() == b"new line\n"
+    assert (tmp_path / "nightly.log.1").read_bytes() == b"old line\n" * 200
