@@ -90,8 +90,8 @@ class LiveProgress:
             items = [(h, v) for h, v in items if v[0] not in ("ok", "waiting")] + \
                 [(f"{done} hosts", ("ok", "")), (f"{sum(1 for _, (s, _) in self.lines.items() if s == 'waiting')} hosts", ("waiting", ""))]
         text = Text()
-        for host, (state, detail) in items:
-            text.append(self._line(host, state, detail) + "\n", style=styles.get(state, ""))
+        for number, (host, (state, detail)) in enumerate(items):
+            text.append(("\n" if number else "") + self._line(host, state, detail), style=styles.get(state, ""))
         return text
 
 
