@@ -342,3 +342,36 @@ def test_store_rotation_runs_before_the_prune(tmp_path):
     assert files["agents/main/sessions/sessions.json"]["action"] == "prune"
     assert doc["agents"][0]["after_bytes"] == sum(x.stat().st_size for x in (state / "agents").rglob("*")
                                                   if x.is_file())
+
+
+def test_dead_lock_is_reported_and_does_not_block_the_trim(tmp_path):
+    state = build_state(tmp_path / "state")
+    s = state / "agents/main/sessions"
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    (s / "s-main.jsonl.lock").write_text(json.dumps({"pid": p.pid, "createdAt": "2026-11-21T00:00:00Z"}))
+    code, doc, _ = run_plan(plan_for(state, dry_run=False))
+    assert code == 0
+    assert by_path(doc)["agents/main/sessions/s-main.jsonl"]["action"] == "trim"
+    stale = [h for h in doc["health"] if h["check"] == "stale-lock"]
+    assert [h["path"] for h in stale] == ["agents/main/sessions/s-main.jsonl.lock"]
+
+
+def test_hostile_session_ids_write_nothing_outside(tmp_path):
+    state = build_state(tmp_path / "state")
+    outside = tmp_path / "outside.jsonl"
+    conversation(outside, "outside", 30)
+    s = state / "agents/main/sessions"
+    store = json.loads((s / "sessions.json").read_text())
+    store["agent:main:cron:job:run:evil"] = {"sessionId": "../../../outside", "updatedAt": 1,
+                                             "sessionFile": str(outside)}
+    (s / "sessions.json").write_text(json.dumps(store))
+    outside_before = snapshot(tmp_path / "state" / "agents" / "main" / "sessions")
+    code, doc, _ = run_plan(plan_for(state, dry_run=False))
+    assert code == 1
+    assert by_path(doc)["agents/main/sessions/sessions.json"]["error"]
+    assert outside.read_bytes().count(b"\n") == 121          # untouched, not archived
+    assert not list(tmp_path.glob("outside.jsonl.*"))
+    assert snapshot(tmp_path / "state" / "agents")[str(s / "sessions.json")] == \
+        outside_before[str(s / "sessions.json")]
+    assert any(h["check"] == "session-id-unsafe" for h in doc["health"])

@@ -53,6 +53,8 @@ def clean_state(state: Path) -> None:
     (s / "s-main.trajectory.jsonl").write_text("{}\n" * 9)
     (s / "old.jsonl.deleted.2026-07-01T12-34-56.789Z").write_text("{}\n{}\n{}\n")
     write_transcript(s / "s-tail.jsonl", 2, terminated=False)
+    # Scans count lines and never parse transcripts: garbage is counted, not an error.
+    (s / "s-main.checkpoint.0b1c.jsonl").write_bytes(b"\xff not json\n{{{\n")
     entries = json.loads((s / "sessions.json").read_text())
     entries["agent:main:subagent:abc"] = {"sessionId": "s-tail", "updatedAt": NOW_MS}
     (s / "sessions.json").write_text(json.dumps(entries))
