@@ -27,7 +27,7 @@ from .fsutil import (CHUNK, FileChanged, FileError, HashSink, archive_timestamp,
 from .locks import iso_to_ms, lock_state, transcript_in_use
 
 ARCHIVABLE_KINDS = ("transcript", "trajectory", "checkpoint", "orphan")
-_ARCHIVE_TS_RE = re.compile(r"\.(?:deleted|reset|bak)\.(?P<ts>[^/]+)$")
+_ARCHIVE_TS_RE = re.compile(r"\.(?:deleted|reset|bak)\.(?P<ts>\d{4}-\d\d-\d\dT[0-9:-]+(?:\.\d+)?Z?|\d{10,16})$")
 _CORRUPT_TS_RE = re.compile(r"\.corrupt-(?P<ts>\d{4}-\d\d-\d\dT[0-9:.-]+Z)-[0-9a-f]{8}\.jsonl$")
 _OPENCLAW_TMP_RE = re.compile(r"^sessions\.json\.\d+\.[0-9A-Za-z-]+\.tmp$")
 _FLEET_TMP_RE = re.compile(r"\.fleet-(?P<pid>\d+)\.tmp$")

@@ -408,7 +408,7 @@ def rotate_store(ctx, agent, store_info, policy):
     limit = (policy or {}).get("rotate_over_bytes")
     if limit is None:
         return []
-    keep = int((policy or {}).get("rotate_keep", 3))
+    keep = max(1, int((policy or {}).get("rotate_keep", 3)))  # never the copy just made
     path, rel = store_info.path, store_info.rel
     folder = os.path.dirname(path)
     records = []

@@ -213,14 +213,15 @@ def test_expired_archives_deleted_after_verified_backup(agent):
     bak = put(sessions, "sessions.json.bak.%d" % (NOW - 31 * DAY_MS), "{}", "archive")
     corrupt = put(sessions, "c.jsonl.corrupt-%s-0a1b2c3d.jsonl" % old_ts, "x\n", "archive")
     unnamed = put(sessions, "d.jsonl.deleted.garbage", "x\n", "archive", age_ms=60 * DAY_MS)  # by mtime
+    twice = put(sessions, "e.jsonl.deleted.%s.deleted.%s" % (old_ts, new_ts), "x\n", "archive")  # the last ts
     content = dict((i.path, sha(i.path)) for i in (old, bak, corrupt, unnamed))
 
-    recs = expire_archives(make_ctx(state), "main", [old, young, bak, corrupt, unnamed],
+    recs = expire_archives(make_ctx(state), "main", [old, young, bak, corrupt, unnamed, twice],
                            {"delete_after_s": 30 * 86400})
     actions = dict((os.path.basename(r["path"]), r["action"]) for r in recs)
     assert actions == {os.path.basename(old.path): "delete", os.path.basename(young.path): "none",
                        os.path.basename(bak.path): "delete", os.path.basename(corrupt.path): "delete",
-                       os.path.basename(unnamed.path): "delete"}
+                       os.path.basename(unnamed.path): "delete", os.path.basename(twice.path): "none"}
     for rec in recs:
         if rec["action"] == "delete":
             path = os.path.join(state, rec["path"])
