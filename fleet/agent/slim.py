@@ -193,11 +193,18 @@ def cut_text(text, limit, what):
     if found:
         earlier = int(found.group(1).replace(",", ""))
         body = text[:found.start()]
-    data = body.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
-        return text, 0
-    head = data[:limit].decode("utf-8", "ignore")
-    removed = len(data) - _utf8_len(head)
+    if body.isascii():
+        # Most tool output: bytes == characters, no need to encode the whole text.
+        if len(body) <= limit:
+            return text, 0
+        head = body[:limit]
+        removed = len(body) - limit
+    else:
+        data = body.encode("utf-8", "surrogatepass")
+        if len(data) <= limit:
+            return text, 0
+        head = data[:limit].decode("utf-8", "ignore")
+        removed = len(data) - _utf8_len(head)
     if found:
         removed_total = removed + earlier
         return head + "\u2026[fleet: %s bytes of %s removed]" % (format(removed_total, ","), what), removed
