@@ -504,3 +504,84 @@ def test_rotation_below_size_or_unset_does_nothing(tmp_path):
     assert rotate_store(make_ctx(state), "main", store_info(state, path),
                         dict(POLICY, rotate_over_bytes=10 ** 6)) == []
     assert tree(str(tmp_path)) == before
+
+
+# ---------------------------------------------------------------- as an unprivileged user
+
+UNPRIVILEGED_PRUNE = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from fleet.agent.context import FileInfo, RunContext
+from fleet.agent.fsutil import BackupStore
+from fleet.agent.store import prune_store
+state, path, backups = sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = RunContext(state, "run1", int(sys.argv[5]), False, BackupStore(backups), {})
+st = os.lstat(path)
+info = FileInfo("main", path, os.path.relpath(path, state), "store", st.st_size, st.st_mtime_ns)
+rec, removed = prune_store(ctx, "main", info, json.loads(sys.argv[6]), lock_wait_s=0.2)
+print(json.dumps({"rec": rec, "removed": sorted(removed)}))
+"""
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder the unprivileged user `fleet-test` can reach (tmp_path's parents are root-only)."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="fleet-store-perm-", dir="/tmp")
+    os.chmod(path, 0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def prune_as_fleet_test(state, path, backups):
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(["runuser", "-u", "fleet-test", "--", "/usr/bin/python3", "-c", UNPRIVILEGED_PRUNE,
+                           repo, state, path, backups, str(NOW), json.dumps(POLICY)],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_permission_errors_as_an_unprivileged_user_leave_the_store_alone(shared_dir):
+    import pwd
+
+    pw = pwd.getpwnam("fleet-test")
+    store = {"agent:main:cron:j:run:a": entry("a"), "agent:main:main": entry("m")}
+    state = os.path.join(shared_dir, "state")
+    sessions = os.path.join(state, "agents", "main", "sessions")
+    os.makedirs(sessions)
+    path = os.path.join(sessions, "sessions.json")
+    with open(path, "w") as f:
+        json.dump(store, f, indent=2)
+    backups = os.path.join(shared_dir, "backups")
+    os.mkdir(backups)
+    for p in (state, os.path.dirname(sessions), sessions, path, backups):
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+
+    # a sessions folder fleet-test may not write to: no lock, no temp file, so no write at all
+    os.chmod(sessions, 0o555)
+    before = tree(shared_dir)
+    out = prune_as_fleet_test(state, path, backups)
+    assert "permission denied" in out["rec"]["error"] and "store lock" in out["rec"]["error"]
+    assert out["removed"] == [] and out["rec"]["action"] == "none"
+    assert tree(shared_dir) == before
+
+    # a store fleet-test cannot read (root's, 0600)
+    os.chmod(sessions, 0o755)
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o600)
+    before = tree(shared_dir)
+    out = prune_as_fleet_test(state, path, backups)
+    assert "permission denied" in out["rec"]["error"]
+    assert tree(shared_dir) == before
+
+    # and with its own store and folder, the same user prunes normally
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    out = prune_as_fleet_test(state, path, backups)
+    assert out["rec"]["error"] is None and out["removed"] == ["agent:main:cron:j:run:a"]
+    assert os.stat(path).st_uid == pw.pw_uid and os.stat(path).st_mode & 0o777 == 0o600
+    assert list(load_store(path)) == ["agent:main:main"]
