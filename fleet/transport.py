@@ -1,28 +1,20 @@
-"""Push-and-run: get the agent onto one host and run one plan there, over SSH or locally.
+"""Reach a host and run one plan there: over SSH (fabric/paramiko) or locally (subprocess).
 
-The only module that imports fabric/paramiko. One call, `run_agent(host, plan, ...)`, costs ONE
-exec channel: a POSIX `sh` wrapper starts the host's python on a small bootstrap (below) that
-
-1. reads the plan (its length is on the command line) from stdin,
-2. checks `~/.cache/fleet/agent-<digest[:16]>.pyz` against the full sha256 and prints one
-   handshake line, `fleet-agent: cached` or `fleet-agent: need`,
-3. on `need` reads exactly the bundle's bytes from stdin (the controller sends them when it sees
-   the handshake: one extra round trip, same channel), verifies them and installs them
-   atomically (temp file + rename, folder 0700),
-4. runs the cached agent in-process as `agent.pyz run --plan -` on the plan.
-
-A cached host therefore costs one channel and no extra round trip. Every value in the command
-line is `shlex.quote`d; the plan (state dir, agents, ...) never touches a shell at all.
-With `become_user` the wrapper runs under `sudo -n -u USER -H`, so the cache lives in that
-user's home. `connection = "local"` runs the same wrapper with subprocess: one code path.
+The only module that imports fabric/paramiko. `run_agent(host, plan, ...)` opens ONE exec channel
+running `fleet.bootstrap.remote_command` and speaks `fleet.bootstrap.converse` over it: a host
+with the cached agent costs that one channel and no extra round trip; a host without it gets
+the agent on the same channel's stdin after one handshake line. `connection = "local"` runs the
+same command with subprocess, so both share one code path.
 
 Host keys are strict: known hosts come from the host's `known_hosts` file (else the ssh config's
 UserKnownHostsFile, else ~/.ssh/known_hosts); an unknown key is refused unless
-`accept_new_host_keys` (CLI) or `host_key_policy = "accept-new"` (inventory) says to record it;
-a changed key is always refused.
+`accept_new_host_keys` (CLI) or `host_key_policy = "accept-new"` (inventory) says to record it
+(our own policy appends it to that file; never paramiko's silent AutoAddPolicy); a changed key
+is always refused, naming the known_hosts file and line.
 
-Connection-level failures raise `ConnectionFailed` (with `.retryable`); everything after the
-channel opened comes back as an `AgentRun` value.
+Connection-level failures raise `ConnectionFailed` (`.retryable` for a missing banner or a reset
+during the handshake, what sshd's MaxStartups does under bursts) or `HostKeyRefused`; everything
+after the channel opened comes back as an `AgentRun` value.
 """
 from __future__ import annotations
 
@@ -31,12 +23,10 @@ import json
 import os
 import re
 import selectors
-import shlex
 import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -44,121 +34,17 @@ import fabric
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys
 
+from fleet.bootstrap import AgentRun, CancelToken, Stream, converse, remote_command
 from fleet.errors import ConnectionFailed
+
+__all__ = ["AgentRun", "CancelToken", "ConnectionFailed", "HostKeyRefused", "run_agent"]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 3600.0
-HANDSHAKE = b"fleet-agent: "
-_POLL_S = 0.05
-
-# Runs on the host. Must parse on any python (2.7 too), so that an old one can say its version.
-BOOTSTRAP = r'''
-import sys
-if sys.version_info < (3, 8):
-    sys.stdout.write("fleet-agent: python-too-old %s\n" % sys.version.split()[0])
-    sys.exit(97)
-import hashlib, io, os, runpy, tempfile
-digest, agent_size, plan_size, cache_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-def say(line):
-    sys.stdout.write("fleet-agent: " + line + "\n")
-    sys.stdout.flush()
-def read_exact(n):
-    parts = []
-    while n > 0:
-        part = sys.stdin.buffer.read(n)
-        if not part:
-            break
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
-def sha256_of(path):
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
-plan = read_exact(plan_size)
-if len(plan) != plan_size:
-    say("error the plan arrived truncated")
-    sys.exit(98)
-if not cache_dir:
-    cache_dir = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fleet")
-cache_dir = os.path.expanduser(cache_dir)
-path = os.path.join(cache_dir, "agent-%s.pyz" % digest[:16])
-if sha256_of(path) == digest:
-    say("cached")
-else:
-    say("need")
-    data = read_exact(agent_size)
-    if hashlib.sha256(data).hexdigest() != digest:
-        say("error the agent arrived damaged (%d of %d bytes)" % (len(data), agent_size))
-        sys.exit(98)
-    try:
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-        os.chmod(cache_dir, 0o700)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".agent-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        say("error cannot install the agent in %s: %s" % (cache_dir, exc))
-        sys.exit(98)
-    say("installed")
-sys.stdin = io.TextIOWrapper(io.BytesIO(plan), encoding="utf-8")
-sys.argv = [path, "run", "--plan", "-"]
-runpy.run_path(path, run_name="__main__")
-'''
 
 
 class HostKeyRefused(ConnectionFailed):
     """The host's key is unknown (and accepting new keys was not asked for) or has changed."""
-
-
-@dataclass
-class AgentRun:
-    """What one exec of the agent produced. `error` is set when no agent result can exist."""
-
-    stdout: str
-    stderr: str
-    exit_code: Optional[int]
-    channels_opened: int
-    cached: Optional[bool]
-    elapsed: float
-    error: Optional[str] = None
-    interrupted: bool = False
-
-
-class CancelToken(threading.Event):
-    """A cancel event that also closes registered connections at once (Ctrl-C mid-handshake)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._closers: dict[int, Callable[[], Any]] = {}
-        self._lock = threading.Lock()
-
-    def register(self, closer: Callable[[], Any]) -> int:
-        with self._lock:
-            key = id(closer)
-            self._closers[key] = closer
-        if self.is_set():
-            closer()
-        return key
-
-    def unregister(self, key: int) -> None:
-        with self._lock:
-            self._closers.pop(key, None)
-
-    def set(self) -> None:
-        super().set()
-        with self._lock:
-            closers = list(self._closers.values())
-        for close in closers:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - closing a dying socket may fail any way it likes
-                pass
 
 
 def _attr(host: Any, name: str, default: Any = None) -> Any:
@@ -166,120 +52,9 @@ def _attr(host: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def remote_command(python: str, digest: str, agent_size: int, plan_size: int, cache_dir: str = "",
-                   become_user: Optional[str] = None) -> str:
-    """The one shell command line that runs the bootstrap (pure; every value quoted)."""
-    q = shlex.quote
-    inner = (f"PY={q(python)}; command -v \"$PY\" >/dev/null 2>&1 || "
-             f"{{ echo 'fleet-agent: no-python'; exit 127; }}; "
-             f"exec \"$PY\" -c {q(BOOTSTRAP)} {q(digest)} {int(agent_size)} {int(plan_size)} {q(cache_dir)}")
-    if become_user:
-        return f"exec sudo -n -u {q(become_user)} -H -- /bin/sh -c {q(inner)}"
-    # The login shell may not be POSIX (fish, csh): hand the script to sh.
-    return f"exec /bin/sh -c {q(inner)}"
-
-
-# --- the conversation, shared by SSH and local -----------------------------------------------
-
-class _Stream:
-    """Both transports look like this to `_converse`."""
-
-    def send(self, data: bytes) -> None: ...
-    def close_stdin(self) -> None: ...
-    def read(self, timeout: float) -> tuple[bytes, bytes, bool]: ...   # stdout, stderr, finished
-    def exit_code(self) -> Optional[int]: ...
-    def kill(self) -> None: ...
-
-
-def _converse(stream: _Stream, host_name: str, python: str, plan_bytes: bytes, bundle: bytes,
-              deadline: float, timeout_s: float, cancel: threading.Event,
-              on_running: Optional[Callable[[], None]]) -> AgentRun:
-    """Send the plan, answer the handshake, collect the agent's output until it exits."""
-    started = time.monotonic()
-    out, err = bytearray(), bytearray()
-    cached: Optional[bool] = None
-    failure: Optional[str] = None      # a handshake word other than cached/need/installed
-    running = False                    # after the handshake, stdout is the agent's alone
-    stream.send(plan_bytes)
-    finished = False
-    while not finished:
-        if cancel.is_set() or time.monotonic() > deadline:
-            stream.kill()
-            reason = "interrupted" if cancel.is_set() else (
-                f"timed out after {timeout_s:g}s; fleet closed the session (the agent writes "
-                f"atomically: no file is left half-written)")
-            return AgentRun(out.decode(errors="replace"), err.decode(errors="replace"), None, 1, cached,
-                            time.monotonic() - started, reason, interrupted=cancel.is_set())
-        chunk_out, chunk_err, finished = stream.read(_POLL_S)
-        out += chunk_out
-        err += chunk_err
-        while failure is None and not running:
-            word, out = _pop_handshake(out)
-            if word is None:
-                break
-            if word == "need":
-                cached = False
-                stream.send(bundle)
-                stream.close_stdin()
-            elif word in ("cached", "installed"):
-                cached, running = word == "cached", True
-                if cached:
-                    stream.close_stdin()
-                if on_running:
-                    on_running()
-            else:
-                failure = word
-    code = stream.exit_code()
-    stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-    if code is None and cancel.is_set():    # the token closed the connection under us
-        return AgentRun(stdout, stderr, None, 1, cached, time.monotonic() - started, "interrupted",
-                        interrupted=True)
-    error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
-    return AgentRun(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
-
-
-def _pop_handshake(out: bytearray) -> tuple[Optional[str], bytearray]:
-    """Take the first complete `fleet-agent: WORD` line (at a line start) out of `out`."""
-    start = 0
-    while True:
-        start = out.find(HANDSHAKE, start)
-        if start < 0:
-            return None, out
-        if start == 0 or out[start - 1:start] == b"\n":
-            break
-        start += 1
-    end = out.find(b"\n", start)
-    if end < 0:
-        return None, out
-    word = out[start + len(HANDSHAKE):end].decode(errors="replace").strip()
-    return word, out[:start] + out[end + 1:]
-
-
-def _bootstrap_error(host: str, python: str, handshake: Optional[str], stdout: str, stderr: str,
-                     code: Optional[int]) -> str:
-    """The per-host message for a bootstrap (not agent) failure, from what it or the shell said."""
-    if handshake and handshake.startswith("python-too-old"):
-        version = handshake.split()[-1]
-        return (f"{host}: {python} is Python {version}; the fleet agent needs Python >= 3.8 "
-                f"(set python = \"/path/to/python3.8+\" for {host} in the inventory)")
-    if handshake == "no-python":
-        return (f"{host}: no python found as {python!r} (install Python >= 3.8, or set "
-                f"python = \"/path/to/python3\" for {host} in the inventory)")
-    if handshake and handshake.startswith("error "):
-        return f"{host}: {handshake[6:]}"
-    said = (stderr.strip() or stdout.strip()).splitlines()
-    version = re.search(r"Python (\d+\.\d+(?:\.\d+)?)", stdout + stderr)
-    if version:
-        return (f"{host}: {python} is Python {version.group(1)} and did not run fleet's bootstrap; "
-                f"the agent needs Python >= 3.8 (set python = \"/path/to/python3.8+\" in the inventory)")
-    if said and said[-1].startswith("sudo:"):
-        return f"{host}: sudo -n failed (become_user needs passwordless sudo): {said[-1]}"
-    return f"{host}: the agent bootstrap failed (exit {code}): {said[-1] if said else 'no output'}"
-
-
 # --- SSH ----------------------------------------------------------------------------------
 
-class _ChannelStream(_Stream):
+class _ChannelStream(Stream):
     def __init__(self, channel: paramiko.Channel):
         self.channel = channel
 
@@ -491,7 +266,7 @@ def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_n
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise _retryable(f"{_describe(host, conn)}: cannot open a session channel: {exc}") from exc
-        return _converse(_ChannelStream(channel), host.name, python, plan_bytes, bundle,
+        return converse(_ChannelStream(channel), host.name, python, plan_bytes, bundle,
                          time.monotonic() + command_timeout, command_timeout, cancel, on_running)
     finally:
         if key is not None:
@@ -503,7 +278,7 @@ def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_n
 
 # --- local ---------------------------------------------------------------------------------
 
-class _ProcessStream(_Stream):
+class _ProcessStream(Stream):
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
         self.selector = selectors.DefaultSelector()
@@ -550,7 +325,7 @@ def _run_local(host: Any, command: str, plan_bytes: bytes, bundle: bytes, comman
                             stderr=subprocess.PIPE, close_fds=True)
     key = cancel.register(proc.kill) if isinstance(cancel, CancelToken) else None
     try:
-        return _converse(_ProcessStream(proc), host.name, python, plan_bytes, bundle,
+        return converse(_ProcessStream(proc), host.name, python, plan_bytes, bundle,
                          time.monotonic() + command_timeout, command_timeout, cancel, on_running)
     finally:
         if key is not None:
