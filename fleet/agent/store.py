@@ -254,7 +254,7 @@ class PrunePlan(object):
             limit_s = _age_limit(kind, ages, direct_after, stale_after)
             ts = updated_at(entry)
             if limit_s is not None and (ts is None or now_ms - ts > float(limit_s) * 1000.0):
-                self._remove(key, entry, kind, "age")
+                self._remove(key, entry, kind)
             else:
                 kept_keys.append(key)
         if max_entries is not None and len(kept_keys) > int(max_entries):
@@ -285,7 +285,7 @@ class PrunePlan(object):
             if n:
                 self.notes.append("stripped %s from %d entr%s" % (field, n, "y" if n == 1 else "ies"))
 
-    def _remove(self, key, entry, kind, reason):
+    def _remove(self, key, entry, kind):
         self.removed[key] = entry
         self.removed_by_kind[kind] = self.removed_by_kind.get(kind, 0) + 1
 
@@ -302,7 +302,7 @@ class PrunePlan(object):
         excess = len(kept_keys) - max_entries
         capped = candidates[:excess]
         for key in capped:
-            self._remove(key, store[key], kinds[key], "cap")
+            self._remove(key, store[key], kinds[key])
         if capped:
             self.notes.append("max_entries %d: removed the %d oldest entr%s" % (
                 max_entries, len(capped), "y" if len(capped) == 1 else "ies"))
