@@ -99,7 +99,10 @@ def list_agents(state_dir, wanted=None):
         except OSError as exc:
             raise StateDirError("agents folder cannot be read: %s" % describe_oserror(exc, agents_root))
     else:
-        names = list(wanted)
+        names = []
+        for name in wanted:
+            if name not in names:
+                names.append(name)
     out = []
     for name in names:
         path = os.path.join(agents_root, name)

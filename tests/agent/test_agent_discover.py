@@ -186,6 +186,7 @@ def test_agent_listing_refuses_bad_ids_and_symlinks_out(tmp_path):
     assert set(listed) == {"main", "evil", "alias"}
     assert listed["main"] is None and listed["alias"] is None
     assert "symlink out of the state dir" in listed["evil"]
+    assert [n for n, _p, _e in list_agents(str(state), ["main", "main"])] == ["main"]
     wanted = {name: error for name, _p, error in list_agents(str(state), ["main", "nope", "../x"])}
     assert wanted["main"] is None
     assert "not found" in wanted["nope"]
