@@ -141,6 +141,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None, environ=None):
     doc = None
     try:
         if args.command == "scan":
+            doc = {"mode": "scan"}
             plan = scan_plan(args.state_dir, args.agent, args.now_ms)
         else:
             doc = read_plan(args.plan, stdin)
@@ -161,5 +162,6 @@ def main(argv=None, stdin=None, stdout=None, stderr=None, environ=None):
 
 
 def _write(stdout, result):
-    stdout.write(json.dumps(result, sort_keys=False) + "\n")
+    # default=str: a value an operation put in a record that JSON cannot hold must not lose the result.
+    stdout.write(json.dumps(result, default=str) + "\n")
     stdout.flush()

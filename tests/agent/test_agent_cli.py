@@ -225,3 +225,10 @@ def test_permission_errors_as_an_unprivileged_user(shared_dir):
     denied = as_fleet_test(["python3", str(pyz), "scan", "--state-dir", str(locked)])
     assert denied.returncode == 3
     assert "cannot be read" in json.loads(denied.stdout)["error"]
+
+
+def test_bad_scan_arguments_still_answer_with_a_result(tmp_path):
+    proc = run(agent_cmd("scan", "--state-dir", str(small_state(tmp_path)), "--agent", "../etc"))
+    assert proc.returncode == 2
+    doc = json.loads(proc.stdout)
+    assert doc["mode"] == "scan" and "at 'agents'" in doc["error"]
