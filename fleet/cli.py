@@ -206,6 +206,15 @@ def schedule_run(name: str = typer.Argument(...)) -> None:
     _exit(run_scheduled_command(name=name))
 
 
+def _click_exceptions():
+    """Click's exceptions module: typer >= 0.20 vendors click as typer._click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: the one error boundary of fleet."""
     try:
@@ -223,12 +232,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the boundary for the unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        click_exceptions = _click_exceptions()
+        if isinstance(exc, click_exceptions.ClickException):
             exc.show()
             sys.exit(int(ExitStatus.USAGE))
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, click_exceptions.Abort):
             typer.echo("fleet: interrupted", err=True)
             sys.exit(int(ExitStatus.INTERRUPTED))
         import traceback
