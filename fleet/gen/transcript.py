@@ -3,20 +3,22 @@
 The file is built in two passes: first the skeleton of every line (ids, parentId tree, roles,
 toolCall ids, usage) with empty payload strings, then the payload budget (target bytes minus the
 skeleton) is spread over the payload slots — tool output first, then thinking, prose, an image —
-and the largest slot absorbs the rounding, so the file lands within a few bytes of the target.
-The record count (lines after the header) is exact.
+and each slot is filled as its line is written, carrying any rounding to the next slot, so the file
+lands within a few bytes of the target while memory holds only the skeleton. The record count
+(lines after the header) is exact.
 """
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
-import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
-from fleet.gen.common import KB, hex_id, iso_ms, write_file
-from fleet.gen.text import json_len, png_base64, pools
+from fleet.gen.common import KB, hex_id, iso_ms, set_mtime
+from fleet.gen.text import png_base64, pools
 
 _TOOLS = (
     ("exec", lambda r: {"command": r.choice(["du -sh ~/* | sort -h", "tail -n 400 /var/log/syslog", "docker ps -a",
@@ -29,7 +31,6 @@ _TOOLS = (
     ("process", lambda r: {"action": "list"}),
 )
 _MODEL = "claude-sonnet-4-5"
-_ALNUM = string.ascii_letters + string.digits
 
 
 @dataclass
@@ -99,7 +100,7 @@ class _Builder:
 
     def call_id(self) -> str:
         while True:
-            value = "toolu_01" + "".join(self.rng.choices(_ALNUM, k=22))
+            value = f"toolu_01{self.rng.getrandbits(88):022x}"
             if value not in self.call_ids:
                 self.call_ids.add(value)
                 return value
@@ -130,7 +131,7 @@ class _Builder:
         rng = self.rng
         content: List[dict] = []
         if not aborted and rng.random() < 0.6:
-            thinking = {"type": "thinking", "thinkingSignature": "".join(rng.choices(_ALNUM, k=40))}
+            thinking = {"type": "thinking", "thinkingSignature": base64.b64encode(rng.randbytes(30)).decode()}
             self.slot(thinking, "thinking", "think", 1.0)
             content.append(thinking)
         if final or (not aborted and rng.random() < 0.3):
@@ -257,31 +258,62 @@ def _build(b: _Builder, features: TranscriptFeatures) -> None:
             b.step(0, final=True)
 
 
-def _fill(b: _Builder, budget: int, features: TranscriptFeatures) -> None:
+def _plan_sizes(b: _Builder, budget: int, features: TranscriptFeatures) -> List[int]:
+    """Payload bytes per slot: the image and one huge tool result fixed, the rest by weight."""
     rng = b.rng
     slots = b.slots
+    sizes = [0] * len(slots)
+    fixed = [False] * len(slots)
     image_bytes = max(400, min(180 * KB, budget // 25))
-    fixed = {}
-    for slot in slots:
+    for i, slot in enumerate(slots):
         if slot[5]:
-            fixed[id(slot)] = image_bytes
-    big = [s for s in slots if s[3] == "tool"]
-    if features.big_line and big and budget > 3 * 660 * KB:
-        fixed[id(max(big, key=lambda s: s[4]))] = rng.randint(400 * KB, 660 * KB)
-    spread = max(0, budget - sum(fixed.values()))
-    total_weight = sum(s[4] for s in slots if id(s) not in fixed) or 1.0
-    all_pools = pools()
-    for slot in slots:
-        _, container, key, pool, weight, _ = slot
-        size = fixed.get(id(slot), int(spread * weight / total_weight))
-        if pool == "image":
-            container[key] = png_base64(rng, size)
+            sizes[i], fixed[i] = image_bytes, True
+    tool_slots = [i for i, slot in enumerate(slots) if slot[3] == "tool"]
+    if features.big_line and tool_slots and budget > 3 * 660 * KB:
+        biggest = max(tool_slots, key=lambda i: slots[i][4])
+        sizes[biggest], fixed[biggest] = rng.randint(400 * KB, 660 * KB), True
+    spread = max(0, budget - sum(sizes))
+    total_weight = sum(slot[4] for i, slot in enumerate(slots) if not fixed[i]) or 1.0
+    for i, slot in enumerate(slots):
+        if not fixed[i]:
+            sizes[i] = int(spread * slot[4] / total_weight)
+    return sizes
+
+
+def _payload_len(text: str) -> int:
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
+
+
+def _take_exact(pool, rng: random.Random, target: int) -> Tuple[str, int]:
+    """Text from `pool` whose JSON encoding is within a few bytes of `target`; (text, its bytes)."""
+    if target <= 0:
+        return "", 0
+    text = pool.take(rng, target)
+    actual = _payload_len(text)
+    for _ in range(4):
+        diff = target - actual
+        if abs(diff) <= 16:
+            break
+        if diff > 0:
+            text += pool.take(rng, diff)
         else:
-            container[key] = all_pools[pool].take(rng, size)
+            cut = max(1, int(-diff / pool.bytes_per_char))
+            text = text[:max(0, len(text) - cut)]
+        actual = _payload_len(text)
+    return text, actual
 
 
 def _encode(record: dict) -> bytes:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _skeleton_bytes(records: List[dict]) -> int:
+    """Bytes of all records as lines (newlines included) with every payload still empty."""
+    if not records:
+        return 0
+    # One C-level dumps of the whole list instead of one call per record: same bytes plus "[", "]", ",".
+    joined = len(json.dumps(records, ensure_ascii=False, separators=(",", ":")).encode())
+    return joined - 2 - (len(records) - 1) + len(records)
 
 
 def write_transcript(path: Path, *, session_id: str, rng: random.Random, n_records: int, n_bytes: int,
@@ -289,51 +321,46 @@ def write_transcript(path: Path, *, session_id: str, rng: random.Random, n_recor
                      features: Optional[TranscriptFeatures] = None) -> TranscriptSummary:
     """Write a transcript of exactly `n_records` records and about `n_bytes` bytes; mtime = end_ms.
 
-    When `n_bytes` is less than the skeleton needs, the record count wins.
+    When `n_bytes` is less than the skeleton needs, the record count wins. Lines are filled and
+    written one at a time, so memory stays at the skeleton's size whatever the file's size.
     """
     features = features or TranscriptFeatures()
     b = _Builder(rng, n_records, start_ms, end_ms)
     _build(b, features)
     header = _encode({"type": "session", "version": 3, "id": session_id, "timestamp": iso_ms(start_ms), "cwd": cwd})
-    skeleton = len(header) + 1 + sum(json_len(r) + 1 for r in b.records)
-    _fill(b, n_bytes - skeleton, features)
-    lines = [_encode(r) for r in b.records]
-    _correct(b, lines, n_bytes - len(header) - 1 - sum(len(line) + 1 for line in lines))
-    size = write_file(path, _with_newlines([header] + lines), mtime_ms=end_ms)
-    return TranscriptSummary(path=path, session_id=session_id, bytes=size, records=len(lines),
+    sizes = _plan_sizes(b, n_bytes - len(header) - 1 - _skeleton_bytes(b.records), features)
+    slots_of: Dict[int, List[int]] = {}
+    for i, slot in enumerate(b.slots):
+        slots_of.setdefault(slot[0], []).append(i)
+    all_pools = pools()
+    head = [header]
+    owed = 0                                  # bytes planned so far minus bytes written so far
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    size = 0
+    with open(fd, "wb", buffering=1 << 20) as f:
+        f.write(header + b"\n")
+        size += len(header) + 1
+        for index, record in enumerate(b.records):
+            filled = slots_of.get(index, ())
+            for i in filled:
+                _, container, key, pool, _, _ = b.slots[i]
+                if pool == "image":
+                    container[key] = png_base64(rng, sizes[i])
+                    actual = len(container[key])
+                else:
+                    container[key], actual = _take_exact(all_pools[pool], rng, sizes[i] + owed)
+                owed += sizes[i] - actual
+            line = _encode(record)
+            f.write(line + b"\n")
+            size += len(line) + 1
+            if index < 40:
+                head.append(line)
+            for i in filled:                  # the text is on disk: let it go
+                _, container, key, _, _, _ = b.slots[i]
+                container[key] = ""
+    os.chmod(path, 0o600)
+    set_mtime(path, end_ms)
+    return TranscriptSummary(path=path, session_id=session_id, bytes=size, records=len(b.records),
                              leaf_id=b.records[-1]["id"] if b.records else None,
                              input_tokens=b.tokens[0], output_tokens=b.tokens[1], cache_read=b.tokens[2],
-                             compactions=b.compactions, head=[header] + lines[:40])
-
-
-def _correct(b: _Builder, lines: List[bytes], diff: int) -> None:
-    """Grow or shrink the largest tool/prose slot until the file is within 64 bytes of target."""
-    candidates = [s for s in b.slots if s[3] in ("tool", "prose", "think") and s[1][s[2]]]
-    if not candidates:
-        return
-    slot = max(candidates, key=lambda s: len(s[1][s[2]]))
-    index, container, key, pool_name, _, _ = slot
-    pool = pools()[pool_name]
-    for _ in range(8):
-        if abs(diff) <= 64:
-            return
-        text = container[key]
-        if diff > 0:
-            container[key] = text + pool.take(b.rng, diff)
-        else:
-            cut = min(len(text), max(1, int(-diff / pool.bytes_per_char)))
-            if cut >= len(text):
-                container[key] = ""
-            else:
-                container[key] = text[:len(text) - cut]
-        new_line = _encode(b.records[index])
-        diff -= len(new_line) - len(lines[index])
-        lines[index] = new_line
-        if not container[key]:
-            return
-
-
-def _with_newlines(lines: List[bytes]):
-    for line in lines:
-        yield line
-        yield b"\n"
+                             compactions=b.compactions, head=head)
