@@ -218,3 +218,12 @@ def test_half_migrated_is_critical(tmp_path):
     assert len(half) == 1 and half[0]["severity"] == "critical"
     assert "openclaw doctor --fix" in half[0]["detail"]
     assert doc["agents"][0]["era"] == "half-migrated"
+
+
+def test_transcripts_without_a_store(tmp_path):
+    s = make_agent(tmp_path, "main", {}, {"a": 1, "b": 2})
+    (s / "sessions.json").unlink()
+    _code, doc = run_scan(tmp_path)
+    assert [h["severity"] for h in findings(doc, "store-missing")] == ["warning"]
+    assert findings(doc, "orphan-transcript") == []
+    assert {f["kind"] for f in doc["files"]} == {"transcript"}
