@@ -228,6 +228,19 @@ def should_notify(config: NotifyConfig, result: RunResult) -> bool:
     return True
 
 
+def check_notify_config(inventory_path: Path) -> NotifyConfig:
+    """For `--notify` before anything runs: the validated config, or ConfigError (exit 2) when
+    fleet.toml is invalid or names no notifier. Missing environment variables are not checked
+    here: they are reported after the run, like any other delivery problem."""
+    from fleet.fleetconf import config_path
+
+    config = load_fleet_config(Path(inventory_path)).notify
+    if not config.configured:
+        raise ConfigError(f"{config_path(Path(inventory_path))}: --notify needs a [notify.telegram] or "
+                          "[notify.webhook] table (see docs/schedule-and-notify.md)")
+    return config
+
+
 def send_run_notice(result: RunResult, inventory_path: Path) -> list[str]:
     """Send the notice for `result` to every notifier in fleet.toml; return problems (never raises)."""
     try:

@@ -164,16 +164,16 @@ def _timing(at: str, backend: str) -> tuple[str | None, list[str]]:
 
 
 def _resolve_playbook(playbook: str) -> tuple[str, str | None]:
-    """("scan", None) or ("run", absolute path of a playbook file / name of a shipped one)."""
+    """("scan", None) or ("run", absolute path of the playbook file), validated now.
+
+    Always a path: cron starts in $HOME and systemd in /, where `./playbooks/NAME.toml` would
+    name something else than it did here.
+    """
     if playbook == "scan":
         return "scan", None
-    from fleet.playbook import load_playbook, shipped_playbooks
+    from fleet.playbook import load_playbook
 
-    loaded = load_playbook(playbook)        # validates now: a broken playbook fails the install
-    shipped = shipped_playbooks().get(playbook)
-    if shipped is not None and shipped.resolve() == loaded.path:
-        return "run", playbook              # a shipped name keeps following fleet's upgrades
-    return "run", str(loaded.path)
+    return "run", str(load_playbook(playbook).path)
 
 
 def _absolute_limit(limit: str) -> str:
@@ -317,7 +317,7 @@ def list_command(json_out: bool, unit_dir: Path | None) -> int:
         outcome = ("-" if not last else "skipped" if last.get("skipped")
                    else "running" if last.get("exit_code") is None else f"exit {last['exit_code']}")
         when = r["at"] if r["backend"] == "cron" else "; ".join(r["on_calendar"])
-        table.append([r["name"], "scan" if r["action"] == "scan" else r["playbook"], when, r["backend"],
+        table.append([r["name"], "scan" if r["action"] == "scan" else Path(r["playbook"]).stem, when, r["backend"],
                       "yes" if r["installed"] else "MISSING", "yes" if r["notify"] else "no",
                       f"{last.get('started_at', '-')} {outcome}" if last else "-", r["inventory"]])
     print(tabulate(table, headers=["name", "playbook", "when", "backend", "installed", "notify", "last run",

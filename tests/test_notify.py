@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.notify import build_notice_text, send_run_notice
+from fleet.errors import ConfigError
+from fleet.notify import build_notice_text, check_notify_config, send_run_notice
 from fleet.results import FileResult, HostResult, RunResult, Stats
 from fleet.units import human_mb
 
@@ -223,6 +224,14 @@ def test_a_missing_token_variable_or_config_is_a_problem_not_an_exception(tmp_pa
     assert telegram.received == []
     (tmp_path / "fleet.toml").write_text("[notify.telegram]\nchat_id = [1]\n")
     assert send_run_notice(sample_run(), inventory)[0].endswith("chat_id: expected a string or integer, got [1]")
+
+
+def test_notify_config_is_checked_before_a_run(tmp_path):
+    inventory = tmp_path / "inventory.toml"
+    with pytest.raises(ConfigError, match=r"--notify needs a \[notify.telegram\] or \[notify.webhook\] table"):
+        check_notify_config(inventory)
+    write_config(inventory, "http://127.0.0.1:9")
+    assert check_notify_config(inventory).telegram.base_url == "http://127.0.0.1:9"
 
 
 # --- delivery after a real run (the CLI, a local host, the real agent) ---------------------

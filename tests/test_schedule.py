@@ -149,6 +149,8 @@ def test_install_run_remove_in_a_real_crontab(tmp_path, test_users_crontab, flee
         listed = json.loads(fleet_cli(["schedule", "list", "--json"], state).stdout)["schedules"]
         assert [(s["name"], s["installed"], s["crontab_user"], s["last"]["exit_code"]) for s in listed] == [
             ("nightly", True, CRON_USER, 0)]
+        assert listed[0]["inventory"] == str(inventory) and listed[0]["playbook"].endswith("/emergency.toml")
+        assert Path(listed[0]["playbook"]).is_absolute()
 
         removed = fleet_cli(["schedule", "remove", "nightly"], state)
         assert removed.returncode == 0, removed.stderr
