@@ -117,7 +117,7 @@ class SshFleet:
     def _build(self, n: int, populate: Optional[Populate], log_level: str, names: List[str]) -> None:
         if len(names) != n:
             raise ValueError(f"{n} hosts but {len(names)} names")
-        ensure_login_allowed(self.user)
+        ensure_login_allowed(TEST_USER)
         owner = pwd.getpwnam(self.user)
         make_keypair(self.identity_file, comment="fleet-test-client")
         client_key = public_key_line(self.identity_file.with_name("client_key.pub"))
@@ -131,8 +131,9 @@ class SshFleet:
                 _chown_tree(state_dir, owner.pw_uid, owner.pw_gid)
             host_dir.chmod(0o755)
             (self.base / "hosts").chmod(0o755)
+            # Both accounts accept the client key, so a test can also look as root (or as the user).
             server = SshdServer(host_dir / "sshd", log_level=log_level, authorized_keys=[client_key],
-                                users=[self.user])
+                                users=sorted({"root", TEST_USER, self.user}))
             self.hosts.append(FleetHost(name, LOOPBACK, 0, state_dir, server))
             server.start()
             self.hosts[-1].port = server.port
