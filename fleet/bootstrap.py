@@ -133,11 +133,15 @@ class CancelToken(threading.Event):
 
 def remote_command(python: str, digest: str, agent_size: int, plan_size: int, cache_dir: str = "",
                    become_user: Optional[str] = None) -> str:
-    """The one shell command line that runs the bootstrap (pure; every value quoted)."""
+    """The one shell command line that runs the bootstrap (pure; every value quoted).
+
+    python runs with -E -s -S: the agent is stdlib-only, so the host's PYTHONPATH, user site and
+    site-packages are kept out, and skipping `site` saves a good part of the interpreter's start.
+    """
     q = shlex.quote
     inner = (f"PY={q(python)}; command -v \"$PY\" >/dev/null 2>&1 || "
              f"{{ echo 'fleet-agent: no-python'; exit 127; }}; "
-             f"exec \"$PY\" -c {q(BOOTSTRAP)} {q(digest)} {int(agent_size)} {int(plan_size)} {q(cache_dir)}")
+             f"exec \"$PY\" -E -s -S -c {q(BOOTSTRAP)} {q(digest)} {int(agent_size)} {int(plan_size)} {q(cache_dir)}")
     if become_user:
         return f"exec sudo -n -u {q(become_user)} -H -- /bin/sh -c {q(inner)}"
     # The login shell may not be POSIX (fish, csh): hand the script to sh.

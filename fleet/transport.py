@@ -41,6 +41,7 @@ __all__ = ["AgentRun", "CancelToken", "ConnectionFailed", "HostKeyRefused", "run
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 3600.0
+SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
 
 
 class HostKeyRefused(ConnectionFailed):
@@ -161,12 +162,15 @@ def _prepare_client(conn: fabric.Connection, host: Any, accept_new: bool, timeou
     client = conn.client
     if path.exists():
         client.load_host_keys(str(path))
+    if not _attr(host, "known_hosts") and SYSTEM_KNOWN_HOSTS.exists():
+        client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))   # as ssh does; never written to
     if accept_new or _attr(host, "host_key_policy") == "accept-new":
         client.set_missing_host_key_policy(_RecordNewKey(path))
     else:
         client.set_missing_host_key_policy(_RefuseUnknownKey(path, _attr(host, "name", conn.host)))
     conn.connect_timeout = timeout
-    conn.connect_kwargs.update(banner_timeout=timeout, auth_timeout=timeout, allow_agent=True)
+    conn.connect_kwargs.update(banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+                               allow_agent=True)
     return path
 
 
