@@ -9,7 +9,7 @@ Contract:
   `COMMIT`): a crash leaves either the whole run or nothing, and two fleet processes recording at
   once both succeed (WAL mode plus a busy timeout: the second waits for the first).
 - `load_run(run_id)` gives back the exact RunResult that was recorded (the full `--json`
-  document is stored), `None` meaning the latest; a unique prefix of an id is accepted. An
+  document is stored, zlib-compressed), `None` meaning the latest; a unique prefix of an id is accepted. An
   unknown id raises `UnknownRunError` naming recent ids.
 - `list_runs(limit)` lists runs newest first; `agent_size_series(host, agent)` gives each agent's
   total size over time, for trends.
@@ -26,6 +26,7 @@ import socket
 import sqlite3
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -89,7 +90,7 @@ def _to_v2(db: sqlite3.Connection) -> None:
         PRIMARY KEY (run_id, host, agent))""")
     db.execute("CREATE INDEX agent_sizes_host_agent ON agent_sizes (host, agent, started_ms)")
     for run_id, document in db.execute("SELECT run_id, document FROM runs").fetchall():
-        _insert_agent_sizes(db, RunResult.from_json(json.loads(document)))
+        _insert_agent_sizes(db, RunResult.from_json(decode_document(document)))
 
 
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2]
@@ -166,6 +167,21 @@ class _transaction:
 
 # --- writing ------------------------------------------------------------------------------
 
+def encode_document(document: dict) -> bytes:
+    """The run's JSON document as stored: zlib-compressed UTF-8 JSON (a BLOB).
+
+    Session paths and checksums compress well, and a fleet's daily scans add up.
+    """
+    return zlib.compress(json.dumps(document, ensure_ascii=False).encode("utf-8"), 6)
+
+
+def decode_document(value: bytes | str) -> dict:
+    """Read a stored document: a BLOB from encode_document, or plain JSON text (schema v1)."""
+    if isinstance(value, bytes):
+        value = zlib.decompress(value).decode("utf-8")
+    return json.loads(value)
+
+
 def iso_to_ms(value: str | None) -> int | None:
     """Milliseconds since the epoch of an ISO-8601 time ('Z' accepted); None if unreadable."""
     if not value:
@@ -221,7 +237,7 @@ def record_run(result: RunResult, meta: dict | None = None) -> str:
                 "INSERT INTO runs (run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals,"
                 " document, controller, argv, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (result.run_id, result.kind, result.playbook, int(result.dry_run), result.started_at,
-                 result.finished_at, int(result.ok), json.dumps(document["totals"]), json.dumps(document),
+                 result.finished_at, int(result.ok), json.dumps(document["totals"]), encode_document(document),
                  meta.get("controller") or _controller(), json.dumps(list(argv)),
                  datetime.now(timezone.utc).isoformat(timespec="seconds")))
             for h in result.hosts:
@@ -276,7 +292,7 @@ def load_run(run_id: str | None = None) -> RunResult:
         row = db.execute("SELECT document FROM runs WHERE run_id = ?", (full,)).fetchone()
     finally:
         db.close()
-    return RunResult.from_json(json.loads(row["document"]))
+    return RunResult.from_json(decode_document(row["document"]))
 
 
 def list_runs(limit: int = 50) -> list[dict]:
