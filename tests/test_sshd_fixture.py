@@ -1,7 +1,6 @@
 """The test fleet is real: strict host keys, key-only logins, an unprivileged user, clean teardown."""
 from __future__ import annotations
 
-import os
 import tomllib
 
 import paramiko

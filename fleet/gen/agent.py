@@ -8,7 +8,6 @@ orphan transcripts, `.deleted.<ts>` / `.reset.<ts>` archives, a compaction check
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path

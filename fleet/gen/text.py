@@ -108,11 +108,6 @@ def pools() -> dict:
     }
 
 
-def json_len(value) -> int:
-    """Bytes `value` takes as compact JSON (the way OpenClaw writes transcript lines)."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
-
-
 def png_base64(rng: random.Random, n_bytes: int) -> str:
     """A valid PNG of noise whose base64 text is about `n_bytes` long (a screenshot stand-in)."""
     raw_target = max(64, n_bytes * 3 // 4 - 80)
