@@ -279,3 +279,44 @@ def test_ssh_config_fills_in_hostname_port_user_and_identity(one_host, tmp_path)
     run = run_agent(aliased, {"via": "ssh_config"}, bundle=bundle, digest=digest)
     assert json.loads(run.stdout)["plan"] == {"via": "ssh_config"}
     assert json.loads(run.stdout)["user"] == "root"
+
+
+def test_keys_from_ssh_agent_are_used(one_host, tmp_path, monkeypatch):
+    import subprocess
+
+    fleet_, host = one_host
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            threading.Event().wait(0.05)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(fleet_.identity_file)], check=True, capture_output=True)
+        bundle, digest = make_bundle(ECHO_AGENT)
+        run = run_agent(dataclasses.replace(host, identity_files=()), {"via": "agent"}, bundle=bundle, digest=digest)
+        assert json.loads(run.stdout)["plan"] == {"via": "agent"}
+    finally:
+        agent.terminate()
+        agent.wait()
+
+
+def test_a_host_that_never_sends_its_banner_fails_within_the_connect_timeout(tmp_path):
+    import socket
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held = []
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    try:
+        inv = tmp_path / "inventory.toml"
+        inv.write_text(f'[hosts.mute]\naddress = "127.0.0.1"\nport = {silent.getsockname()[1]}\n'
+                       f'connect_timeout = 0.5\nknown_hosts = "{tmp_path / "known_hosts"}"\n')
+        bundle, digest = make_bundle(ECHO_AGENT)
+        with pytest.raises(ConnectionFailed) as failed:
+            run_agent(load_inventory(inv).hosts["mute"], {}, bundle=bundle, digest=digest)
+        assert "mute" in str(failed.value) and "banner" in str(failed.value)
+        assert failed.value.retryable
+    finally:
+        silent.close()
