@@ -124,9 +124,15 @@ def _xy(point) -> tuple[int, int]:
     return int(point[0]), int(point[1])
 
 
+def _in_time_order(points: Sequence) -> list[tuple[int, int]]:
+    # A stable sort on time only: a run's size before and after can share a timestamp, and the
+    # given order (before, then after) is the true one.
+    return sorted((_xy(p) for p in points), key=lambda xy: xy[0])
+
+
 def since_last_shrink(points: Sequence) -> list[tuple[int, int]]:
     """The points from the last one that is smaller than its predecessor onwards (time order)."""
-    xy = sorted(_xy(p) for p in points)
+    xy = _in_time_order(points)
     start = 0
     for i in range(1, len(xy)):
         if xy[i][1] < xy[i - 1][1]:
@@ -159,7 +165,7 @@ def days_until(threshold: int, last_bytes: int, last_ms: int, per_day: float | N
 
 def analyse(host: str, agent: str, points: Sequence, now_ms: int, thresholds: Thresholds) -> AgentTrend:
     """The trend of one agent from its size points."""
-    xy = sorted(_xy(p) for p in points)
+    xy = _in_time_order(points)
     window = since_last_shrink(xy)
     per_day = slope_per_day(window)
     last_ms, last_bytes = xy[-1]

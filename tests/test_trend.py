@@ -37,6 +37,13 @@ def test_window_starts_at_the_last_shrink():
     assert t.fit_points == 3 and t.points == 6
 
 
+def test_a_run_before_and_after_at_the_same_second_keeps_its_order():
+    pts = [(T0, 5 * MB), (T0 + DAY_MS, 6 * MB), (T0 + DAY_MS, 1 * MB)]
+    t = analyse("pc-a", "main", pts, T0 + DAY_MS, LIMITS)
+    assert t.last_bytes == 1 * MB
+    assert since_last_shrink(pts) == [(T0 + DAY_MS, 1 * MB)]
+
+
 def test_forecast_counts_from_now():
     # 4 MB measured a day ago, growing 1 MB/day: 10 MB is 6 days after that, 5 days from now.
     assert days_until(10 * MB, 4 * MB, T0, MB, T0 + DAY_MS) == pytest.approx(5)
