@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fleet.errors import ExitStatus, UsageError
+from fleet.history import record_run, state_dir
 from fleet.inventory import load_inventory
 from fleet.plan import build_plan, new_run_id, now_ms
+from fleet.reporting import render_run
 from fleet.results import HostResult, RunResult
 from fleet.runner import run_plans
 from fleet.selection import select_hosts, write_retry_file
@@ -103,11 +105,6 @@ def _run_hosts(hosts: list, plan_for, forks: Optional[int], accept_new: bool) ->
 
 def _record(result: RunResult) -> None:
     try:
-        from fleet.history import record_run
-    except ImportError:
-        print("fleet: note: run history is not available; this run was not recorded", file=sys.stderr)
-        return
-    try:
         record_run(result)
     except Exception as exc:  # noqa: BLE001 - the run happened; losing its record is a warning
         _warn(f"could not record run {result.run_id} in the history: {exc}")
@@ -117,8 +114,6 @@ def _retry_list(result: RunResult) -> None:
     names = [h.host for h in result.hosts if not h.ok or h.file_errors]
     if not names:
         return
-    from fleet.history import state_dir
-
     path = state_dir() / "retry" / f"{result.run_id}.txt"
     try:
         write_retry_file(path, names, comment=f"hosts that failed in run {result.run_id}")
@@ -129,35 +124,7 @@ def _retry_list(result: RunResult) -> None:
 
 
 def _print_result(result: RunResult, json_out: bool) -> None:
-    if json_out:
-        print(json.dumps(result.to_json()))
-        return
-    try:
-        from fleet.reporting import render_run
-    except ImportError:
-        render_run = _plain_table
-    print(render_run(result, "table"))
-
-
-def _plain_table(result: RunResult, fmt: str = "table", top: int = 10) -> str:
-    """The fallback report when fleet.reporting is not installed: host × agent before/after."""
-    from tabulate import tabulate
-
-    from fleet.units import human_bytes
-
-    rows = []
-    for h in sorted(result.hosts, key=lambda h: not h.ok):
-        agents = sorted({f.agent for f in h.files}) or ["-"]
-        for agent in agents:
-            before = sum(f.before.bytes for f in h.files if f.agent == agent)
-            after = sum(f.after.bytes for f in h.files if f.agent == agent)
-            pct = f"{(before - after) * 100 / before:.0f}%" if before else "-"
-            rows.append([h.host, agent, human_bytes(before), human_bytes(after), human_bytes(before - after),
-                         pct, "ok" if h.ok else f"FAILED: {h.error}"])
-    t = result.totals()
-    rows.append(["TOTAL", "", human_bytes(t["before_bytes"]), human_bytes(t["after_bytes"]),
-                 human_bytes(t["freed_bytes"]), "", f"{t['hosts_ok']}/{t['hosts']} ok"])
-    return tabulate(rows, headers=["host", "agent", "before", "after", "freed", "%", "status"])
+    print(json.dumps(result.to_json()) if json_out else render_run(result, "table"))
 
 
 def _exit_status(result: RunResult, extra_failure: bool = False) -> int:
