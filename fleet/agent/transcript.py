@@ -22,12 +22,14 @@ context.file_record). The rules it keeps (docs/agent-protocol.md, "Transcript tr
   line that is not JSON anywhere else is a FileError (the file is left untouched);
 - lines ending in CRLF keep their ending.
 
-Memory: the first pass keeps per line an offset (8 bytes), a parent index (4-8 bytes), a kind
-byte and an id → index map entry (~100 bytes per line with a Python dict); lines themselves are
-read one at a time. The second pass seeks to the kept lines and copies them in 1 MB chunks.
+Memory: the first pass keeps about 25 bytes per line in flat arrays (offset, id and parentId as
+64-bit keys, a kind byte — ids that are not 8 hex digits also cost a dict entry); lines are
+read one at a time. Parents are resolved only along the kept tail. The second pass seeks to the
+kept lines and copies them in 1 MB chunks; only re-serialized lines are held whole.
 """
 import hashlib
 import json
+import re
 from array import array
 
 from .context import file_record, stats
@@ -40,22 +42,34 @@ KIND_MASK = 0x7F
 _ROLE_KINDS = {"user": USER, "assistant": ASSISTANT, "toolResult": TOOL_RESULT}
 
 
+NO_KEY = (1 << 64) - 1          # parentId null / absent, or a line without an id
+_FIRST_OTHER_KEY = 1 << 63       # ids that are not 8 lowercase hex digits get keys from here
+_HEX8 = re.compile(r"[0-9a-f]{8}\Z").match
+_ID_BYTES = 8
+_SEARCH_CHUNK = 1 << 16
+
+
 class TranscriptScan(object):
-    """What the first pass learnt: per-line offsets, parent indexes and kinds (line 0 = header).
+    """What the first pass learnt, per line (line 0 = header), in flat arrays.
 
     offsets has one more entry than there are lines: offsets[i + 1] is where line i ends.
-    fragment is (offset, length) of an unparseable unterminated last line, else None; it is
-    not among the lines.
+    ids / parent_ids are 64-bit keys of each line's `id` and `parentId` (8-hex ids are their
+    own value; other ids are numbered in `other_ids`); kinds holds the line kind and the
+    SLIMMABLE flag. About 25 bytes per line. fragment is (offset, length) of an unparseable
+    unterminated last line, else None; it is not among the lines.
     """
 
-    __slots__ = ("size", "sha256", "offsets", "parents", "kinds", "fragment", "unterminated")
+    __slots__ = ("size", "sha256", "offsets", "ids", "parent_ids", "kinds", "other_ids", "fragment",
+                 "unterminated")
 
     def __init__(self):
         self.size = 0
         self.sha256 = None
         self.offsets = array("q", [0])
-        self.parents = array("l")
+        self.ids = array("Q")
+        self.parent_ids = array("Q")
         self.kinds = bytearray()
+        self.other_ids = {}
         self.fragment = None
         self.unterminated = False
 
@@ -67,6 +81,20 @@ class TranscriptScan(object):
     def records(self):
         return max(0, self.lines - 1) + (1 if self.fragment else 0)
 
+    def key(self, value):
+        """The 64-bit key of an id value (NO_KEY for null)."""
+        if value is None:
+            return NO_KEY
+        if type(value) is str and len(value) == 8 and _HEX8(value):
+            return int(value, 16)
+        try:
+            key = self.other_ids.get(value)
+        except TypeError:
+            return NO_KEY
+        if key is None:
+            key = self.other_ids[value] = _FIRST_OTHER_KEY + len(self.other_ids)
+        return key
+
     def leaf(self):
         """The last line that is a record (not blank), or 0 when there is none."""
         for i in range(self.lines - 1, 0, -1):
@@ -74,15 +102,29 @@ class TranscriptScan(object):
                 return i
         return 0
 
+    def parent(self, i):
+        """Index of line i's parent: the last earlier line whose id is its parentId, else -1.
 
-def _id_key(value):
-    # 8-hex ids as ints keep the id map small; other ids stay strings (never equal to an int).
-    if isinstance(value, str) and len(value) == 8:
-        try:
-            return int(value, 16)
-        except ValueError:
-            return value
-    return value if isinstance(value, (str, int)) else None
+        Almost always the line just before; otherwise (a branch point) the ids are searched
+        backwards in chunks at C speed.
+        """
+        want = self.parent_ids[i]
+        if want == NO_KEY or i <= 1:
+            return -1
+        if self.ids[i - 1] == want:
+            return i - 1
+        needle = array("Q", [want]).tobytes()
+        hi = i - 1
+        while hi > 1:
+            lo = max(1, hi - _SEARCH_CHUNK)
+            chunk = self.ids[lo:hi].tobytes()
+            at = chunk.rfind(needle)
+            while at >= 0 and at % _ID_BYTES:
+                at = chunk.rfind(needle, 0, at + _ID_BYTES - 1)
+            if at >= 0:
+                return lo + at // _ID_BYTES
+            hi = lo
+        return -1
 
 
 def line_kind(obj):
@@ -97,6 +139,15 @@ def line_kind(obj):
     return OTHER
 
 
+def _may_slim(kind, level, raw):
+    """Cheap pre-check before running the slim level on a parsed line."""
+    if kind == TOOL_RESULT:
+        return True
+    if kind == ASSISTANT and level == "aggressive":
+        return True
+    return kind in (USER, ASSISTANT, TOOL_RESULT) and b'"image"' in raw
+
+
 def scan_transcript(f, level=None, limits=None):
     """First pass over a binary file object: validate, hash, and index every line.
 
@@ -106,13 +157,14 @@ def scan_transcript(f, level=None, limits=None):
     """
     scan = TranscriptScan()
     digest = hashlib.sha256()
-    ids = {}
     pos = 0
+    lineno = 0
+    key = scan.key
     for raw in f:
         digest.update(raw)
-        lineno = scan.lines + 1
+        lineno += 1
         terminated = raw.endswith(b"\n")
-        obj = _parse(raw)
+        obj = parse_line(raw)
         if obj is None and raw.strip():
             if not terminated and lineno > 1:
                 scan.fragment = (pos, len(raw))
@@ -124,21 +176,19 @@ def scan_transcript(f, level=None, limits=None):
         if lineno == 1:
             if obj is None or obj.get("type") != "session":
                 raise FileError("line 1 is not a transcript header ({\"type\":\"session\"}); left untouched")
-            kind, parent = OTHER, -1
+            kind, line_id, parent_id = OTHER, NO_KEY, NO_KEY
         elif obj is None:
-            kind, parent = BLANK, -1
+            kind, line_id, parent_id = BLANK, NO_KEY, NO_KEY
         else:
             kind = line_kind(obj)
-            parent_key = _id_key(obj.get("parentId"))
-            parent = ids.get(parent_key, -1) if parent_key is not None else -1
-            if level is not None and slim_line(obj, level, limits)[1]:
+            line_id = key(obj.get("id"))
+            parent_id = key(obj.get("parentId"))
+            if level is not None and _may_slim(kind, level, raw) and slim_line(obj, level, limits)[1]:
                 kind |= SLIMMABLE
-            key = _id_key(obj.get("id"))
-            if key is not None:
-                ids[key] = lineno - 1
         pos += len(raw)
         scan.offsets.append(pos)
-        scan.parents.append(parent)
+        scan.ids.append(line_id)
+        scan.parent_ids.append(parent_id)
         scan.kinds.append(kind)
         scan.unterminated = not terminated
     if scan.lines == 0:
@@ -148,12 +198,26 @@ def scan_transcript(f, level=None, limits=None):
     return scan
 
 
-def _parse(raw):
-    """The line as a dict, or None when it is blank, not JSON or not an object."""
+_scan_once = json.JSONDecoder().scan_once
+
+
+def parse_line(raw):
+    """The line as a dict, or None when it is blank, not JSON or not an object.
+
+    The C scanner is called directly (json.loads adds encoding detection and a regex per
+    call, which dominates on files of many short lines); anything it does not accept gets a
+    second opinion from json.loads.
+    """
     try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
+        text = raw.decode("utf-8")
+        obj, end = _scan_once(text, 0)
+        if end != len(text) and text[end:].strip():
+            raise ValueError("extra data")
+    except (ValueError, StopIteration):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            return None
     return obj if isinstance(obj, dict) else None
 
 
@@ -200,12 +264,11 @@ def plan_trim(scan, keep_records, untouched_turns, fetch):
     else:
         plan.kept = kept
         plan.trimmed = True
-        dropped_branch = sum(1 for i in range(1, scan.lines) if scan.kinds[i] & KIND_MASK != BLANK) \
-            - len(kept) - _path_length_before(scan, kept[0])
+        after_cut = sum(1 for i in range(kept[0], scan.lines) if scan.kinds[i] & KIND_MASK != BLANK)
         plan.notes.append("kept %d of %d records (the tail of the active path from a user turn)"
                           % (len(kept), scan.records))
-        if dropped_branch > 0:
-            plan.notes.append("dropped %d lines of other branches" % dropped_branch)
+        if after_cut > len(kept):
+            plan.notes.append("dropped %d lines of other branches after the cut" % (after_cut - len(kept)))
     _plan_slim(scan, plan, untouched_turns)
     if scan.fragment:
         plan.notes.append("last line is truncated (crash or a write in progress): kept verbatim at the end")
@@ -214,22 +277,13 @@ def plan_trim(scan, keep_records, untouched_turns, fetch):
     return plan
 
 
-def _path_length_before(scan, first):
-    n = 0
-    i = scan.parents[first]
-    while i > 0:
-        n += 1
-        i = scan.parents[i]
-    return n
-
-
 def _turn_aligned_tail(scan, keep_records, fetch, plan):
     """The kept line indexes, or (None, reason) when no valid cut exists."""
     tail = []
     i = scan.leaf()
     while i > 0 and len(tail) < keep_records:
         tail.append(i)
-        i = scan.parents[i]
+        i = scan.parent(i)
     tail.reverse()
     users = [p for p, line in enumerate(tail) if scan.kinds[line] & KIND_MASK == USER]
     if not users:
@@ -377,7 +431,7 @@ def trim_transcript(ctx, agent, info, tier, policy):
     def analyse(f):
         scan = scan_transcript(f, level, limits)
         plan = plan_trim(scan, keep_records, untouched,
-                         lambda i: _parse(read_line(f, scan, i)))
+                         lambda i: parse_line(read_line(f, scan, i)))
         return scan, plan
 
     try:

@@ -489,3 +489,27 @@ def test_generated_transcripts_trim_to_the_reference_tail(tmp_path, seed, keep, 
     assert transcript_problems(path) == []
     assert record["after"]["records"] == len(expected) and record["after"]["bytes"] < len(original)
     assert open(record["backup"], "rb").read() == original
+
+
+def test_parent_search_finds_far_branch_points_and_ignores_misaligned_bytes():
+    """Branch points far back (more than one search chunk) and id bytes that straddle two
+    entries: the backward search must return the real, aligned line."""
+    from array import array
+
+    from fleet.agent.transcript import NO_KEY, TranscriptScan
+
+    wanted = 0x1111111122222222
+    scan = TranscriptScan()
+    ids = [NO_KEY, wanted]                                        # header, then the fork point
+    ids += [0x10000000 + n for n in range(200000)]                # a long abandoned branch
+    ids += [0x2222222200000000, 0x0000000011111111]               # little-endian: wanted's bytes straddle these
+    ids += [0x30000000]                                           # the child, hanging from line 1
+    scan.ids = array("Q", ids)
+    scan.parent_ids = array("Q", [NO_KEY] * (len(ids) - 1) + [wanted])
+    assert scan.parent(len(ids) - 1) == 1
+    scan.parent_ids[-1] = 0x10000000 + 150000
+    assert scan.parent(len(ids) - 1) == 2 + 150000
+    scan.parent_ids[-1] = 0xDEADBEEF                                # names no line: a root
+    assert scan.parent(len(ids) - 1) == -1
+    assert scan.key("0a1b2c3d") == 0x0a1b2c3d and scan.key(None) == NO_KEY
+    assert scan.key("0A1B2C3D") != 0x0a1b2c3d and scan.key("0A1B2C3D") == scan.key("0A1B2C3D")
