@@ -238,10 +238,19 @@ def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], li
     return [(heading, table) for heading, table in parts if table[1]]
 
 
+def one_line(value: object, markdown: bool = False) -> str:
+    """A cell on one line: error messages may carry a shell's multi-line output; in markdown
+    a '|' would end the cell."""
+    text = " / ".join(part.strip() for part in str(value).splitlines() if part.strip())
+    return text.replace("|", "\\|") if markdown else text
+
+
 def text_table(headers: list[str], rows: list[list], tablefmt: str) -> str:
-    """tabulate with numbers and sizes right-aligned, text left-aligned."""
+    """tabulate with numbers and sizes right-aligned, text left-aligned, every cell on one line."""
     align = ["right" if h in NUMERIC_HEADERS else "left" for h in headers]
-    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
+    markdown = tablefmt == "github"
+    cells = [[one_line(v, markdown) for v in row] for row in rows]
+    return tabulate(cells, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
 
 def render_run(result: RunResult, fmt: str, top: int = 10) -> str:

@@ -132,6 +132,15 @@ def test_table_report_has_every_section_and_failed_hosts_last():
     assert DRY_RUN_BANNER not in text
 
 
+def test_multi_line_and_pipe_errors_keep_tables_intact():
+    run = replace(sample_run(), hosts=(HostResult.failed("nas", "agent failed (exit 127):\nsh: python3: not found\n| x"),))
+    md = render_run(run, "markdown")
+    row = [line for line in md.splitlines() if line.startswith("| nas")][0]
+    assert row.count(" | ") == 1 and "sh: python3: not found / \\| x" in row
+    table = render_run(run, "table")
+    assert "agent failed (exit 127): / sh: python3: not found / | x" in table
+
+
 def test_dry_run_is_marked_in_every_human_format():
     run = sample_run(dry_run=True)
     for fmt in ("table", "markdown", "html"):
