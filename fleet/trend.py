@@ -5,8 +5,9 @@ its size over time, its growth rate, and a forecast ("pc-a/main grows 0.6 MB/day
 in about 6 days") — the "boiling frog" of the field report, seen before it happens.
 
 - Growth rate: least-squares slope (bytes/day) over the points since the agent last shrank (a
-  cleanup run, or OpenClaw pruning on its own); points from before a shrink describe a size that
-  no longer exists. Fewer than two points, or no time between them, give no rate.
+  cleanup run, or OpenClaw pruning on its own) or was restored (a step, not growth); points from
+  before describe a size that no longer exists. Fewer than two points, or points spanning less
+  than six hours, give no rate.
 - Forecast: days from `now` until the fitted line reaches a threshold, starting from the last
   measured size; 0 when the agent is already over it; none when it is not growing.
 - Thresholds are totals per agent (all its files on a host), not per file: a single transcript
@@ -36,6 +37,9 @@ DAY_MS = 86_400_000
 DEFAULT_WARNING_BYTES = 10 * MB
 DEFAULT_CRITICAL_BYTES = 50 * MB
 HORIZON_DAYS = 365
+RECENT_POINTS = 16
+MIN_FIT_SPAN_MS = 6 * 3600 * 1000
+SPARK = "▁▂▃▄▅▆▇█"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class AgentTrend:
     critical_bytes: int
     warning_in_days: float | None
     critical_in_days: float | None
+    recent: tuple[int, ...] = ()          # the last RECENT_POINTS sizes, oldest first
 
     @property
     def name(self) -> str:
@@ -82,7 +87,7 @@ class AgentTrend:
         """'pc-a/main grows 0.6 MB/day; crosses 10 MB in about 6 days'."""
         if self.rate_bytes_per_day is None:
             return (f"{self.name} is {mb(self.last_bytes)}; "
-                    "not enough measurements since it last shrank to tell a trend")
+                    "not enough history since it last shrank or was restored to tell a trend")
         if self.rate_bytes_per_day <= 0:
             verb = "is steady" if self.rate_bytes_per_day == 0 else f"shrinks {rate(-self.rate_bytes_per_day)}"
             return f"{self.name} {verb} at {mb(self.last_bytes)}"
@@ -118,31 +123,37 @@ def in_days(days: float) -> str:
     return f"in about {round(days)} day{'s' if round(days) != 1 else ''}"
 
 
-def _xy(point) -> tuple[int, int]:
+def _point(point) -> tuple[int, int, bool]:
+    """(at_ms, bytes, restart): a SizePoint, or a plain (at_ms, bytes[, restart]) tuple.
+
+    A restore puts old data back in one step: that is not growth, so the fit restarts there.
+    """
     if hasattr(point, "at_ms"):
-        return int(point.at_ms), int(point.bytes)
-    return int(point[0]), int(point[1])
+        return int(point.at_ms), int(point.bytes), getattr(point, "kind", None) == "restore"
+    return int(point[0]), int(point[1]), bool(point[2]) if len(point) > 2 else False
 
 
-def _in_time_order(points: Sequence) -> list[tuple[int, int]]:
+def _in_time_order(points: Sequence) -> list[tuple[int, int, bool]]:
     # A stable sort on time only: a run's size before and after can share a timestamp, and the
     # given order (before, then after) is the true one.
-    return sorted((_xy(p) for p in points), key=lambda xy: xy[0])
+    return sorted((_point(p) for p in points), key=lambda p: p[0])
 
 
 def since_last_shrink(points: Sequence) -> list[tuple[int, int]]:
-    """The points from the last one that is smaller than its predecessor onwards (time order)."""
-    xy = _in_time_order(points)
+    """(at_ms, bytes) from the last point that is smaller than its predecessor, or is a restore,
+    onwards (time order)."""
+    pts = _in_time_order(points)
     start = 0
-    for i in range(1, len(xy)):
-        if xy[i][1] < xy[i - 1][1]:
+    for i in range(1, len(pts)):
+        if pts[i][1] < pts[i - 1][1] or pts[i][2]:
             start = i
-    return xy[start:]
+    return [(at, size) for at, size, _ in pts[start:]]
 
 
 def slope_per_day(xy: Sequence[tuple[int, int]]) -> float | None:
-    """Least-squares slope in bytes/day; None with fewer than two distinct times."""
-    if len(xy) < 2:
+    """Least-squares slope in bytes/day; None with fewer than two points or when they span less
+    than MIN_FIT_SPAN_MS (two measurements a minute apart say nothing about a day)."""
+    if len(xy) < 2 or max(x for x, _ in xy) - min(x for x, _ in xy) < MIN_FIT_SPAN_MS:
         return None
     xs = [x / DAY_MS for x, _ in xy]
     ys = [y for _, y in xy]
@@ -165,14 +176,36 @@ def days_until(threshold: int, last_bytes: int, last_ms: int, per_day: float | N
 
 def analyse(host: str, agent: str, points: Sequence, now_ms: int, thresholds: Thresholds) -> AgentTrend:
     """The trend of one agent from its size points."""
-    xy = _in_time_order(points)
-    window = since_last_shrink(xy)
+    pts = _in_time_order(points)
+    window = since_last_shrink(pts)
     per_day = slope_per_day(window)
-    last_ms, last_bytes = xy[-1]
-    return AgentTrend(host, agent, len(xy), xy[0][0], last_ms, last_bytes, len(window), per_day,
+    last_ms, last_bytes, _ = pts[-1]
+    return AgentTrend(host, agent, len(pts), pts[0][0], last_ms, last_bytes, len(window), per_day,
                       thresholds.warning_bytes, thresholds.critical_bytes,
                       days_until(thresholds.warning_bytes, last_bytes, last_ms, per_day, now_ms),
-                      days_until(thresholds.critical_bytes, last_bytes, last_ms, per_day, now_ms))
+                      days_until(thresholds.critical_bytes, last_bytes, last_ms, per_day, now_ms),
+                      tuple(b for _, b, _ in pts[-RECENT_POINTS:]))
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """'▁▃▅█': the shape of a size history in one line of text."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return SPARK[3] * len(values)
+    return "".join(SPARK[round((v - lo) * (len(SPARK) - 1) / (hi - lo))] for v in values)
+
+
+def sparkline_svg(values: Sequence[int], width: int = 140, height: int = 28) -> str:
+    """The same shape as an inline SVG polyline (for the HTML trend page)."""
+    if len(values) < 2:
+        return ""
+    hi = max(values) or 1
+    step = (width - 4) / (len(values) - 1)
+    points = " ".join(f"{2 + i * step:.1f},{height - 2 - (height - 4) * v / hi:.1f}" for i, v in enumerate(values))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}">'
+            f'<polyline class="spark" fill="none" stroke="#d9822b" stroke-width="2" points="{points}"/></svg>')
 
 
 def analyse_all(series: dict, now_ms: int, thresholds: Thresholds) -> list[AgentTrend]:
@@ -195,8 +228,8 @@ def _days_cell(days: float | None) -> str:
 
 
 def trend_rows(trends: Iterable[AgentTrend]) -> tuple[list[str], list[list]]:
-    headers = ["host/agent", "measured", "since", "size now", "growth", "to warning", "to critical"]
-    rows = [[t.name, t.points, _day(t.first_ms), mb(t.last_bytes),
+    headers = ["host/agent", "measured", "since", "sizes", "size now", "growth", "to warning", "to critical"]
+    rows = [[t.name, t.points, _day(t.first_ms), sparkline(t.recent), mb(t.last_bytes),
              "-" if t.rate_bytes_per_day is None else (rate(t.rate_bytes_per_day) if t.rate_bytes_per_day >= 0
                                                         else "-" + rate(-t.rate_bytes_per_day)),
              _days_cell(t.warning_in_days), _days_cell(t.critical_in_days)] for t in trends]
@@ -217,7 +250,7 @@ def render_trends(trends: list[AgentTrend], fmt: str, thresholds: Thresholds) ->
     if fmt == "html":
         from fleet.report_html import html_table, page
 
-        items = "".join(f"<li>{escape(s)}</li>" for s in sentences)
+        items = "".join(f"<li>{sparkline_svg(t.recent)} {escape(t.sentence())}</li>" for t in trends)
         return page("fleet size trends", f"<h1>fleet size trends</h1><p class=\"muted\">{escape(limits)}</p>"
                                          f"<ul>{items}</ul>{html_table(headers, rows)}")
     markdown = fmt == "markdown"

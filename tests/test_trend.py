@@ -10,7 +10,7 @@ from fleet import history
 from fleet.cli import main
 from fleet.results import FileResult, HostResult, RunResult, Stats
 from fleet.trend import (DAY_MS, MB, Thresholds, analyse, analyse_all, days_until, since_last_shrink,
-                         slope_per_day)
+                         slope_per_day, sparkline)
 
 T0 = 1_795_000_000_000
 LIMITS = Thresholds(10 * MB, 50 * MB)
@@ -26,12 +26,18 @@ def test_slope_is_least_squares_bytes_per_day():
     assert slope_per_day(daily([0, 3 * MB, 2 * MB, 3 * MB])) == pytest.approx(0.8 * MB)
     assert slope_per_day(daily([5 * MB])) is None
     assert slope_per_day([(T0, 1), (T0, 5)]) is None
+    # A minute apart: no basis for a daily rate.
+    assert slope_per_day([(T0, 1 * MB), (T0 + 60_000, 2 * MB)]) is None
 
 
 def test_window_starts_at_the_last_shrink():
     pts = daily([1 * MB, 5 * MB, 9 * MB, 0.2 * MB, 0.8 * MB, 1.4 * MB])
     assert since_last_shrink(pts) == pts[3:]
     assert since_last_shrink(daily([1, 2, 3])) == daily([1, 2, 3])
+    # A restore is a step back up, not growth: the fit restarts at it.
+    restored = [(T0, 1 * MB, False), (T0 + DAY_MS, 2 * MB, False), (T0 + 2 * DAY_MS, 9 * MB, True),
+                (T0 + 3 * DAY_MS, 9.5 * MB, False)]
+    assert since_last_shrink(restored) == [(T0 + 2 * DAY_MS, 9 * MB), (T0 + 3 * DAY_MS, int(9.5 * MB))]
     t = analyse("pc-a", "main", pts, pts[-1][0], LIMITS)
     assert t.rate_bytes_per_day == pytest.approx(0.6 * MB)
     assert t.fit_points == 3 and t.points == 6
@@ -60,7 +66,13 @@ def test_sentences_read_like_the_issue():
     steady = analyse("pc-b", "work", daily([2 * MB, 2 * MB]), T0 + DAY_MS, LIMITS)
     assert steady.sentence() == "pc-b/work is steady at 2 MB"
     fresh = analyse("pc-b", "main", daily([9 * MB, 0.5 * MB]), T0 + DAY_MS, LIMITS)
-    assert "not enough measurements" in fresh.sentence()
+    assert "not enough history" in fresh.sentence()
+
+
+def test_sparkline_shows_the_shape():
+    assert sparkline([1, 2, 3, 4]) == "▁▃▆█"
+    assert sparkline([5, 5]) == "▄▄"
+    assert sparkline([]) == ""
 
 
 def test_most_urgent_first():
@@ -101,6 +113,7 @@ def test_report_trend_command_reads_history(tmp_path, monkeypatch, capsys):
     assert _cli(["report", "--trend", "--format", "html"]) == 0
     page = capsys.readouterr().out
     assert page.startswith("<!DOCTYPE html>") and "pc-a/main grows 0.5 MB/day" in page
+    assert page.count('<polyline class="spark"') == 2
 
 
 def _cli(argv):
