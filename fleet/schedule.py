@@ -76,11 +76,11 @@ class Schedule:
 
 # --- paths and storage ---------------------------------------------------------------------
 
-def _state() -> Path:
+def control_state() -> Path:
     return Path(os.path.abspath(state_dir()))
 
 
-def _private_dir(path: Path) -> Path:
+def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
@@ -93,11 +93,11 @@ def check_name(name: str) -> str:
 
 
 def definition_path(name: str) -> Path:
-    return _state() / "schedules" / f"{name}.json"
+    return control_state() / "schedules" / f"{name}.json"
 
 
-def _write_json(path: Path, doc: dict) -> None:
-    _private_dir(path.parent)
+def write_json(path: Path, doc: dict) -> None:
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -123,7 +123,7 @@ def load_schedule(name: str) -> Schedule:
 
 
 def all_schedules() -> list[Schedule]:
-    folder = _state() / "schedules"
+    folder = control_state() / "schedules"
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         try:
@@ -189,7 +189,7 @@ def _absolute_limit(limit: str) -> str:
 
 
 def _env_file_defines(key: str) -> bool:
-    path = _state() / ENV_FILE
+    path = control_state() / ENV_FILE
     try:
         return any(line.strip().removeprefix("export ").startswith(key + "=")
                    for line in path.read_text(encoding="utf-8").splitlines())
@@ -210,7 +210,7 @@ def _notify_hints(inventory: Path) -> list[str]:
     for name in names:
         if not _env_file_defines(name):
             hints.append(f"note: cron and systemd do not see your shell's {name}; put `{name}=…` in "
-                         f"{_state() / ENV_FILE} (mode 0600) so scheduled notices can be sent")
+                         f"{control_state() / ENV_FILE} (mode 0600) so scheduled notices can be sent")
     return hints
 
 
@@ -235,8 +235,8 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
     action, playbook_ref = _resolve_playbook(playbook)
     hints = _notify_hints(inventory_path) if notify else []
 
-    state = _state()
-    logs = _private_dir(state / "logs")
+    state = control_state()
+    logs = private_dir(state / "logs")
     log = logs / f"{name}.log"
     command = fleet_argv("schedule", "run", name)
     env = {"FLEET_STATE_DIR": str(state)}
@@ -263,7 +263,7 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
         notes = schedule_systemd.install_units(
             units, name, schedule_systemd.service_text(name, description, command, env, log),
             schedule_systemd.timer_text(name, on_calendar))
-    _write_json(previous, schedule.to_json())
+    write_json(previous, schedule.to_json())
 
     when = at if chosen == "cron" else "; ".join(on_calendar)
     print(f"installed schedule {name}: {schedule.what} -i {inventory_path}"
@@ -278,7 +278,7 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
 
 def _last_status(name: str) -> dict | None:
     try:
-        return json.loads((_state() / "schedules" / f"{name}.last.json").read_text(encoding="utf-8"))
+        return json.loads((control_state() / "schedules" / f"{name}.last.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -303,10 +303,10 @@ def list_command(json_out: bool, unit_dir: Path | None) -> int:
     for s in all_schedules():
         rows.append({**s.to_json(), "installed": _installed(s, unit_dir, crontabs), "last": _last_status(s.name)})
     if json_out:
-        print(json.dumps({"schema": "fleet.schedules/1", "state_dir": str(_state()), "schedules": rows}, indent=2))
+        print(json.dumps({"schema": "fleet.schedules/1", "state_dir": str(control_state()), "schedules": rows}, indent=2))
         return int(ExitStatus.OK)
     if not rows:
-        print(f"no schedules in {_state() / 'schedules'}; add one with `fleet schedule install NAME "
+        print(f"no schedules in {control_state() / 'schedules'}; add one with `fleet schedule install NAME "
               "--playbook weekly --at \"0 3 * * 0\"`")
         return int(ExitStatus.OK)
     from tabulate import tabulate
@@ -314,8 +314,7 @@ def list_command(json_out: bool, unit_dir: Path | None) -> int:
     table = []
     for r in rows:
         last = r["last"] or {}
-        outcome = ("-" if not last else "skipped" if last.get("skipped")
-                   else "running" if last.get("exit_code") is None else f"exit {last['exit_code']}")
+        outcome = "running" if last.get("exit_code") is None else f"exit {last['exit_code']}"
         when = r["at"] if r["backend"] == "cron" else "; ".join(r["on_calendar"])
         table.append([r["name"], "scan" if r["action"] == "scan" else Path(r["playbook"]).stem, when, r["backend"],
                       "yes" if r["installed"] else "MISSING", "yes" if r["notify"] else "no",

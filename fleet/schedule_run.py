@@ -7,17 +7,20 @@ run of the schedule holds `<state>/locks/NAME.lock`, another exits at once with 
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
+import signal
 import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from fleet.errors import ExitStatus, FleetError
-from fleet.schedule import ENV_FILE, Schedule, _private_dir, _state, _write_json, load_schedule
+from fleet.schedule import ENV_FILE, Schedule, private_dir, control_state, write_json, load_schedule
 
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
 
@@ -62,7 +65,7 @@ class ScheduleLock:
         self.fd: int | None = None
 
     def acquire(self) -> bool:
-        _private_dir(self.path.parent)
+        private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -143,7 +146,7 @@ def run_schedule(name: str) -> int:
     holds its lock; that skipped run is recorded in history.
     """
     schedule = load_schedule(name)
-    state = _state()
+    state = control_state()
     for problem in load_env_file(state / ENV_FILE):
         print(f"fleet schedule {name}: {problem}", file=sys.stderr)
     lock = ScheduleLock(state / "locks" / f"{name}.lock")
@@ -152,34 +155,54 @@ def run_schedule(name: str) -> int:
         reason = (f"the previous run (pid {holder.get('pid', '?')}, started {holder.get('started_at', '?')}) "
                   "is still going")
         print(f"fleet schedule {name}: skipped at {_now()}: {reason}; nothing was run", file=sys.stderr)
+        # NAME.last.json stays the running run's: the skip is in the history.
         for problem in _record_skipped(schedule, reason):
             print(f"fleet schedule {name}: {problem}", file=sys.stderr)
-        _write_json(state / "schedules" / f"{name}.last.json",
-                    {"started_at": _now(), "finished_at": _now(), "exit_code": int(ExitStatus.OVERLAP),
-                     "skipped": True, "reason": reason})
         return int(ExitStatus.OVERLAP)
     status_path = state / "schedules" / f"{name}.last.json"
     rotate_log(Path(schedule.log))
     started = _now()
     exit_code: int | None = None
     try:
-        _write_json(status_path, {"started_at": started, "finished_at": None, "exit_code": None,
+        write_json(status_path, {"started_at": started, "finished_at": None, "exit_code": None,
                                   "pid": os.getpid(), "skipped": False})
         print(f"fleet schedule {name}: started at {started}: {schedule.what} -i {schedule.inventory}"
               f"{f' --limit {schedule.limit}' if schedule.limit else ''}", flush=True)
-        exit_code = _run(schedule)
+        with _sigterm_as_interrupt():
+            exit_code = _run(schedule)
         return exit_code
     except FleetError as exc:
         exit_code = int(exc.exit_status)
         raise
+    except KeyboardInterrupt:
+        exit_code = int(ExitStatus.INTERRUPTED)
+        raise
     finally:
         finished = _now()
-        _write_json(status_path, {"started_at": started, "finished_at": finished,
+        write_json(status_path, {"started_at": started, "finished_at": finished,
                                   "exit_code": exit_code if exit_code is not None else int(ExitStatus.FAILED),
                                   "skipped": False})
         print(f"fleet schedule {name}: finished at {finished} with exit "
               f"{exit_code if exit_code is not None else 'error'}", flush=True)
         lock.release()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`systemctl stop` and cron's shutdown send SIGTERM: stop the run the way Ctrl-C does, so the
+    controller stops its hosts and this run still logs how it ended and releases its lock."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:          # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(schedule: Schedule) -> int:

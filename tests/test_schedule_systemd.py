@@ -176,6 +176,8 @@ def test_two_runs_started_together_one_runs_one_exits_3(tmp_path):
         tarpit.close()                       # let it fail fast now
         other.communicate(timeout=120)
         assert other.returncode == 1         # its one host failed: a real run, not a skip
+        last = json.loads((state / "schedules" / "night.last.json").read_text())
+        assert last["exit_code"] == 1 and not last["skipped"]   # the skip did not overwrite the run's status
     finally:
         tarpit.close()
         for p in procs:
@@ -190,3 +192,41 @@ def test_two_runs_started_together_one_runs_one_exits_3(tmp_path):
     skipped = next(r for r in list_runs() if r["kind"] == "skipped")
     assert load_run(skipped["run_id"]).extra["schedule"] == "night"
     assert "still going" in load_run(skipped["run_id"]).extra["reason"]
+
+
+def test_sigterm_stops_the_run_like_ctrl_c_and_frees_the_lock(tmp_path):
+    from fleet.schedule_run import ScheduleLock
+
+    tarpit = Tarpit()
+    proc = None
+    try:
+        inventory = tmp_path / "inventory.toml"
+        (tmp_path / "known_hosts").write_text("")
+        inventory.write_text(f'[hosts.slow]\naddress = "127.0.0.1"\nport = {tarpit.port}\nconnect_timeout = 120\n'
+                             f'known_hosts = "{tmp_path / "known_hosts"}"\n')
+        state = tmp_path / "state"
+        assert fleet_cli(["schedule", "install", "night", "--playbook", "scan", "--at", "0 2 * * *", "-i",
+                          str(inventory), "--backend", "systemd", "--unit-dir", str(tmp_path / "u"), "--no-notify"],
+                         state).returncode == 0
+        proc = subprocess.Popen([sys.executable, "-m", "fleet", "schedule", "run", "night"], text=True,
+                                env={**os.environ, "FLEET_STATE_DIR": str(state)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 100
+        while not tarpit.accepted and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tarpit.accepted, proc.communicate()
+        proc.terminate()                      # what `systemctl stop` sends
+        tarpit.close()                        # the host's thread would otherwise wait for its timeout
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "fleet schedule night: finished at" in out and "with exit 130" in out
+        last = json.loads((state / "schedules" / "night.last.json").read_text())
+        assert last["exit_code"] == 130 and last["finished_at"]
+        lock = ScheduleLock(state / "locks" / "night.lock")
+        assert lock.acquire()
+        lock.release()
+    finally:
+        tarpit.close()
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
