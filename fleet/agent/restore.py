@@ -142,6 +142,9 @@ def restore_file(ctx, item, force):
     before = empty if now is None else stats(now[1], _records(kind, now[3], now[1]), now[2])
     try:
         size, digest, newlines = backup_digest(backup_path)
+    except FileNotFoundError:
+        return refuse("backup no longer exists (old runs' backups expire per the playbook's backup "
+                      "keep_runs / max_age); nothing restored", before)
     except (OSError, EOFError, zlib.error) as exc:
         return refuse("backup unreadable (%s); nothing restored" % (getattr(exc, "strerror", None) or exc), before)
     want = item.get("backup_sha256")

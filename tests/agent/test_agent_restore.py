@@ -146,6 +146,14 @@ def test_damaged_backup_is_never_restored(ran):
     assert (sessions / "a.jsonl").read_bytes() == trimmed
 
 
+def test_expired_backup_says_so(ran):
+    state, sessions, before, run = ran
+    section = run(False)
+    os.unlink(section["files"][0]["backup"])
+    records = run_restore(context(state), section)
+    assert "backup no longer exists" in records[0]["error"]
+
+
 def test_paths_outside_the_state_dir_or_backups_are_refused(ran, tmp_path):
     state, sessions, before, run = ran
     section = run(False)
