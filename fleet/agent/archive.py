@@ -21,7 +21,7 @@ import os
 import re
 
 from .context import file_record, stats
-from .fsutil import (CHUNK, FileChanged, FileError, HashSink, archive_timestamp, count_lines,
+from .fsutil import (CHUNK, FAULTS, FileChanged, FileError, HashSink, archive_timestamp, count_lines,
                      describe_oserror, fsync_dir, hash_file, inside, is_safe_id, open_nofollow,
                      safe_rename, sig)
 from .locks import iso_to_ms, lock_state, transcript_in_use
@@ -267,7 +267,9 @@ def delete_file(ctx, agent, path, rel, kind, notes=None, expect=None):
         if not ctx.dry_run:
             if sig(os.lstat(path)) != sig(st0):
                 raise FileChanged("%s changed while it was being backed up; left as it was" % rel)
+            FAULTS.hit("before-unlink")
             os.unlink(path)
+            FAULTS.hit("unlinked")
             fsync_dir(os.path.dirname(path))
     except FileError as exc:
         return file_record(agent, rel, kind, before, notes=notes, error=str(exc))
@@ -354,6 +356,7 @@ def copy_verified(ctx, agent, path, rel, target, note=None):
                     sink.write(block)
                 if out is not None:
                     out.flush()
+                    FAULTS.hit("copy-written")
                     os.fsync(out.fileno())
             finally:
                 if out is not None:
@@ -365,8 +368,10 @@ def copy_verified(ctx, agent, path, rel, target, note=None):
                 raise FileError("the copy of %s differs from the source; no copy made" % rel)
             if os.path.lexists(target):
                 raise FileError("name already taken, left alone: %s" % os.path.basename(target))
+            FAULTS.hit("before-copy-rename")
             os.rename(tmp, target)
             made_tmp = False
+            FAULTS.hit("copy-renamed")
             fsync_dir(os.path.dirname(target))
     except FileError as exc:
         return file_record(agent, target_rel, "archive", empty, error=str(exc))

@@ -25,7 +25,9 @@ class _FaultPoints(object):
 
     With $FLEET_AGENT_FAULT_LOG set, every write step appends "N PHASE STEP" to that file; with
     $FLEET_AGENT_FAULT_AT=N the agent SIGKILLs itself at step N. Both unset (always, outside the
-    crash tests) costs one attribute check per step. The orchestrator names the phase.
+    crash tests) costs one attribute check per step. The orchestrator names the phase; the
+    steps of a backup report phase "backup" whatever operation took it (the step names it:
+    "backup-written(trim)").
     """
 
     def __init__(self):
@@ -38,9 +40,12 @@ class _FaultPoints(object):
         if not self.at and not self.log:
             return
         self.count += 1
+        phase = self.phase
+        if step.startswith("backup-"):
+            phase, step = "backup", "%s(%s)" % (step, self.phase)
         if self.log:
             with open(self.log, "a") as f:
-                f.write("%d %s %s\n" % (self.count, self.phase, step))
+                f.write("%d %s %s\n" % (self.count, phase, step))
         if self.count == self.at:
             import signal
             os.kill(os.getpid(), signal.SIGKILL)
@@ -50,7 +55,7 @@ FAULTS = _FaultPoints()
 
 
 def set_phase(phase):
-    """Name the operation now running (backup, trim, prune, archive, rotate, delete, restore)."""
+    """Name the operation now running (trim, prune, archive, rotate, delete, restore); test hooks only."""
     FAULTS.phase = phase
 
 

@@ -17,7 +17,7 @@ import os
 
 from .context import stats
 from .discover import discover
-from .fsutil import BackupStore, FileError, inside
+from .fsutil import BackupStore, FileError, inside, set_phase
 from .locks import transcript_in_use
 from .protocol import PlanError
 from . import health, scan
@@ -186,6 +186,7 @@ def _store_pass(run, ops):
         # Before the prune, so the rotation copy holds the store as it was (OpenClaw 2026.4).
         rotate = run.op("store", "rotate_store")
         if rotate is not None:
+            set_phase("rotate")
             rotated = [i for i in af.files if i.kind == "archive"
                        and os.path.basename(i.path).startswith("sessions.json.bak.")]
             run.batch("store rotation", rotated,
@@ -194,6 +195,7 @@ def _store_pass(run, ops):
         prune = run.op("store", "prune_store")
         if prune is not None:
             ctx.progress(event="agent", agent=af.agent, phase="store")
+            set_phase("prune")
             try:
                 rec, removed = prune(ctx, af.agent, af.store_info, ops["store"])
                 run.add(rec)
@@ -206,6 +208,7 @@ def _store_pass(run, ops):
                 run.add(run.error_record(af.store_info, "internal error in store prune: %s: %s"
                                          % (type(exc).__name__, exc)))
                 removed = {}
+    set_phase("archive")
     if removed:
         archive = run.op("archive", "archive_session_files")
         if archive is not None:
@@ -257,6 +260,7 @@ def _in_use_record(run, info, note):
 
 def _file_passes(run, ops):
     af, ctx = run.af, run.ctx
+    set_phase("trim")
     if "transcripts" in ops and ops["transcripts"].get("tiers"):
         trim = run.op("transcript", "trim_transcript")
         if trim is not None:
@@ -306,6 +310,7 @@ def _housekeeping(run, ops):
         fn = run.op(module, function) if infos else None
         if fn is None:
             continue
+        set_phase("delete")
         run.batch(function.replace("_", " "), infos,
                   lambda f=fn, i=infos, s=section: f(ctx, af.agent, i, ops[s]))
 
@@ -372,6 +377,7 @@ def _restore(ctx, plan, result):
         result["backup"]["error"] = str(exc)
         return
     ctx.progress(event="agent", agent=None, phase="restore")
+    set_phase("restore")
     result["files"].extend(run_restore(ctx, plan["restore"]) or ())
 
 
