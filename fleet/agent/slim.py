@@ -27,6 +27,7 @@ import json
 import re
 
 # A marker fleet put in earlier: slimming again leaves such text as it is (idempotent).
+_MARKER_MAX = 64                 # bytes: longer than any marker fleet writes
 _MARKER_RE = re.compile("\u2026\\[fleet: ([0-9,]+) bytes of [a-z ]+ removed\\]$")
 
 LEVELS = (None, "tool-output", "aggressive")
@@ -36,11 +37,13 @@ DEFAULT_LIMITS = {"tool_output_limit_bytes": 2048, "assistant_text_limit_bytes":
 class Limits(object):
     """The byte limits of the slim levels (from the plan's operations.transcripts)."""
 
-    __slots__ = ("tool_output", "assistant_text")
+    __slots__ = ("tool_output", "assistant_text", "quick")
 
-    def __init__(self, tool_output=2048, assistant_text=4096):
+    def __init__(self, tool_output=2048, assistant_text=4096, quick=False):
         self.tool_output = max(0, int(tool_output))
         self.assistant_text = max(0, int(assistant_text))
+        # quick: only whether bytes would be removed matters (see would_slim), not the result.
+        self.quick = quick
 
     @classmethod
     def from_policy(cls, policy):
@@ -75,6 +78,12 @@ def slim_line(line, level, limits):
     return line, 0
 
 
+def would_slim(line, level, limits):
+    """True when slim_line(line, level, limits) would remove something; cheaper on big texts."""
+    quick = Limits(limits.tool_output, limits.assistant_text, quick=True)
+    return slim_line(line, level, quick)[1] > 0
+
+
 def slim_message(message, level, limits):
     """Slim one message dict (role, content, …); returns (new_message, bytes_removed)."""
     check_level(level)
@@ -91,13 +100,13 @@ def slim_message(message, level, limits):
             new["content"] = blocks
             removed += n
     elif isinstance(content, str) and role in ("toolResult", "tool"):
-        text, n = cut_text(content, limits.tool_output, "tool output")
+        text, n = cut_text(content, limits.tool_output, "tool output", limits.quick)
         if n:
             new = dict(message)
             new["content"] = text
             removed += n
     elif isinstance(content, str) and role == "assistant" and level == "aggressive":
-        text, n = cut_text(content, limits.assistant_text, "assistant text")
+        text, n = cut_text(content, limits.assistant_text, "assistant text", limits.quick)
         if n:
             new = dict(message)
             new["content"] = text
@@ -105,7 +114,7 @@ def slim_message(message, level, limits):
     if role in ("toolResult", "tool") and "details" in message and message["details"] not in ({}, None):
         if new is None:
             new = dict(message)
-        removed += max(1, _json_bytes(message["details"]) - 2)
+        removed += 1 if limits.quick else max(1, _json_bytes(message["details"]) - 2)
         new["details"] = {}
     return (new, removed) if new is not None else (message, 0)
 
@@ -134,9 +143,9 @@ def _slim_block(block, role, level, limits):
         return block, 0
     if kind == "text" and isinstance(block.get("text"), str):
         if role in ("toolResult", "tool"):
-            text, n = cut_text(block["text"], limits.tool_output, "tool output")
+            text, n = cut_text(block["text"], limits.tool_output, "tool output", limits.quick)
         elif role == "assistant" and level == "aggressive":
-            text, n = cut_text(block["text"], limits.assistant_text, "assistant text")
+            text, n = cut_text(block["text"], limits.assistant_text, "assistant text", limits.quick)
         else:
             return block, 0
         if not n:
@@ -146,8 +155,11 @@ def _slim_block(block, role, level, limits):
         return new_block, n
     if kind == "thinking" and role == "assistant" and level == "aggressive":
         thinking = block.get("thinking")
-        thinking_bytes = _utf8_len(thinking) if isinstance(thinking, str) else 0
         signature = block.get("thinkingSignature")
+        if limits.quick and (isinstance(signature, str) and signature
+                             or isinstance(thinking, str) and len(thinking) > _MARKER_MAX):
+            return block, 1
+        thinking_bytes = _utf8_len(thinking) if isinstance(thinking, str) else 0
         signature_bytes = _utf8_len(signature) if isinstance(signature, str) else 0
         marker = "[fleet: %s bytes of thinking removed]" % format(thinking_bytes, ",")
         already = isinstance(thinking, str) and thinking.startswith("[fleet: ") \
@@ -178,21 +190,25 @@ def image_placeholder(size):
     return "[fleet: image removed, %s KB]" % format(max(1, (size + 512) // 1024), ",")
 
 
-def cut_text(text, limit, what):
+def cut_text(text, limit, what, quick=False):
     """Cut `text` to at most `limit` UTF-8 bytes (on a character boundary) plus a marker.
 
     Returns (new_text, bytes_removed); (text, 0) when it is within the limit or cutting would
-    not make it shorter.
+    not make it shorter. With `quick`, only whether bytes_removed is 0 is exact: a text far
+    over the limit returns (text, 1) without being measured.
     """
     # Cheap bounds first: a character is 1 to 4 bytes in UTF-8.
     if len(text) <= limit // 4:
         return text, 0
     earlier = 0
     body = text
-    found = _MARKER_RE.search(text)
+    found = _MARKER_RE.search(text, max(0, len(text) - 80)) if text.endswith(" removed]") else None
     if found:
         earlier = int(found.group(1).replace(",", ""))
         body = text[:found.start()]
+    if quick and len(body) > limit + _MARKER_MAX:
+        # At least len(body) - limit bytes go, more than any marker: no need to measure.
+        return text, 1
     if body.isascii():
         # Most tool output: bytes == characters, no need to encode the whole text.
         if len(body) <= limit:

@@ -31,7 +31,7 @@ from array import array
 
 from .context import file_record, stats
 from .fsutil import FileError, hash_file, open_nofollow, safe_rewrite
-from .transcript import copy_range, digest_of, error_record
+from .transcript import BackupWitness, copy_range, error_record
 
 _ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
                      r"(Z|[+-]\d\d:?\d\d)?$")
@@ -204,10 +204,11 @@ def cap_trajectory(ctx, agent, info, policy):
         return file_record(agent, info.rel, info.kind, before=stats(scan.size, scan.records, scan.sha256),
                            notes=[n for n in notes if "truncated" in n])
     used = {}
+    witness = BackupWitness(ctx.backups)
 
     def produce(src, sink):
         use = (scan, lines, notes)
-        if src.limit != scan.size or digest_of(src) != scan.sha256:
+        if src.limit != scan.size or not witness.matches(scan.size, scan.sha256):
             src.seek(0)
             use = analyse(src)
             use[2].append("the file changed before its backup; the cap was planned again")
@@ -220,7 +221,7 @@ def cap_trajectory(ctx, agent, info, policy):
         used.update(scan=use_scan, lines=use_lines, notes=use[2], sink=sink)
 
     try:
-        result = safe_rewrite(info.path, info.rel, produce, ctx.backups, ctx.dry_run, carry_appends=True)
+        result = safe_rewrite(info.path, info.rel, produce, witness, ctx.dry_run, carry_appends=True)
     except FileError as exc:
         return error_record(agent, info, str(exc), scan)
     except OSError as exc:

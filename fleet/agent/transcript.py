@@ -34,7 +34,7 @@ from array import array
 
 from .context import file_record, stats
 from .fsutil import CHUNK, FileError, count_lines, open_nofollow, safe_rewrite
-from .slim import Limits, check_level, slim_line
+from .slim import Limits, check_level, slim_line, would_slim
 
 OTHER, USER, ASSISTANT, TOOL_RESULT, COMPACTION, BLANK = range(6)
 SLIMMABLE = 0x80
@@ -183,7 +183,7 @@ def scan_transcript(f, level=None, limits=None):
             kind = line_kind(obj)
             line_id = key(obj.get("id"))
             parent_id = key(obj.get("parentId"))
-            if level is not None and _may_slim(kind, level, raw) and slim_line(obj, level, limits)[1]:
+            if level is not None and _may_slim(kind, level, raw) and would_slim(obj, level, limits):
                 kind |= SLIMMABLE
         pos += len(raw)
         scan.offsets.append(pos)
@@ -407,14 +407,23 @@ def copy_range(src, sink, start, end):
         left -= len(data)
 
 
-def digest_of(src):
-    src.seek(0)
-    digest = hashlib.sha256()
-    while True:
-        data = src.read(CHUNK)
-        if not data:
-            return digest.hexdigest()
-        digest.update(data)
+class BackupWitness(object):
+    """Passes backups through to the run's BackupStore and remembers the last one.
+
+    produce() then knows whether the backed-up bytes are the ones the plan was made on (same
+    size and sha256) without reading the file once more.
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self.last = None
+
+    def backup(self, abs_path, rel_path):
+        self.last = self.store.backup(abs_path, rel_path)
+        return self.last
+
+    def matches(self, size, sha256):
+        return self.last is not None and self.last["bytes"] == size and self.last["sha256"] == sha256
 
 
 def trim_transcript(ctx, agent, info, tier, policy):
@@ -446,10 +455,11 @@ def trim_transcript(ctx, agent, info, tier, policy):
                            notes=plan.notes)
 
     used = {}
+    witness = BackupWitness(ctx.backups)
 
     def produce(src, sink):
         use_scan, use_plan = scan, plan
-        if src.limit != scan.size or digest_of(src) != scan.sha256:
+        if src.limit != scan.size or not witness.matches(scan.size, scan.sha256):
             # The file changed between our first look and its backup: decide again on the
             # bytes that were backed up.
             src.seek(0)
@@ -459,7 +469,7 @@ def trim_transcript(ctx, agent, info, tier, policy):
         used["slimmed"] = write_trimmed(src, sink, use_scan, use_plan, level, limits)
 
     try:
-        result = safe_rewrite(info.path, info.rel, produce, ctx.backups, ctx.dry_run, carry_appends=True)
+        result = safe_rewrite(info.path, info.rel, produce, witness, ctx.dry_run, carry_appends=True)
     except FileError as exc:
         return error_record(agent, info, str(exc), scan)
     except OSError as exc:

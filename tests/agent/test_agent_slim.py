@@ -112,3 +112,24 @@ def test_bare_messages_of_legacy_files_are_slimmed_too():
 def test_unknown_level_is_refused():
     with pytest.raises(ValueError):
         slim_line(tool_result("x" * 500), "everything", LIMITS)
+
+
+def test_would_slim_agrees_with_slim_line_near_every_edge():
+    """The scan's quick check must say 'changes' exactly when slim_line changes something."""
+    from fleet.agent.slim import would_slim
+
+    texts = ["", "a" * 25, "a" * 100, "a" * 101, "a" * 150, "a" * 170, "a" * 1000, "é" * 50, "é" * 51,
+             "é" * 90, "é" * 200, "a" * 100 + "\u2026[fleet: 5,000 bytes of tool output removed]",
+             "a" * 300 + "\u2026[fleet: 5,000 bytes of tool output removed]"]
+    lines = []
+    for text in texts:
+        lines.append(tool_result(text, details={}))
+        lines.append(tool_result(text))
+        lines.append({"type": "message", "message": {"role": "toolResult", "toolCallId": "t", "content": text}})
+        lines.append(assistant(text, text, calls=0))
+        lines.append({"type": "message", "message": {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": text}]}})
+    lines.append({"type": "custom", "customType": "model-snapshot", "data": {"x": "y" * 5000}})
+    for level in ("tool-output", "aggressive"):
+        for line in lines:
+            assert would_slim(line, level, LIMITS) == (slim_line(line, level, LIMITS)[1] > 0), (level, line)

@@ -513,3 +513,41 @@ def test_parent_search_finds_far_branch_points_and_ignores_misaligned_bytes():
     assert scan.parent(len(ids) - 1) == -1
     assert scan.key("0a1b2c3d") == 0x0a1b2c3d and scan.key(None) == NO_KEY
     assert scan.key("0A1B2C3D") != 0x0a1b2c3d and scan.key("0A1B2C3D") == scan.key("0A1B2C3D")
+
+
+class AppendingBackupStore(fsutil.BackupStore):
+    """A real BackupStore in front of which a live writer appends one line: the file the
+    trim planned on is not the file that gets backed up."""
+
+    def __init__(self, root, line, **kwargs):
+        super(AppendingBackupStore, self).__init__(root, **kwargs)
+        self.line = line
+
+    def backup(self, abs_path, rel_path):
+        if self.line is not None:
+            with open(abs_path, "ab") as f:
+                f.write(self.line)
+            self.line = None
+        return super(AppendingBackupStore, self).backup(abs_path, rel_path)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_file_grown_before_its_backup_is_planned_again(tmp_path, dry_run):
+    chat = branchy_chat()
+    original = chat.encode()
+    path = write(tmp_path, original)
+    extra = json.dumps({"type": "message", "id": "feedf00d", "parentId": chat.lines[-1]["id"],
+                        "message": {"role": "user", "content": "one more"}}, separators=(",", ":")).encode() + b"\n"
+    store = AppendingBackupStore(str(tmp_path / "backups"), extra, dry_run=dry_run)
+    ctx = RunContext(str(tmp_path), "run1", NOW_MS, dry_run, store, {})
+    record = trim_transcript(ctx, "main", info_for(tmp_path, path), {"keep_records": 12, "slim": None}, POLICY)
+    assert any("planned again" in note for note in record["notes"])
+    grown = original + extra
+    assert record["before"]["sha256"] == hashlib.sha256(grown).hexdigest()
+    expected = reference_tail(chat.lines + [json.loads(extra)], 12)
+    if dry_run:
+        assert path.read_bytes() == grown
+        return
+    got = parsed_lines(path.read_bytes())
+    assert [line["id"] for line in got[1:]] == [line["id"] for line in expected]
+    assert got[-1]["id"] == "feedf00d"
