@@ -226,6 +226,20 @@ def test_a_missing_token_variable_or_config_is_a_problem_not_an_exception(tmp_pa
     assert send_run_notice(sample_run(), inventory)[0].endswith("chat_id: expected a string or integer, got [1]")
 
 
+def test_a_webhook_url_from_the_environment_is_used_and_never_shown(tmp_path, server, monkeypatch):
+    hook = server()
+    inventory = tmp_path / "inventory.toml"
+    (tmp_path / "fleet.toml").write_text('[notify]\nwhen = "failure"\n[notify.webhook]\nurl_env = "TEAM_HOOK"\n')
+    monkeypatch.setenv("TEAM_HOOK", hook.url + "/secret-path-T0K3N")
+    assert send_run_notice(sample_run(), inventory) == []
+    assert [r["path"] for r in hook.received] == ["/secret-path-T0K3N"]
+    ok_run = RunResult("r3", "run", "weekly", False, "", "", (HostResult("pc-a", True),))
+    assert send_run_notice(ok_run, inventory) == [] and len(hook.received) == 1   # when = "failure"
+    monkeypatch.setenv("TEAM_HOOK", closed_port_url() + "/secret-path-T0K3N")
+    (problem,) = send_run_notice(sample_run(), inventory)
+    assert problem.startswith("webhook (URL from $TEAM_HOOK): sending failed:") and "T0K3N" not in problem
+
+
 def test_notify_config_is_checked_before_a_run(tmp_path):
     inventory = tmp_path / "inventory.toml"
     with pytest.raises(ConfigError, match=r"--notify needs a \[notify.telegram\] or \[notify.webhook\] table"):

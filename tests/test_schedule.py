@@ -231,3 +231,13 @@ def test_a_big_log_moves_aside_while_the_appending_writer_keeps_writing(tmp_path
     writer.close()
     assert log.read_bytes() == b"new line\n"
     assert (tmp_path / "nightly.log.1").read_bytes() == b"old line\n" * 200
+
+
+def test_removing_an_unknown_schedule_exits_2_and_auto_follows_pid_1(tmp_path, fleet_cli):
+    proc = fleet_cli(["schedule", "remove", "ghost", "--unit-dir", str(tmp_path / "u")], tmp_path / "state",
+                     FLEET_CRONTAB_USER=CRON_USER)
+    assert proc.returncode == 2 and "no schedule named 'ghost'" in proc.stderr
+    from fleet.schedule import _pick_backend
+
+    pid1 = Path("/proc/1/comm").read_text().strip()
+    assert _pick_backend("auto") == ("systemd" if pid1 == "systemd" else "cron")

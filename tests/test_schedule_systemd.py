@@ -75,6 +75,11 @@ def test_installed_units_verify_and_fire_when_cron_would(tmp_path):
     text = log.read_text()
     assert "fleet schedule weekly: started at" in text and "with exit 0" in text
 
+    table = fleet_cli(["schedule", "list"], tmp_path / "state").stdout.splitlines()
+    assert table[0].split() == ["name", "playbook", "when", "backend", "installed", "notify", "last", "run",
+                                "inventory"]
+    assert table[2].split()[:9] == ["weekly", "emergency", "Sun", "*-*-*", "03:00:00", "systemd", "yes", "no",
+                                    table[2].split()[8]] and table[2].endswith(f"exit 0  {inventory}")
     listed = json.loads(fleet_cli(["schedule", "list", "--json"], tmp_path / "state").stdout)
     (entry,) = listed["schedules"]
     assert entry["installed"] and entry["last"]["exit_code"] == 0 and entry["unit_dir"] == str(units)
