@@ -23,6 +23,8 @@ For each file, in this order:
    archive is removed only if its sha256 equals the backup's — it is then an exact duplicate of
    the restored file (and the backup remains). A different archive is left in place, with a note.
 
+A store (`sessions.json`) is restored under OpenClaw's store lock (locks.StoreLock), like every
+store write: a lock held by a live gateway refuses the file ("store locked by live pid N").
 A dry run does steps 1–3 and reports what would happen; it writes nothing. Stdlib only.
 """
 import gzip
@@ -226,11 +228,38 @@ def _drop_archive(archive, archived_rel):
     return ["removed archive %s (same bytes as the restored file)" % archived_rel]
 
 
-def run_restore(ctx, restore_section):
+def _is_store(ctx, item):
+    path = os.path.join(ctx.state_dir, item["path"])
+    return ((item.get("kind") == "store" or os.path.basename(item["path"]) == "sessions.json")
+            and not os.path.isabs(item["path"]) and inside(ctx.state_dir, path))
+
+
+def restore_store(ctx, item, force, lock_wait_s=None):
+    """Restore a `sessions.json` under OpenClaw's store lock, as every store write must be: a
+    gateway writing the store meanwhile would otherwise overwrite the restore, or be overwritten."""
+    from .locks import LOCK_WAIT_S, StoreLock
+
+    path = os.path.join(ctx.state_dir, item["path"])
+    lock = StoreLock(path, ctx.now_ms, dry_run=ctx.dry_run,
+                     wait_s=LOCK_WAIT_S if lock_wait_s is None else lock_wait_s)
+    try:
+        with lock:
+            record = restore_file(ctx, item, force)
+    except FileError as exc:
+        return file_record(item.get("agent") or "", item["path"], "store", stats(0, 0, None), action="restore",
+                           actions=["restore"], error=str(exc), notes=lock.notes)
+    record["notes"].extend(lock.notes)
+    return record
+
+
+def run_restore(ctx, restore_section, lock_wait_s=None):
     """Restore every file of the plan's restore section; returns the list of file records."""
     force = bool(restore_section.get("force"))
     records = []
     for item in restore_section.get("files") or []:
         ctx.progress(event="file", agent=item.get("agent") or "", path=item.get("path"), action="restore")
-        records.append(restore_file(ctx, item, force))
+        if _is_store(ctx, item):
+            records.append(restore_store(ctx, item, force, lock_wait_s))
+        else:
+            records.append(restore_file(ctx, item, force))
     return records

@@ -146,6 +146,29 @@ def test_damaged_backup_is_never_restored(ran):
     assert (sessions / "a.jsonl").read_bytes() == trimmed
 
 
+def test_store_is_restored_under_the_store_lock(ran):
+    state, sessions, before, run = ran
+    store = sessions / "sessions.json"
+    store.write_bytes(b'{"agent:main:main": {"sessionId": "s1", "updatedAt": 1}}\n')
+    original = store.read_bytes()
+    backups = BackupStore(str(state / "fleet-backups" / RUN))
+    b = backups.backup(str(store), "agents/main/sessions/sessions.json")
+    store.write_bytes(b"{}\n")
+    item = {"path": "agents/main/sessions/sessions.json", "backup": b["path"], "backup_sha256": b["sha256"],
+            "expect_sha256": hashlib.sha256(b"{}\n").hexdigest(), "archived_to": None, "agent": "main",
+            "kind": "store"}
+    # A live process (this test) holds the lock: refused, untouched.
+    lock = sessions / "sessions.json.lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "createdAt": "2026-11-21T12:00:00.000Z"}))
+    held = run_restore(context(state), {"files": [item], "force": False}, lock_wait_s=0.2)
+    assert "store locked by live pid" in held[0]["error"]
+    assert store.read_bytes() == b"{}\n"
+    lock.unlink()
+    done = run_restore(context(state), {"files": [item], "force": False})
+    assert done[0]["error"] is None and store.read_bytes() == original
+    assert not lock.exists()                 # our own lock is gone again
+
+
 def test_expired_backup_says_so(ran):
     state, sessions, before, run = ran
     section = run(False)
