@@ -61,10 +61,11 @@ def _headline(result: RunResult) -> str:
     if result.kind == "skipped":
         name = result.extra.get("schedule") or result.playbook or "?"
         return f"fleet schedule {name}: skipped ({_short(result.extra.get('reason'))})"
-    what = "scan" if result.kind == "scan" else (result.playbook or result.kind)
     status = "ok" if result.ok else "FAILED"
-    dry = " — DRY RUN, nothing changed" if result.dry_run else ""
-    return f"fleet {result.kind} {result.run_id}: {what}{dry} — {status}"
+    if result.kind == "scan":
+        return f"fleet scan {result.run_id} — {status}"
+    dry = " (DRY RUN, nothing changed)" if result.dry_run else ""
+    return f"fleet {result.kind} {result.run_id}: {result.playbook or '?'}{dry} — {status}"
 
 
 def build_notice_text(result: RunResult, top: int = 5) -> str:

@@ -162,8 +162,31 @@ def test_the_notice_reads_like_the_field_report():
 
 def test_a_dry_run_is_marked_and_says_would():
     text = build_notice_text(sample_run(dry_run=True))
-    assert "DRY RUN" in text.splitlines()[0]
+    assert text.splitlines()[0] == "fleet run 20261122T030000Z-ab12cd: weekly (DRY RUN, nothing changed) — FAILED"
     assert "would free 12.0MB" in text and "backups:" not in text
+
+
+def test_a_scan_lists_the_largest_agents_and_the_worst_findings():
+    from fleet.results import HealthFinding
+
+    mb = 1024 * 1024
+    scan = RunResult("s1", "scan", None, False, "", "", (
+        HostResult("pc-a", True, files=(file("main", "a.jsonl", 9 * mb, 9 * mb, "none"),),
+                   health=(HealthFinding("main", "warning", "transcript-size", "transcript is 9.0 MB"),
+                           HealthFinding("main", "critical", "store-parse", "sessions.json does not parse"),
+                           HealthFinding("main", "info", "era", "json"))),
+        HostResult("t440", True, files=(file("ops", "b.jsonl", 2 * mb, 2 * mb, "none"),)),
+    ))
+    assert build_notice_text(scan).splitlines() == [
+        "fleet scan s1 — ok",
+        "hosts: 2 ok, 0 failed",
+        "pc-a/main 9.0MB",
+        "t440/ops 2.0MB",
+        "total 11.0MB",
+        "health: 1 critical, 1 warning",
+        "  pc-a/main critical: sessions.json does not parse",
+        "  pc-a/main warning: transcript is 9.0 MB",
+    ]
 
 
 def test_top_limits_the_agent_lines_and_long_text_is_cut_for_telegram():
