@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,12 +47,15 @@ def read_crontab(user: str | None = CRON_USER) -> str:
 
 
 @pytest.fixture
-def test_users_crontab(tmp_path_factory):
-    """fleet-test's crontab, with unrelated lines in it; restored afterwards. Serialized across
-    xdist workers (the crontab is one shared file) with a lock beside the session's temp dirs."""
+def test_users_crontab():
+    """fleet-test's crontab, with unrelated lines in it; restored afterwards.
+
+    The crontab is one file for the whole machine, so its lock is machine-wide too (in the temp
+    folder, not a test's): xdist workers and concurrent pytest sessions take turns.
+    """
     if shutil.which("crontab") is None:
         pytest.fail("the cron package is missing: run scripts/setup.sh test")
-    lock_file = open(tmp_path_factory.getbasetemp().parent / "fleet-test-crontab.lock", "w")
+    lock_file = open(Path(tempfile.gettempdir()) / "fleet-test-crontab.lock", "w")
     fcntl.flock(lock_file, fcntl.LOCK_EX)
     before_root = read_crontab(user=None)
     saved = read_crontab()
