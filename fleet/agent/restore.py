@@ -14,7 +14,8 @@ For each file, in this order:
 3. The file as it is now is compared with `expect_sha256`, the sha256 it had right after the run
    (null when the run deleted or archived it, i.e. the path should not exist now). If it
    differs, the file changed since the run and is refused ("changed since the run; use
-   --force") unless `force`.
+   --force") unless `force`. A transcript a live session holds (`<file>.lock`) is never
+   replaced, not even with `force`.
 4. What is overwritten is backed up first (verified, through ctx.backups, into this restore
    run's own backup folder), so a forced restore loses nothing either.
 5. The backup is written to a temp file in the same folder (mode of the file it replaces, 0600
@@ -165,6 +166,9 @@ def restore_file(ctx, item, force):
     current_sha = None if now is None else now[2]
     if current_sha != item.get("expect_sha256") and not force:
         return refuse(CHANGED if now is not None else "missing since the run; use --force to restore it", before)
+    busy = _in_use(ctx, path)
+    if busy:
+        return refuse("%s; restore it when the session is idle" % busy, before)
     if ctx.dry_run:
         return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"])
 
@@ -226,6 +230,17 @@ def _drop_archive(archive, archived_rel):
     except OSError as exc:
         return ["archive %s left in place: %s" % (archived_rel, describe_oserror(exc, "removing it"))]
     return ["removed archive %s (same bytes as the restored file)" % archived_rel]
+
+
+def _in_use(ctx, path):
+    """Why a transcript may not be replaced now (a live process holds `<file>.lock`), or None.
+    Even --force does not override this: the session is being written this very moment."""
+    if not path.endswith(".jsonl"):
+        return None
+    from .locks import transcript_in_use
+
+    busy, detail = transcript_in_use(path, ctx.now_ms)
+    return detail if busy else None
 
 
 def _is_store(ctx, item):

@@ -169,6 +169,16 @@ def test_store_is_restored_under_the_store_lock(ran):
     assert not lock.exists()                 # our own lock is gone again
 
 
+def test_transcript_held_by_a_live_session_is_not_replaced_even_with_force(ran):
+    state, sessions, before, run = ran
+    section = run(False)
+    trimmed = (sessions / "a.jsonl").read_bytes()
+    (sessions / "a.jsonl.lock").write_text(json.dumps({"pid": os.getpid(), "createdAt": "2026-11-21T12:00:00.000Z"}))
+    records = run_restore(context(state), dict(section, force=True))
+    assert "in use" in records[0]["error"] and "idle" in records[0]["error"]
+    assert (sessions / "a.jsonl").read_bytes() == trimmed
+
+
 def test_expired_backup_says_so(ran):
     state, sessions, before, run = ran
     section = run(False)
