@@ -356,7 +356,7 @@ def execute_plan(ctx, plan, result):
         _restore(ctx, plan, result)
     else:
         agents = discover(ctx.state_dir, plan["agents"])
-        result["health"].extend(health.check_all(agents, ctx.now_ms, scan.classify_key))
+        findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key)
         for af in agents:
             run = run_agent(ctx, af)
             records = list(run.records.values())
@@ -365,9 +365,22 @@ def execute_plan(ctx, plan, result):
             summary["errors"] = run.errors
             summary["notes"] = run.notes
             result["agents"].append(summary)
+        result["health"].extend(_health_after(ctx, plan, findings_before))
         _expire_backups(ctx, plan, parent, result)
     result["backup"]["bytes"] = ctx.backups.stored_bytes
     return result
+
+
+def _health_after(ctx, plan, findings_before):
+    """What is still wrong once the run is done: a report that lists a stale lock the run just
+    removed would send the operator chasing ghosts. A dry run changed nothing, so its findings
+    are the ones from before; so are they when the state cannot be read again."""
+    if ctx.dry_run:
+        return findings_before
+    try:
+        return health.check_all(discover(ctx.state_dir, plan["agents"]), ctx.now_ms, scan.classify_key)
+    except Exception:  # the files were handled; a failed re-check must not fail the run
+        return findings_before
 
 
 def _restore(ctx, plan, result):
