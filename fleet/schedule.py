@@ -248,21 +248,26 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
         state_dir=str(state), log=str(log), unit_dir=str(units) if units else None, crontab_user=crontab_user,
         installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    previous = definition_path(name)
-    old = load_schedule(name) if previous.exists() else None
-    if old and old.backend != chosen:
-        _uninstall_entry(old, None)
-
+    # Everything that can refuse the input (quoting, paths) runs before anything is changed.
     if chosen == "cron":
         line = schedule_cron.entry_line(name, cron, schedule_cron.entry_command(command, env, log))
-        replaced = schedule_cron.Crontab(crontab_user).install(name, line)
-        who = f"the crontab of {crontab_user}" if crontab_user else "your crontab"
-        notes = [f"{'replaced' if replaced else 'added'} the line marked {schedule_cron.marker(name)} in {who}"]
     else:
         description = f"fleet schedule {name}: {schedule.what} on {inventory_path}"
-        notes = schedule_systemd.install_units(
-            units, name, schedule_systemd.service_text(name, description, command, env, log),
-            schedule_systemd.timer_text(name, on_calendar))
+        service = schedule_systemd.service_text(name, description, command, env, log)
+        timer = schedule_systemd.timer_text(name, on_calendar)
+
+    previous = definition_path(name)
+    old = load_schedule(name) if previous.exists() else None
+    notes = []
+    if old and (old.backend, old.unit_dir, old.crontab_user) != (chosen, schedule.unit_dir, crontab_user):
+        notes += _uninstall_entry(old, None)     # moved: the old entry must not keep firing
+
+    if chosen == "cron":
+        replaced = schedule_cron.Crontab(crontab_user).install(name, line)
+        who = f"the crontab of {crontab_user}" if crontab_user else "your crontab"
+        notes.append(f"{'replaced' if replaced else 'added'} the line marked {schedule_cron.marker(name)} in {who}")
+    else:
+        notes += schedule_systemd.install_units(units, name, service, timer)
     write_json(previous, schedule.to_json())
 
     when = at if chosen == "cron" else "; ".join(on_calendar)

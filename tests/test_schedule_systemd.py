@@ -235,3 +235,15 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_frees_the_lock(tmp_path):
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_reinstalling_into_another_unit_dir_moves_the_units(tmp_path):
+    inventory = make_local_fleet(tmp_path)
+    first, second = tmp_path / "u1", tmp_path / "u2"
+    for units in (first, second):
+        proc = fleet_cli(["schedule", "install", "w", "--playbook", "scan", "--at", "@daily", "-i", str(inventory),
+                          "--backend", "systemd", "--unit-dir", str(units), "--no-notify"], tmp_path / "state")
+        assert proc.returncode == 0, proc.stderr
+    assert list(first.iterdir()) == []
+    assert sorted(p.name for p in second.iterdir()) == ["fleet-w.service", "fleet-w.timer"]
+    assert f"deleted {first / 'fleet-w.timer'}" in proc.stdout
