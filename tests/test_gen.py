@@ -259,3 +259,14 @@ def test_checker_catches_a_broken_tree_and_a_lost_tool_call(tiny, tmp_path):
     dangling[result_index]["parentId"] = "deadbeef"
     assert any("names no earlier line" in p for p in transcript_problems(tmp_path / "t.jsonl", dangling))
     assert any("header" in p for p in transcript_problems(tmp_path / "t.jsonl", records[1:]))
+
+
+def test_cron_run_count_and_ages_follow_the_parameters(tmp_path):
+    summary = generate_agent(tmp_path, "cron-heavy", main_bytes=32 * 1024, main_records=30, seed=5, now_ms=NOW_MS,
+                             entry_kb=(1, 2), side_kb=(2, 3), n_cron_runs=12, age_days=3)
+    store = json.loads(summary.store_path.read_text())
+    runs = summary.keys_by_kind["cron_run"]
+    assert len(runs) == 12 and all(":run:" in k and k in store for k in runs)
+    ages = [NOW_MS - store[k]["updatedAt"] for k in runs]
+    assert sum(a > DAY_MS for a in ages) == 6 and max(ages) <= 4 * DAY_MS
+    assert set(summary.prunable_keys) >= set(runs) and "agent:cron-heavy:main" not in summary.prunable_keys

@@ -99,11 +99,11 @@ def generate_agent(state_dir, agent_id: str, *, main_bytes: int, main_records: i
                    side_kb: Tuple[int, int] = (3, 40), bloat: float = 1.0, age_days: float = 14.0,
                    n_orphans: int = 3, n_archives: int = 3, trajectory_runs: int = 0, trajectory_run_kb: int = 180,
                    side_trajectories: int = 2, stale_lock: bool = True, temp_file: bool = True,
-                   total_bytes: Optional[int] = None) -> AgentSummary:
+                   total_bytes: Optional[int] = None, n_cron_runs: Optional[int] = None) -> AgentSummary:
     """Write agent `agent_id` under `state_dir`; return what was written.
 
     main_bytes / main_records: the main session's transcript (records = lines after the header).
-    key_mix: {kind: count} over store.KINDS (main is always 1). entry_kb: range of the bulky
+    key_mix: {kind: count} over store.KINDS (main is always 1); n_cron_runs overrides its cron_run. entry_kb: range of the bulky
     skillsSnapshot + systemPromptReport per store entry, times `bloat`. side_kb: range of the other
     transcripts. age_days: how far back sessions reach (about half the cron runs are > 24 h old).
     trajectory_runs: runs in the main session's trajectory (0: none); side_trajectories: how many
@@ -122,6 +122,8 @@ def generate_agent(state_dir, agent_id: str, *, main_bytes: int, main_records: i
         folder.chmod(0o700)
     mix = dict(key_mix if key_mix is not None else DEFAULT_KEY_MIX)
     mix["main"] = 1
+    if n_cron_runs is not None:
+        mix["cron_run"] = n_cron_runs
     plans = plan_sessions(rng, agent_id, mix, now_ms, age_days)
     main = plans[0]
     cwd = f"/home/linou/.openclaw/workspace-{agent_id}"
