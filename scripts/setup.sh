@@ -30,6 +30,8 @@ fi
 if [ "$mode" = test ]; then
   # An unprivileged user, so permission tests are real (root ignores file modes).
   id fleet-test >/dev/null 2>&1 || as_root useradd --create-home --shell /bin/bash fleet-test
+  # useradd leaves the password locked ('!'); without PAM, sshd then refuses even key logins.
+  if as_root grep -q '^fleet-test:!' /etc/shadow; then as_root usermod -p '*' fleet-test; fi
 fi
 
 if [ "$mode" = test ]; then
