@@ -242,9 +242,12 @@ def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> 
         raise _retryable(f"{where}: connection dropped during the handshake ({type(exc).__name__})") from exc
     except paramiko.SSHException as exc:
         text = str(exc) or type(exc).__name__
+        transport = conn.client.get_transport()
+        if transport is None or not transport.remote_version:
+            text = f"no SSH banner within {timeout:g}s ({text})"
         failed = ConnectionFailed(f"{where}: {text}")
         # What sshd's MaxStartups does under a burst: banner never comes, or the socket resets.
-        failed.retryable = bool(re.search(r"banner|reset|EOF|not active|closed", text, re.I))
+        failed.retryable = bool(re.search(r"banner|reset|EOF|not active|closed|no existing session", text, re.I))
         raise failed from exc
     except OSError as exc:
         raise ConnectionFailed(f"{where}: {exc.strerror or exc}") from exc

@@ -246,7 +246,7 @@ def test_bad_inventory_or_playbook_exits_2_before_any_connection(cli, tmp_path):
 SLOW_AGENT = """\
 import json, sys, time
 plan = json.load(sys.stdin)
-open(plan["run_id"] and sys.argv[0] + ".started", "w").close()
+open(plan["run_id"] and sys.argv[0].rstrip("/") + ".started", "w").close()   # argv[0]: the unpacked agent
 for _ in range(600):
     sys.stderr.write(".")
     sys.stderr.flush()
@@ -269,7 +269,7 @@ def test_ctrl_c_exits_130_and_reports_running_hosts_as_interrupted(cli, tmp_path
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     inventory = tmp_path / "inventory.toml"
     inventory.write_text('[hosts.one]\nconnection = "local"\n\n[hosts.two]\nconnection = "local"\n')
-    started = tmp_path / "cache" / "fleet" / f"agent-{digest[:16]}.pyz.started"
+    started = tmp_path / "cache" / "fleet" / f"agent-{digest[:16]}.started"
 
     def press_ctrl_c():
         for _ in range(600):

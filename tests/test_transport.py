@@ -112,6 +112,18 @@ def test_a_damaged_cached_agent_is_replaced(one_host):
     assert installed.read_bytes() == bundle
 
 
+def test_the_unpacked_agent_is_verified_and_restored_when_changed(one_host):
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run_agent(host, {}, bundle=bundle, digest=digest)
+    tree = fleet_.hosts[0].server.workdir.parent / "cache" / "fleet" / f"agent-{digest[:16]}"
+    assert (tree / "__main__.py").read_bytes() == zipfile.ZipFile(io.BytesIO(bundle)).read("__main__.py")
+    (tree / "__main__.py").write_text("print('tampered')\n")
+    again = run_agent(host, {"n": 4}, bundle=bundle, digest=digest)
+    assert again.cached is True and json.loads(again.stdout)["plan"] == {"n": 4}
+    assert (tree / "__main__.py").read_bytes() == zipfile.ZipFile(io.BytesIO(bundle)).read("__main__.py")
+
+
 def test_values_are_never_evaluated_by_a_shell(one_host):
     fleet_, host = one_host
     bundle, digest = make_bundle(ECHO_AGENT)
