@@ -14,7 +14,7 @@ from fleet.cli import main
 from fleet.gen import HostSpec, generate_host, tiny_agent
 from fleet.restore import restore_files
 from fleet.results import FileResult, HostResult, RunResult, Stats
-from fleet.units import human_mb
+from test_reporting import assert_markdown_adds_up
 
 KB = 1024
 
@@ -98,11 +98,10 @@ def test_restore_brings_a_weekly_run_back_byte_identical(ssh_fleet, capsys):
     after_run = {h.name: snapshot(h.state_dir) for h in fleet.hosts}
     assert after_run != before
 
-    # The markdown report of that run: the per-host table adds up to the JSON totals.
+    # The markdown report of that run: per-host and per-agent tables add up to the JSON.
     assert cli(["report", "--format", "markdown"]) == 0
     md = capsys.readouterr().out
-    total_row = [line for line in md.splitlines() if line.startswith("| all hosts")][0]
-    assert human_mb(run["totals"]["before_bytes"]) in total_row and human_mb(run["totals"]["after_bytes"]) in total_row
+    assert_markdown_adds_up(md, run)
 
     # A dry-run restore changes nothing.
     assert cli(["restore", run["run_id"], "-i", inventory, "--dry-run"]) == 0
