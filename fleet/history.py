@@ -30,14 +30,19 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
-from fleet.errors import UnknownRunError
+from fleet.errors import FleetError, UnknownRunError
 from fleet.results import RunResult
 
 DB_NAME = "history.sqlite"
 BUSY_TIMEOUT_MS = 30_000
 RUN_KINDS = ("scan", "run", "restore", "skipped")
+
+
+class HistoryError(FleetError):
+    """The history database cannot be opened, read or written (exit 1)."""
 
 
 def state_dir() -> Path:
@@ -121,6 +126,22 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous = FULL")
     _migrate(db)
     return db
+
+
+@contextmanager
+def opened() -> Iterator[sqlite3.Connection]:
+    """The history database, closed afterwards; SQLite and file-system errors become HistoryError
+    (naming the database), an unknown run id stays UnknownRunError."""
+    path = db_path()
+    db = None
+    try:
+        db = connect(path)
+        yield db
+    except (sqlite3.Error, OSError) as exc:
+        raise HistoryError(f"run history {path}: {exc}") from exc
+    finally:
+        if db is not None:
+            db.close()
 
 
 def _set_wal(db: sqlite3.Connection) -> None:
@@ -229,8 +250,7 @@ def record_run(result: RunResult, meta: dict | None = None) -> str:
     meta = meta or {}
     document = result.to_json()
     argv = meta.get("argv", sys.argv)
-    db = connect()
-    try:
+    with opened() as db:
         with _transaction(db):
             db.execute("DELETE FROM runs WHERE run_id = ?", (result.run_id,))
             db.execute(
@@ -253,8 +273,6 @@ def record_run(result: RunResult, meta: dict | None = None) -> str:
                       f.before.sha256, f.after.bytes, f.after.records, f.after.sha256, f.backup,
                       f.backup_sha256, f.error, f.archived_to) for f in h.files])
             _insert_agent_sizes(db, result)
-    finally:
-        db.close()
     return result.run_id
 
 
@@ -286,24 +304,18 @@ def resolve_run_id(db: sqlite3.Connection, run_id: str | None) -> str:
 
 def load_run(run_id: str | None = None) -> RunResult:
     """The recorded RunResult of `run_id` (None = the latest). Raises UnknownRunError."""
-    db = connect()
-    try:
+    with opened() as db:
         full = resolve_run_id(db, run_id)
         row = db.execute("SELECT document FROM runs WHERE run_id = ?", (full,)).fetchone()
-    finally:
-        db.close()
     return RunResult.from_json(decode_document(row["document"]))
 
 
 def list_runs(limit: int = 50) -> list[dict]:
     """Recorded runs, newest first: id, kind, playbook, times, controller, ok and totals."""
-    db = connect()
-    try:
+    with opened() as db:
         rows = db.execute("SELECT run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals,"
                           " controller, argv FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
                           (int(limit),)).fetchall()
-    finally:
-        db.close()
     runs = []
     for r in rows:
         runs.append({"run_id": r["run_id"], "kind": r["kind"], "playbook": r["playbook"],
@@ -329,8 +341,7 @@ def agent_size_series(host: str | None = None, agent: str | None = None) -> dict
     A scan gives one point; a real run gives its size before (at its start) and after (at its
     end); a dry run only its size before, since it changed nothing.
     """
-    db = connect()
-    try:
+    with opened() as db:
         sql = ("SELECT run_id, host, agent, kind, dry_run, started_ms, finished_ms, before_bytes, after_bytes"
                " FROM agent_sizes WHERE kind != 'skipped'")
         args: list = []
@@ -341,8 +352,6 @@ def agent_size_series(host: str | None = None, agent: str | None = None) -> dict
             sql += " AND agent = ?"
             args.append(agent)
         rows = db.execute(sql, args).fetchall()
-    finally:
-        db.close()
     series: dict[tuple[str, str], list[SizePoint]] = {}
     for r in rows:
         points = series.setdefault((r["host"], r["agent"]), [])

@@ -82,7 +82,7 @@ def test_a_run_that_fails_to_record_leaves_nothing_behind():
     history.record_run(good)
     # Two hosts of the same name violate the hosts table's key half way through the insert.
     broken = make_run("20261121T100000Z-bbbbbb", hosts=("pc-a", "pc-a"))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(history.HistoryError, match="UNIQUE constraint failed"):
         history.record_run(broken)
     assert [r["run_id"] for r in history.list_runs(10)] == [good.run_id]
     db = history.connect()
@@ -156,6 +156,18 @@ def test_migrates_a_v1_database_in_place(state_dir):
     assert [p.bytes for p in history.agent_size_series()[("pc-a", "main")]] == [9646899, 188743]
     history.record_run(make_run("20261121T100000Z-newnew"))
     assert [r["run_id"] for r in history.list_runs(5)] == ["20261121T100000Z-newnew", old.run_id]
+
+
+def test_a_damaged_database_is_one_readable_error(state_dir, capsys):
+    from fleet.cli import main
+
+    state_dir.mkdir()
+    (state_dir / "history.sqlite").write_bytes(b"this is not a database, just junk" * 100)
+    with pytest.raises(SystemExit) as exit_:
+        main(["history"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fleet: run history ") and "history.sqlite" in err and "Traceback" not in err
 
 
 def test_an_empty_v0_file_gets_the_whole_schema(state_dir):
