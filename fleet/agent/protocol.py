@@ -46,6 +46,9 @@ OPERATION_DEFAULTS = {
     "legacy": {"keep_records": 200, "slim": "tool-output"},
     "locks": {"remove_stale": False},
     "temp": {"remove_after_s": 3600},
+    # SQLite-era agents (sqlite_era.py): changes only through OpenClaw's own CLI, when given.
+    "sqlite": {"openclaw_cmd": None, "cleanup": True, "checkpoint": True, "vacuum": False,
+               "gateway_stopped": False, "timeout_s": 300},
 }
 
 BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000}
@@ -143,6 +146,14 @@ def validate_operations(ops):
         _bool(out["locks"], "remove_stale", "operations.locks")
     if "temp" in out:
         _int(out["temp"], "remove_after_s", "operations.temp")
+    if "sqlite" in out:
+        q = out["sqlite"]
+        cmd = q["openclaw_cmd"]
+        _want(cmd is None or (isinstance(cmd, list) and cmd and all(isinstance(a, str) and a for a in cmd)),
+              "operations.sqlite.openclaw_cmd", "expected null or a non-empty list of strings")
+        for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
+            _bool(q, key, "operations.sqlite")
+        _int(q, "timeout_s", "operations.sqlite", minimum=1)
     return out
 
 

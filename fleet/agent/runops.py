@@ -167,7 +167,9 @@ def _run_steps(run):
         run.notes.append("half-migrated to SQLite: nothing changed; run `openclaw doctor --fix` first")
         return
     if af.era == "sqlite":
-        run.notes.append("SQLite era: sessions are left to `openclaw sessions cleanup`")
+        run_sqlite = run.op("sqlite_era", "run_steps")
+        if run_sqlite is not None:
+            run_sqlite(run, ops)
         return
     if af.store_problem is not None and af.store_info is not None:
         run.add(run.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"

@@ -67,6 +67,8 @@ def agent_summary(af, records):
     kinds = {}
     oldest = newest = None
     store = af.store if isinstance(af.store, dict) else {}
+    if not store and af.era == "sqlite":
+        store = getattr(af, "sqlite_entries", None) or {}  # session_nodes, read by sqlite_era
     for key, entry in store.items():
         k = classify_key(key)
         kinds[k] = kinds.get(k, 0) + 1
@@ -97,6 +99,10 @@ def scan_agents(ctx, agents, result):
     for af in agents:
         ctx.progress(event="agent", agent=af.agent, phase="scan")
         records = [untouched_record(af, info) for info in af.files]
+        if af.era in ("sqlite", "half-migrated"):
+            from . import sqlite_era
+            records = sqlite_era.scan_agent(af, records)
+            result["health"].extend(sqlite_era.health(af))
         result["files"].extend(records)
         result["agents"].append(agent_summary(af, records))
     result["health"].extend(health.check_all(agents, ctx.now_ms, classify_key))

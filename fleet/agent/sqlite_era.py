@@ -1,0 +1,434 @@
+"""OpenClaw's SQLite era (2026.8+): `agents/<id>/agent/openclaw-agent.sqlite`, read-only scan,
+online backups, and changes only through OpenClaw's own `openclaw sessions cleanup`.
+
+Reading never writes the user's data:
+- with both `-wal` and `-shm` present (OpenClaw running, or left by it) the database is opened
+  `file:…?mode=ro`: SQLite reads the WAL through the existing `-shm` (readers only take read
+  marks in that shared-memory file; nothing is written to the database or the WAL);
+- with neither present (cleanly closed: every page is in the main file) it is opened
+  `immutable=1`, so SQLite creates no `-wal`/`-shm` beside it;
+- with only one of them, `mode=ro` could create the missing `-shm`, so it is opened `immutable=1`
+  too and the scan says the WAL's pages were not read.
+Every connection also sets `PRAGMA query_only`.
+
+What a scan reports per database: pages (`page_size`, `page_count`, `freelist_count`), the WAL's
+bytes, bytes per table from `dbstat` when this SQLite has it, `PRAGMA quick_check`, and per session
+(`session_windows` row) its transcript events (`transcript_events`: stored bytes of `event_json` /
+`event_zstd`, and the text size — `event_json`'s bytes, or `event_utf8_bytes` for zstd rows, which
+Python cannot decompress before 3.14), its trajectory events and runs (`trajectory_runtime_events`),
+and the oldest/newest event. Session rows appear in the result like JSON-era files: path
+`agents/<id>/agent/openclaw-agent.sqlite#transcript/<sessionId>` (kind `transcript`) and
+`…#trajectory/<sessionId>` (kind `trajectory`), with the database's own record holding the rest of
+its bytes (indexes, schema, free pages), so the bytes still add up to the file's size.
+
+Changes (plan section `operations.sqlite`, docs/agent-protocol.md): a verified online backup
+(`Connection.backup`, consistent while OpenClaw writes; `quick_check` and sha256 of the copy),
+then `<openclaw_cmd> sessions cleanup --store <db> --enforce --json` — OpenClaw's own code keeps
+its ~160 tables, triggers and indexes consistent — then `PRAGMA wal_checkpoint(TRUNCATE)`, and
+`VACUUM` only when the plan says the gateway is stopped. Without `openclaw_cmd` nothing is changed.
+"""
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover
+    from urllib import quote
+
+from .context import file_record, stats
+from .fsutil import BackupError, FileError, makedirs_private
+
+AGENT_DB = "openclaw-agent.sqlite"
+BUSY_TIMEOUT_S = 5.0
+SQLITE_DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "checkpoint": True, "vacuum": False,
+                   "gateway_stopped": False, "timeout_s": 300}
+
+
+def open_readonly(path):
+    """(connection, how): a connection that cannot write and creates no file (see module doc)."""
+    wal, shm = os.path.exists(path + "-wal"), os.path.exists(path + "-shm")
+    if wal and shm:
+        how, query = "read-only", "mode=ro"
+    elif not wal and not shm:
+        how, query = "immutable (no WAL)", "immutable=1"
+    else:
+        how, query = "immutable (WAL without -shm: the WAL's pages were not read)", "immutable=1"
+    conn = sqlite3.connect("file:%s?%s" % (quote(os.path.abspath(path)), query), uri=True,
+                           timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute("PRAGMA query_only = 1")
+    return conn, how
+
+
+def _tables(conn):
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _table_bytes(conn):
+    """{table or index: bytes} from dbstat, or None when this SQLite lacks it."""
+    try:
+        rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+    except sqlite3.Error:
+        return None
+    return {name: int(size or 0) for name, size in rows}
+
+
+def quick_check(conn):
+    """'ok', or SQLite's first complaints joined."""
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.Error as exc:
+        return "quick_check failed: %s" % exc
+    return "ok" if rows == ["ok"] else "; ".join(str(r) for r in rows)
+
+
+def _sessions(conn, tables):
+    """{session_id: {...}} from session_windows, transcript_events and trajectory_runtime_events."""
+    out = {}
+
+    def session(sid):
+        return out.setdefault(sid, {"session_id": sid, "session_key": None, "transcript_events": 0,
+                                    "transcript_records": 0, "transcript_bytes": 0, "transcript_text_bytes": 0,
+                                    "trajectory_events": 0, "trajectory_bytes": 0, "trajectory_runs": 0,
+                                    "oldest_ms": None, "newest_ms": None})
+
+    def span(s, lo, hi):
+        if lo is not None:
+            s["oldest_ms"] = lo if s["oldest_ms"] is None else min(s["oldest_ms"], lo)
+        if hi is not None:
+            s["newest_ms"] = hi if s["newest_ms"] is None else max(s["newest_ms"], hi)
+
+    if "session_windows" in tables:
+        for sid, key in conn.execute("SELECT session_id, session_key FROM session_windows"):
+            session(sid)["session_key"] = key
+    if "transcript_events" in tables:
+        for sid, n, after_header, stored, text, lo, hi in conn.execute(
+                "SELECT session_id, COUNT(*), SUM(seq > 0),"
+                " SUM(COALESCE(LENGTH(CAST(event_json AS BLOB)), 0) + COALESCE(LENGTH(event_zstd), 0)),"
+                " SUM(CASE WHEN event_zstd IS NOT NULL THEN COALESCE(event_utf8_bytes, 0)"
+                "     ELSE COALESCE(LENGTH(CAST(event_json AS BLOB)), 0) END),"
+                " MIN(created_at), MAX(created_at) FROM transcript_events GROUP BY session_id"):
+            s = session(sid)
+            s.update(transcript_events=n, transcript_records=int(after_header or 0),
+                     transcript_bytes=int(stored or 0), transcript_text_bytes=int(text or 0))
+            span(s, lo, hi)
+    if "trajectory_runtime_events" in tables:
+        for sid, n, stored, runs, lo, hi in conn.execute(
+                "SELECT session_id, COUNT(*), SUM(LENGTH(CAST(event_json AS BLOB))), COUNT(DISTINCT run_id),"
+                " MIN(created_at), MAX(created_at) FROM trajectory_runtime_events GROUP BY session_id"):
+            s = session(sid)
+            s.update(trajectory_events=n, trajectory_bytes=int(stored or 0), trajectory_runs=runs)
+            span(s, lo, hi)
+    return out
+
+
+def _entries(conn, tables):
+    """{session_key: {"updatedAt": ms, "sessionId": id}} from session_nodes (the store's entries)."""
+    if "session_nodes" not in tables:
+        return {}
+    return {key: {"updatedAt": updated, "sessionId": sid} for key, sid, updated in conn.execute(
+        "SELECT session_key, current_session_id, updated_at FROM session_nodes")}
+
+
+def inspect(path):
+    """Everything a scan reports about one agent database (read-only; raises sqlite3.Error)."""
+    conn, how = open_readonly(path)
+    try:
+        tables = _tables(conn)
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        page_count = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        info = {
+            "opened": how, "page_size": page_size, "page_count": page_count, "free_pages": free,
+            "free_bytes": free * page_size, "user_version": conn.execute("PRAGMA user_version").fetchone()[0],
+            "wal_bytes": _size(path + "-wal"), "tables": _table_bytes(conn), "quick_check": quick_check(conn),
+            "sessions": _sessions(conn, tables), "entries": _entries(conn, tables),
+            "schema_known": {"session_nodes", "session_windows", "transcript_events"} <= tables,
+        }
+    finally:
+        conn.close()
+    return info
+
+
+def _size(path):
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _mb(n):
+    return "%.1f MB" % (n / 1048576.0) if n >= 1048576 else "%.1f KB" % (n / 1024.0)
+
+
+def database_notes(info):
+    notes = ["opened %s; SQLite user_version %s" % (info["opened"], info["user_version"]),
+             "%d pages of %d bytes, %d free (%s); WAL %s" % (
+                 info["page_count"], info["page_size"], info["free_pages"], _mb(info["free_bytes"]),
+                 _mb(info["wal_bytes"])),
+             "quick_check: %s" % info["quick_check"]]
+    if info["tables"]:
+        top = sorted(info["tables"].items(), key=lambda kv: -kv[1])[:4]
+        notes.append("largest tables (dbstat): " + ", ".join("%s %s" % (n, _mb(b)) for n, b in top))
+    return notes
+
+
+def session_records(af, info, db_rel, db_size):
+    """(db record, per-session records) in the JSON era's shape; bytes add up to the file size."""
+    recs, session_bytes = [], 0
+    for sid in sorted(info["sessions"]):
+        s = info["sessions"][sid]
+        key = s["session_key"]
+        for kind, n, nbytes, extra in (
+                ("transcript", s["transcript_records"], s["transcript_bytes"],
+                 "%d events, %s of text" % (s["transcript_events"], _mb(s["transcript_text_bytes"]))),
+                ("trajectory", s["trajectory_events"], s["trajectory_bytes"], "%d runs" % s["trajectory_runs"])):
+            if not n and not nbytes:
+                continue
+            session_bytes += nbytes
+            recs.append(file_record(af.agent, "%s#%s/%s" % (db_rel, kind, sid), kind, stats(nbytes, n),
+                                    notes=["stored in %s: %s" % (AGENT_DB, extra)], session_key=key))
+    db = file_record(af.agent, db_rel, "sqlite", stats(max(0, db_size - session_bytes), 0),
+                     notes=database_notes(info) + ["the sessions' rows are listed as their own records"])
+    return db, recs
+
+
+def agent_databases(af):
+    """The agent's openclaw-agent.sqlite FileInfo (or None)."""
+    for f in af.files:
+        if f.kind == "sqlite" and os.path.basename(f.path) == AGENT_DB:
+            return f
+    return None
+
+
+def scan_agent(af, base_records):
+    """Replace the database's plain record by the SQLite-aware ones; also sets af.sqlite_entries.
+
+    `base_records` are the agent's action-none records; returns the new list. A database that
+    cannot be read keeps its plain record, with the error.
+    """
+    db_info = agent_databases(af)
+    if db_info is None:
+        return base_records
+    try:
+        info = inspect(db_info.path)
+    except sqlite3.Error as exc:
+        for rec in base_records:
+            if rec["path"] == db_info.rel and rec["error"] is None:
+                rec["error"] = "SQLite database not readable: %s" % exc
+        af.sqlite_info = {"error": str(exc)}
+        return base_records
+    af.sqlite_info = info
+    af.sqlite_entries = info["entries"]
+    db, recs = session_records(af, info, db_info.rel, db_info.size)
+    out = []
+    for rec in base_records:
+        if rec["path"] == db_info.rel:
+            out.append(db)
+            out.extend(recs)
+        else:
+            out.append(rec)
+    return out
+
+
+def health(af):
+    """Findings about the agent database: quick_check (critical), free pages, unreadable."""
+    info = getattr(af, "sqlite_info", None)
+    db_info = agent_databases(af)
+    if not info or db_info is None:
+        return []
+    rel = db_info.rel
+    if "error" in info:
+        return [_finding(af.agent, "critical", "sqlite-unreadable", "cannot read %s: %s" % (AGENT_DB, info["error"]), rel)]
+    out = []
+    if info["quick_check"] != "ok":
+        out.append(_finding(af.agent, "critical", "sqlite-quick-check",
+                            "PRAGMA quick_check: %s; stop the gateway and restore the database from a backup"
+                            % info["quick_check"], rel))
+    total = info["page_count"] * info["page_size"]
+    if total and info["free_bytes"] > max(total // 4, 1 << 20):
+        out.append(_finding(af.agent, "info", "sqlite-free-pages",
+                            "%s of %s is free pages; a VACUUM with the gateway stopped gives it back"
+                            % (_mb(info["free_bytes"]), _mb(total)), rel))
+    if not info["schema_known"]:
+        out.append(_finding(af.agent, "warning", "sqlite-schema",
+                            "%s has no session tables this agent knows (user_version %s)"
+                            % (AGENT_DB, info["user_version"]), rel))
+    return out
+
+
+def _finding(agent, severity, check, detail, path):
+    return {"agent": agent, "severity": severity, "check": check, "detail": detail, "path": path}
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def backup_database(path, target):
+    """SQLite online backup of `path` into `target` (0600, parent 0700), verified.
+
+    Consistent while OpenClaw writes (the backup API copies a snapshot, WAL included). The copy
+    must pass `quick_check`; returns {"path", "sha256", "bytes", "stored_bytes"} like BackupStore.
+    """
+    makedirs_private(os.path.dirname(target))
+    tmp = "%s.%d.part" % (target, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        src, _how = open_readonly(path)
+        try:
+            dst = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                src.backup(dst)
+                dst.execute("PRAGMA journal_mode = DELETE")
+                verdict = quick_check(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+        if verdict != "ok":
+            raise BackupError("backup of %s failed quick_check: %s" % (AGENT_DB, verdict))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.rename(tmp, target)
+    except (OSError, sqlite3.Error) as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, BackupError):
+            raise
+        raise BackupError("online backup of %s failed: %s" % (AGENT_DB, exc))
+    size = os.stat(target).st_size
+    return {"path": target, "sha256": sha256_file(target), "bytes": size, "stored_bytes": size}
+
+
+def _openclaw(cfg, state_dir, args):
+    env = dict(os.environ, OPENCLAW_STATE_DIR=state_dir, NO_COLOR="1")
+    proc = subprocess.run(list(cfg["openclaw_cmd"]) + list(args), env=env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=cfg["timeout_s"])
+    out = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise FileError("openclaw %s exited %d: %s" % (" ".join(args), proc.returncode,
+                                                       (proc.stderr.decode("utf-8", "replace") or out)[-400:].strip()))
+    start = out.find("{")
+    try:
+        return json.loads(out[start:]) if start >= 0 else {}
+    except ValueError:
+        return {"output": out[-400:]}
+
+
+def _writable(path):
+    conn = sqlite3.connect("file:%s?mode=rw" % quote(os.path.abspath(path)), uri=True,
+                           timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
+    return conn
+
+
+def run_agent(ctx, af, cfg, records):
+    """The plan's `sqlite` section on one SQLite-era agent; returns the agent's records.
+
+    Nothing happens without `openclaw_cmd` (a note says so). A dry run asks OpenClaw's
+    `--dry-run` and changes nothing. The database's record carries the backup and the actions;
+    its `after` is the file's size after the run, the per-session records are re-read.
+    """
+    cfg = dict(SQLITE_DEFAULTS, **(cfg or {}))
+    db_info = agent_databases(af)
+    if db_info is None:
+        return records, []
+    db_rel = db_info.rel
+    if not cfg["openclaw_cmd"]:
+        return records, ["SQLite era: no openclaw command in the plan (operations.sqlite.openclaw_cmd); "
+                         "nothing changed"]
+    if ctx.dry_run:
+        preview = _openclaw(cfg, ctx.state_dir, ["sessions", "cleanup", "--store", db_info.path, "--dry-run",
+                                                 "--enforce", "--json"])
+        return records, ["dry run: openclaw sessions cleanup --dry-run says: %s" % _summary(preview)]
+    target = ctx.backups.target_for(db_rel)
+    backup = backup_database(db_info.path, target)
+    ctx.backups.stored_bytes += backup["stored_bytes"]
+    actions, notes = [], ["verified online backup (quick_check ok, sha256 %s)" % backup["sha256"][:16]]
+    if cfg["cleanup"]:
+        out = _openclaw(cfg, ctx.state_dir, ["sessions", "cleanup", "--store", db_info.path, "--enforce", "--json"])
+        actions.append("prune")
+        notes.append("openclaw sessions cleanup: %s" % _summary(out))
+    if cfg["checkpoint"] or (cfg["vacuum"] and cfg["gateway_stopped"]):
+        conn = _writable(db_info.path)
+        try:
+            if cfg["checkpoint"]:
+                busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                notes.append("WAL checkpoint (TRUNCATE): %s" % ("busy, retried next run" if busy else "done"))
+            if cfg["vacuum"] and cfg["gateway_stopped"]:
+                conn.execute("VACUUM")
+                actions.append("repair")
+                notes.append("VACUUM (the plan says the gateway is stopped)")
+        finally:
+            conn.close()
+    elif cfg["vacuum"]:
+        notes.append("VACUUM skipped: the plan does not say the gateway is stopped")
+    before = {r["path"]: r for r in records}
+    after_info = inspect(db_info.path)
+    db, recs = session_records(af, after_info, db_rel, _size(db_info.path))
+    out = []
+    for rec in [db] + recs:
+        old = before.pop(rec["path"], None)
+        if old is not None:
+            rec["before"] = old["before"]
+        else:
+            rec["before"] = stats(0, 0)
+        out.append(rec)
+    for path, old in before.items():
+        if path.startswith(db_rel + "#"):
+            gone = dict(old, after=stats(0, 0), action="delete", actions=["delete"],
+                        notes=list(old.get("notes") or []) + ["removed by openclaw sessions cleanup"])
+            out.append(gone)
+        else:
+            out.append(old)
+    db["action"] = actions[0] if actions else "none"
+    db["actions"] = actions
+    db["backup"], db["backup_sha256"] = backup["path"], backup["sha256"]
+    db["notes"] = notes + db["notes"]
+    af.sqlite_entries = after_info["entries"]
+    return out, []
+
+
+def _summary(doc):
+    if not isinstance(doc, dict):
+        return str(doc)[:200]
+    keep = {k: v for k, v in doc.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return json.dumps(keep, sort_keys=True)[:400]
+
+
+def run_steps(run, ops):
+    """runops' step for a SQLite-era agent (`run` is runops.AgentRun): the plan's `sqlite`
+    section, or a note when the plan has none. Every file of the agent gets its record here."""
+    from .scan import untouched_record
+    af, ctx = run.af, run.ctx
+    base = scan_agent(af, [untouched_record(af, info) for info in af.files])
+    if "sqlite" not in ops:
+        run.notes.append("SQLite era: no `sqlite` section in the plan; sessions are left to "
+                         "`openclaw sessions cleanup`")
+        records = base
+    else:
+        try:
+            records, notes = run_agent(ctx, af, ops["sqlite"], base)
+            run.notes.extend(notes)
+        except (FileError, sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
+            records = base
+            db = agent_databases(af)
+            for rec in records:
+                if db is not None and rec["path"] == db.rel:
+                    rec["error"] = "SQLite step failed, database left as it was: %s" % exc
+    for rec in records:
+        info = next((f for f in af.files if f.rel == rec["path"]), None)
+        if info is not None and info.kind == "sqlite" and rec["action"] == "none" and not ctx.dry_run:
+            rec["after"] = stats(_size(info.path), rec["after"]["records"])  # -wal after a checkpoint
+        run.add(rec)

@@ -1,0 +1,72 @@
+"""Helpers for letting OpenClaw judge what fleet did: run fleet, list what OpenClaw sees, load transcripts."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROBE = HERE / "load_transcript.mjs"
+
+
+def write_inventory(path, state):
+    path.write_text('[hosts.genuine]\nconnection = "local"\nstate_dir = "%s"\n' % state)
+    return path
+
+
+def run_fleet(tmp_path, state, playbook, hours_later=48.0, extra=()):
+    """`fleet run PLAYBOOK -i <local inventory> --json` with the clock HOURS ahead; the JSON document."""
+    inventory = write_inventory(tmp_path / "inventory.toml", state)
+    env = dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state"))
+    proc = subprocess.run([sys.executable, str(HERE / "fleet_later.py"), str(hours_later), "run", str(playbook),
+                           "-i", str(inventory), "--json"] + list(extra),
+                          capture_output=True, text=True, timeout=600, env=env, cwd=str(tmp_path))
+    assert proc.returncode == 0, "fleet run %s exited %d:\n%s\n%s" % (
+        playbook, proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
+    return json.loads(proc.stdout)
+
+
+def host_files(doc):
+    (host,) = doc["hosts"]
+    assert host["ok"], host["error"]
+    return host["files"]
+
+
+def store_keys(state, agent="main"):
+    with open(Path(state) / "agents" / agent / "sessions" / "sessions.json") as f:
+        return json.load(f)
+
+
+def listed_keys(openclaw):
+    return {s["key"] for s in openclaw.sessions()["sessions"]}
+
+
+def load_with_openclaw(node, pkg, transcript, scratch):
+    """OpenClaw's SessionManager on a copy of `transcript` (see load_transcript.mjs)."""
+    scratch.mkdir(exist_ok=True)
+    copy = scratch / transcript.name
+    shutil.copyfile(transcript, copy)
+    proc = subprocess.run([str(node), str(PROBE), str(pkg), str(copy)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def user_texts(transcript):
+    """The user messages' text of a transcript, in order."""
+    out = []
+    with open(transcript) as f:
+        for line in f:
+            doc = json.loads(line)
+            msg = doc.get("message") if doc.get("type") == "message" else None
+            if msg and msg.get("role") == "user":
+                content = msg.get("content")
+                if isinstance(content, list):
+                    content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+                out.append(content)
+    return out
+
+
+def sent_text(request):
+    """Everything OpenClaw sent the model in one request, as one string."""
+    return json.dumps(request.get("messages"))
