@@ -24,7 +24,7 @@ from .context import file_record, stats
 from .fsutil import (CHUNK, FAULTS, FileChanged, FileError, HashSink, archive_timestamp, count_lines,
                      describe_oserror, fsync_dir, hash_file, inside, is_safe_id, open_nofollow,
                      safe_rename, sig)
-from .locks import iso_to_ms, lock_state, transcript_in_use
+from .locks import iso_to_ms, lock_state, pid_status, transcript_in_use
 
 ARCHIVABLE_KINDS = ("transcript", "trajectory", "checkpoint", "orphan")
 _ARCHIVE_TS_RE = re.compile(r"\.(?:deleted|reset|bak)\.(?P<ts>\d{4}-\d\d-\d\dT[0-9:-]+(?:\.\d+)?Z?|\d{10,16})$")
@@ -284,6 +284,8 @@ def cleanup_temp(ctx, agent, temp_infos, policy):
 
     Only names fleet knows: OpenClaw's `sessions.json.<pid>.<uuid>.tmp` (it reaps them itself
     after 5 min) and fleet's `.<name>.fleet-<pid>.tmp`. Any other `.tmp` is left, with a note.
+    A fleet temp whose pid is dead is removed whatever its age: the run that wrote it was killed
+    before its rename, so the original it was to replace is still in place.
     """
     limit = (policy or {}).get("remove_after_s")
     records = []
@@ -296,6 +298,9 @@ def cleanup_temp(ctx, agent, temp_infos, policy):
             records.append(_plain(agent, info, notes=["not a temp file fleet knows; left alone"]))
         elif m and int(m.group("pid")) == os.getpid():
             records.append(_plain(agent, info, notes=["this run's own temp file"]))
+        elif m and not pid_status(int(m.group("pid")))[0]:
+            records.append(delete_file(ctx, agent, info.path, info.rel, info.kind, notes=[
+                "leftover of an interrupted fleet run (pid %s is gone)" % m.group("pid")]))
         elif limit is None or age_ms <= float(limit) * 1000.0:
             records.append(_plain(agent, info))
         else:

@@ -226,7 +226,8 @@ class BackupStore(object):
         if self.dry_run:
             size, digest, _ = hash_file(abs_path)
             return {"path": None, "sha256": digest, "bytes": size, "stored_bytes": 0}
-        tmp = target + ".part"
+        # The pid in the name lets a later run tell a killed run's partial copy from a live one's.
+        tmp = "%s.%d.part" % (target, os.getpid())
         try:
             makedirs_private(os.path.dirname(target))
             src_fd = open_nofollow(abs_path)

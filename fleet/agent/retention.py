@@ -16,6 +16,11 @@ file descriptors and never follows symlinks. `None` for keep_runs / max_age_s me
 that kind. A dry run deletes nothing and reports the same.
 
 Returns {"expired_runs": [ids, oldest first], "expired_bytes": N, "errors": [lines]}.
+
+`remove_partial_copies` deletes what a killed run left among the backups: `<backup>.<pid>.part`
+copies whose pid is gone (a `.part` without a pid, from older agents, once over an hour old).
+They never hold the only copy of anything: a backup is renamed from `.part` before the original
+is touched.
 Stdlib only, Python >= 3.8.
 """
 import calendar
@@ -25,7 +30,11 @@ import shutil
 import stat
 import time
 
+from .locks import pid_status
+
 RUN_DIR_RE = re.compile(r"^(\d{8}T\d{6})\d{0,6}Z(?:[-.][A-Za-z0-9]+)*$")
+PART_RE = re.compile(r"\.(?:(?P<pid>\d+)\.)?part$")
+OLD_PART_S = 3600
 
 
 def run_id_epoch_ms(run_id):
@@ -118,3 +127,38 @@ def expire_backups(backups_parent, current_run_id, keep_runs, max_age_s, now_ms,
         result["expired_runs"].append(name)
         result["expired_bytes"] += size
     return result
+
+
+def remove_partial_copies(backups_parent, dry_run):
+    """Delete partial backup copies left by killed runs under the run folders; returns
+    {"removed": [paths relative to backups_parent], "errors": [lines]} (a dry run removes none)."""
+    out = {"removed": [], "errors": []}
+    for name in run_dirs(backups_parent):
+        for root, dirs, files in os.walk(os.path.join(backups_parent, name), followlinks=False):
+            for file_name in files:
+                m = PART_RE.search(file_name)
+                path = os.path.join(root, file_name)
+                if not m or not _abandoned(path, m.group("pid")):
+                    continue
+                if not dry_run:
+                    try:
+                        os.unlink(path)
+                    except OSError as exc:
+                        out["errors"].append("could not remove partial backup %s: %s" % (
+                            os.path.relpath(path, backups_parent), exc.strerror or exc))
+                        continue
+                out["removed"].append(os.path.relpath(path, backups_parent))
+    out["removed"].sort()
+    return out
+
+
+def _abandoned(path, pid):
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        return False
+    if pid is not None:
+        return int(pid) != os.getpid() and not pid_status(int(pid))[0]
+    return time.time() - st.st_mtime > OLD_PART_S

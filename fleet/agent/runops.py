@@ -369,6 +369,7 @@ def execute_plan(ctx, plan, result):
             result["agents"].append(summary)
         result["health"].extend(_health_after(ctx, plan, findings_before))
         _expire_backups(ctx, plan, parent, result)
+        _remove_partial_copies(ctx, parent, result)
     result["backup"]["bytes"] = ctx.backups.stored_bytes
     return result
 
@@ -414,3 +415,17 @@ def _expire_backups(ctx, plan, parent, result):
     result["backup"]["expired_bytes"] = int(out.get("expired_bytes") or 0)
     if out.get("errors"):
         result["backup"]["error"] = "; ".join(str(e) for e in out["errors"])
+
+
+def _remove_partial_copies(ctx, parent, result):
+    """A killed run's `.part` backup copies go (listed in backup.partials_removed)."""
+    try:
+        remove = load_operation("retention", "remove_partial_copies")
+        out = remove(parent, ctx.dry_run)
+    except Exception as exc:  # leftovers cost space only: reported, the run still counts
+        out = {"removed": [], "errors": ["partial backup cleanup failed: %s: %s" % (type(exc).__name__, exc)]}
+    if out["removed"]:
+        result["backup"]["partials_removed"] = out["removed"]
+    if out["errors"]:
+        errors = [result["backup"]["error"]] if result["backup"].get("error") else []
+        result["backup"]["error"] = "; ".join(errors + out["errors"])
