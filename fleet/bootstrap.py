@@ -28,6 +28,7 @@ _POLL_S = 0.05
 # Runs on the host. Must parse on any python (2.7 too), so that an old one can say its version.
 # The verified .pyz is also unpacked once into agent-<digest16>/ with hash-checked .pyc files:
 # zipimport compiles every module on every run (~40 ms of CPU per host, far more on small boards).
+# Installing a new agent forgets other versions untouched for 30 days (a fleet upgrade's leftovers).
 BOOTSTRAP = r'''
 import sys
 if sys.version_info < (3, 8):
@@ -87,6 +88,22 @@ def unpack(data, tree):
         os.rename(tmp, tree)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)   # another run unpacked it at the same moment
+def forget_old_agents():
+    import shutil, time
+    for name in os.listdir(cache_dir):
+        old = os.path.join(cache_dir, name)
+        try:
+            stale = time.time() - os.lstat(old).st_mtime > 30 * 86400
+        except OSError:
+            continue
+        if name.startswith("agent-") and not name.startswith("agent-" + digest[:16]) and stale:
+            if os.path.isdir(old) and not os.path.islink(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(old)
+                except OSError:
+                    pass
 plan = read_exact(plan_size)
 if len(plan) != plan_size:
     say("error the plan arrived truncated")
@@ -118,6 +135,7 @@ else:
         say("error cannot install the agent in %s: %s" % (cache_dir, exc))
         sys.exit(98)
     say("installed")
+    forget_old_agents()
 entry = tree
 if not tree_ok(tree):
     try:

@@ -67,7 +67,7 @@ def cli(capsys, monkeypatch, tmp_path):
     return run
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def per_host_cache(monkeypatch):
     """Every sshd of the test gets its own XDG_CACHE_HOME: its own agent cache, like a real machine."""
     original = fleet.sshd.SshdServer.config_text

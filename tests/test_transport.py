@@ -12,8 +12,11 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import secrets
+import shutil
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -124,6 +127,23 @@ def test_the_unpacked_agent_is_verified_and_restored_when_changed(one_host):
     assert (tree / "__main__.py").read_bytes() == zipfile.ZipFile(io.BytesIO(bundle)).read("__main__.py")
 
 
+def test_installing_a_new_agent_forgets_versions_unused_for_30_days(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    host = local_host(tmp_path)
+    old_bundle, old_digest = make_bundle(ECHO_AGENT)
+    recent_bundle, recent_digest = make_bundle(ECHO_AGENT)
+    run_agent(host, {}, bundle=old_bundle, digest=old_digest)
+    run_agent(host, {}, bundle=recent_bundle, digest=recent_digest)
+    cache = tmp_path / "cache" / "fleet"
+    month_ago = time.time() - 31 * 86400
+    for entry in cache.glob(f"agent-{old_digest[:16]}*"):
+        os.utime(entry, (month_ago, month_ago))
+    new_bundle, new_digest = make_bundle(ECHO_AGENT)
+    run_agent(host, {}, bundle=new_bundle, digest=new_digest)
+    names = sorted(p.name for p in cache.iterdir())
+    assert names == sorted(f"agent-{d[:16]}{ext}" for d in (recent_digest, new_digest) for ext in ("", ".pyz"))
+
+
 def test_values_are_never_evaluated_by_a_shell(one_host):
     fleet_, host = one_host
     bundle, digest = make_bundle(ECHO_AGENT)
@@ -149,8 +169,10 @@ def test_become_user_runs_the_agent_as_that_user_with_its_own_cache(one_host):
     assert run.error is None, run
     out = json.loads(run.stdout)
     assert out["home"] == "/home/fleet-test"
-    assert Path(f"/home/fleet-test/.cache/fleet/agent-{digest[:16]}.pyz").read_bytes() == bundle
-    Path(f"/home/fleet-test/.cache/fleet/agent-{digest[:16]}.pyz").unlink()
+    installed = Path(f"/home/fleet-test/.cache/fleet/agent-{digest[:16]}.pyz")
+    assert installed.read_bytes() == bundle and installed.stat().st_uid == pwd.getpwnam("fleet-test").pw_uid
+    installed.unlink()
+    shutil.rmtree(installed.with_suffix(""))
 
 
 def test_unknown_host_key_is_refused_then_recorded_with_accept_new(one_host, tmp_path):
@@ -203,8 +225,8 @@ def test_command_timeout_stops_waiting_and_says_so(one_host):
     fleet_, host = one_host
     bundle, digest = make_bundle(SLOW_AGENT)
     run = run_agent(dataclasses.replace(host, command_timeout=1.0), {}, bundle=bundle, digest=digest)
-    assert run.error.startswith("timed out after 1s")
-    assert run.stderr.startswith(".")
+    assert run.error.startswith("timed out after 1s; fleet closed the session")
+    assert run.exit_code is None
 
 
 def test_cancel_token_interrupts_a_running_agent(one_host):
