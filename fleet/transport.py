@@ -25,6 +25,7 @@ import re
 import selectors
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -117,9 +118,13 @@ class _RecordNewKey(paramiko.MissingHostKeyPolicy):
             with open(self.path, "a+", encoding="utf-8") as f:
                 fcntl.flock(f, fcntl.LOCK_EX)   # another fleet process may record at once
                 f.seek(0)
-                if line not in f.read():
-                    f.write(line)
+                known = f.read()
+                if line not in known:
+                    f.write(("\n" if known and not known.endswith("\n") else "") + line)
         client.get_host_keys().add(hostname, key.get_name(), key)
+        # Accepting is never silent: say what was trusted, where it was written.
+        print(f"fleet: recorded the new host key of {hostname} ({_fingerprint(key)}) in {self.path}",
+              file=sys.stderr)
 
 
 class _RefuseUnknownKey(paramiko.MissingHostKeyPolicy):

@@ -172,6 +172,7 @@ def test_unknown_host_key_refused_until_accepted_then_recorded(ssh_fleet, cli):
 
     code, out, err = cli("scan", "-i", str(fleet_.inventory), "--accept-new-host-keys")
     assert code == 0, out
+    assert f"fleet: recorded the new host key of [127.0.0.1]:{fleet_.hosts[1].port} (ssh-ed25519 SHA256:" in err
     assert f"[127.0.0.1]:{fleet_.hosts[1].port} {fleet_.hosts[1].server.host_public_key_line()}" \
         in fleet_.known_hosts.read_text()
     code, out, err = cli("scan", "-i", str(fleet_.inventory))
