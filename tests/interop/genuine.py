@@ -40,8 +40,8 @@ CRON_RUN_KEY = "agent:main:cron:job1:run:6b1f7a52-3c0e-4d7e-9a55-1d2b1c9e0a01"
 SUBAGENT_KEY = "agent:main:subagent:0c8e3d9a-5b7f-4e21-8f60-2a9d4e6b7c02"
 HEARTBEAT_KEY = "agent:main:main:heartbeat"
 TOPIC_KEY = "agent:main:telegram:group:-1001234567890:topic:7"
-MAIN_TURNS = 12
-# (key, message) in order: main gets MAIN_TURNS turns, every other kind one; 16 turns in all.
+MAIN_TURNS = 8
+# (key, message) in order: main gets MAIN_TURNS turns, every other kind one; 12 turns in all.
 TURNS = ([(MAIN_KEY, "main turn %d: please run a command" % i if i % 4 == 1 else "main turn %d: status?" % i)
           for i in range(MAIN_TURNS)]
          + [(CRON_RUN_KEY, "cron job1 run: run a command"), (SUBAGENT_KEY, "subagent task: summarize"),
