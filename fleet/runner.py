@@ -13,6 +13,7 @@ import random
 import resource
 import threading
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Optional, Sequence
 
@@ -64,7 +65,7 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
     started = time.monotonic()
     for attempt in (1, 2):
         if cancel.is_set():
-            return HostResult.failed(host.name, "interrupted", time.monotonic() - started, interrupted=True)
+            return _interrupted(host, started, progress)
         progress(host.name, "connecting", "" if attempt == 1 else "second attempt")
         try:
             run = run_agent(host, plan, bundle=bundle, digest=digest, accept_new_host_keys=accept_new_host_keys,
@@ -81,7 +82,9 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
                 continue
             return _failed(host, str(exc), started, progress)
         except Exception as exc:  # noqa: BLE001 - one host's surprise must not stop the others
-            return _failed(host, f"{host.name}: unexpected {type(exc).__name__}: {exc}", started, progress)
+            return _failed(host, f"{host.name}: unexpected {type(exc).__name__}: {exc} (a bug: please report "
+                                 f"it with the traceback in the run's stderr tail)", started, progress,
+                           traceback.format_exc())
         elapsed = time.monotonic() - started
         if run.interrupted:
             return _interrupted(host, started, progress, run.stderr)
@@ -89,7 +92,8 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
             return _failed(host, run.error, started, progress, run.stderr)
         result = parse_agent_output(host.name, run.stdout, run.stderr, run.exit_code, elapsed)
         if result.ok:
-            progress(host.name, "ok", f"{elapsed:.1f}s")
+            problems = len(result.file_errors)
+            progress(host.name, "ok", f"{elapsed:.1f}s" + (f", {problems} file(s) not handled" if problems else ""))
         else:
             progress(host.name, "failed", result.error or "")
         return result
