@@ -85,6 +85,12 @@ class FlakyFront:
         self.server.close()
 
 
+@pytest.fixture(autouse=True)
+def fleet_state_dir(monkeypatch, tmp_path):
+    """Nothing here may touch the control host's real fleet state."""
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
+
+
 @pytest.fixture
 def state_env(monkeypatch, tmp_path):
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))

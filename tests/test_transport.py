@@ -52,6 +52,12 @@ def make_bundle(main_py: str) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
+@pytest.fixture(autouse=True)
+def fleet_state_dir(monkeypatch, tmp_path):
+    """Nothing here may touch the control host's real fleet state."""
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
+
+
 @pytest.fixture
 def per_host_cache(monkeypatch):
     """Give every sshd started in this test its own XDG_CACHE_HOME (its own agent cache)."""
