@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import selectors
@@ -39,6 +40,9 @@ from fleet.bootstrap import AgentRun, CancelToken, Stream, converse, remote_comm
 from fleet.errors import ConnectionFailed
 
 __all__ = ["AgentRun", "CancelToken", "ConnectionFailed", "HostKeyRefused", "run_agent"]
+
+# paramiko logs a failed handshake as a traceback; the host's error already says what happened.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 3600.0
@@ -248,7 +252,9 @@ def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> 
     except paramiko.SSHException as exc:
         text = str(exc) or type(exc).__name__
         transport = conn.client.get_transport()
-        if transport is None or not transport.remote_version:
+        if (transport is None or not transport.remote_version) and re.search(r"reset|EOF|closed", text, re.I):
+            text = f"the connection was dropped before the SSH banner (sshd's MaxStartups under a burst?): {text}"
+        elif transport is None or not transport.remote_version:
             text = f"no SSH banner within {timeout:g}s ({text})"
         failed = ConnectionFailed(f"{where}: {text}")
         # What sshd's MaxStartups does under a burst: banner never comes, or the socket resets.

@@ -123,7 +123,7 @@ def test_a_plan_that_cannot_be_built_fails_only_its_host(ssh_fleet, state_env):
     assert second.ok
 
 
-def test_a_dropped_handshake_is_retried_once(ssh_fleet, tmp_path):
+def test_a_dropped_handshake_is_retried_once(ssh_fleet, tmp_path, capsys):
     fleet_ = ssh_fleet(1, populate=small_state)
     real = load_inventory(fleet_.inventory).hosts["host1"]
     front = FlakyFront(real.port, drop=1)
@@ -138,7 +138,8 @@ def test_a_dropped_handshake_is_retried_once(ssh_fleet, tmp_path):
         assert result.ok, result.error
         assert front.seen == 2
         retry = [d for s, d in states if s == "retrying"]
-        assert len(retry) == 1 and "host1" in retry[0]
+        assert len(retry) == 1 and "host1" in retry[0] and "dropped before the SSH banner" in retry[0]
+        assert "Traceback" not in capsys.readouterr().err     # paramiko's own log stays quiet
     finally:
         front.close()
 
