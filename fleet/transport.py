@@ -225,6 +225,7 @@ def _describe(host: Any, conn: fabric.Connection) -> str:
 def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> None:
     """Open the connection; translate failures into ConnectionFailed with a reason a person can act on."""
     where = _describe(host, conn)
+    began = time.monotonic()
     try:
         conn.open()
     except paramiko.BadHostKeyException as exc:
@@ -252,10 +253,11 @@ def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> 
     except paramiko.SSHException as exc:
         text = str(exc) or type(exc).__name__
         transport = conn.client.get_transport()
-        if (transport is None or not transport.remote_version) and re.search(r"reset|EOF|closed", text, re.I):
-            text = f"the connection was dropped before the SSH banner (sshd's MaxStartups under a burst?): {text}"
-        elif transport is None or not transport.remote_version:
-            text = f"no SSH banner within {timeout:g}s ({text})"
+        if transport is None or not transport.remote_version:
+            if time.monotonic() - began < 0.9 * timeout:
+                text = f"the connection was dropped before the SSH banner (sshd's MaxStartups under a burst?): {text}"
+            else:
+                text = f"no SSH banner within {timeout:g}s ({text})"
         failed = ConnectionFailed(f"{where}: {text}")
         # What sshd's MaxStartups does under a burst: banner never comes, or the socket resets.
         failed.retryable = bool(re.search(r"banner|reset|EOF|not active|closed|no existing session", text, re.I))
