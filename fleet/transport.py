@@ -110,20 +110,26 @@ _KNOWN_HOSTS_LOCK = threading.Lock()
 
 
 class _RecordNewKey(paramiko.MissingHostKeyPolicy):
-    """accept-new: record the key of a host that has none yet (changed keys never get here)."""
+    """accept-new: record the key of a host that has none yet (changed keys never get here).
 
-    def __init__(self, path: Path):
-        self.path = path
+    Written the way ssh would: hashed when ssh_config says `HashKnownHosts yes` (Debian's default).
+    """
+
+    def __init__(self, path: Path, hashed: bool):
+        self.path, self.hashed = path, hashed
 
     def missing_host_key(self, client, hostname, key):
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        name = HostKeys.hash_host(hostname) if self.hashed else hostname
+        line = f"{name} {key.get_name()} {key.get_base64()}\n"
         with _KNOWN_HOSTS_LOCK:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with open(self.path, "a+", encoding="utf-8") as f:
                 fcntl.flock(f, fcntl.LOCK_EX)   # another fleet process may record at once
                 f.seek(0)
                 known = f.read()
-                if line not in known:
+                recorded = HostKeys()
+                recorded.load(str(self.path))
+                if key.get_name() not in (recorded.lookup(hostname) or {}):
                     f.write(("\n" if known and not known.endswith("\n") else "") + line)
         client.get_host_keys().add(hostname, key.get_name(), key)
         # Accepting is never silent: say what was trusted, where it was written.
@@ -174,7 +180,8 @@ def _prepare_client(conn: fabric.Connection, host: Any, accept_new: bool, timeou
     if not _attr(host, "known_hosts") and SYSTEM_KNOWN_HOSTS.exists():
         client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))   # as ssh does; never written to
     if accept_new or _attr(host, "host_key_policy") == "accept-new":
-        client.set_missing_host_key_policy(_RecordNewKey(path))
+        hashed = str(conn.ssh_config.get("hashknownhosts", "no")).lower() == "yes"
+        client.set_missing_host_key_policy(_RecordNewKey(path, hashed))
     else:
         client.set_missing_host_key_policy(_RefuseUnknownKey(path, _attr(host, "name", conn.host)))
     conn.connect_timeout = timeout

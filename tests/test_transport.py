@@ -195,8 +195,32 @@ def test_unknown_host_key_is_refused_then_recorded_with_accept_new(one_host, tmp
     run = run_agent(strict, {}, bundle=bundle, digest=digest, accept_new_host_keys=True)
     assert run.error is None
     key = fleet_.hosts[0].server.host_public_key_line()
-    assert known.read_text() == f"[127.0.0.1]:{host.port} {key}\n"
+    assert known_to_openssh(known, f"[127.0.0.1]:{host.port}") == [key]
+    assert known.read_text().count("\n") == 1
     assert run_agent(strict, {}, bundle=bundle, digest=digest).error is None   # strict now passes
+    assert known.read_text().count("\n") == 1
+
+
+def known_to_openssh(known: Path, name: str) -> list[str]:
+    """The keys OpenSSH's own `ssh-keygen -F` finds for `name` in `known` (hashed or not)."""
+    import subprocess
+
+    found = subprocess.run(["ssh-keygen", "-F", name, "-f", str(known)], capture_output=True, text=True)
+    return [" ".join(line.split()[1:3]) for line in found.stdout.splitlines() if line and not line.startswith("#")]
+
+
+def test_accepted_keys_are_hashed_when_ssh_config_says_so(one_host, tmp_path):
+    fleet_, host = one_host
+    config = tmp_path / "ssh_config"
+    known = tmp_path / "known_hosts"
+    bundle, digest = make_bundle(ECHO_AGENT)
+    for hashed in ("no", "yes"):
+        config.write_text(f"Host *\n  HashKnownHosts {hashed}\n")
+        known.unlink(missing_ok=True)
+        run_agent(dataclasses.replace(host, known_hosts=str(known), ssh_config=str(config)), {},
+                  bundle=bundle, digest=digest, accept_new_host_keys=True)
+        assert known_to_openssh(known, f"[127.0.0.1]:{host.port}") == [fleet_.hosts[0].server.host_public_key_line()]
+        assert known.read_text().startswith("|1|") == (hashed == "yes")
 
 
 def test_changed_host_key_is_refused_even_with_accept_new(one_host, tmp_path):
