@@ -248,7 +248,7 @@ def test_proxy_jump_reaches_the_host_through_the_jump_host(ssh_fleet, per_host_c
     run = run_agent(target, {"via": "jump"}, bundle=bundle, digest=digest)
     assert json.loads(run.stdout)["plan"] == {"via": "jump"}
     jump_log = jump.log.read_text()
-    assert f"direct-tcpip" in jump_log and f"127.0.0.1 port {fleet_.hosts[1].port}" in jump_log
+    assert "direct-tcpip" in jump_log and f"127.0.0.1 port {fleet_.hosts[1].port}" in jump_log
 
 
 def test_command_timeout_stops_waiting_and_says_so(one_host):
