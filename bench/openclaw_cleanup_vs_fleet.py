@@ -1,0 +1,125 @@
+"""Side by side: OpenClaw's own `openclaw sessions cleanup` and fleet on copies of the same genuine store.
+
+    .venv/bin/python bench/openclaw_cleanup_vs_fleet.py [--hours-later 48]
+
+Genuine data comes from tests/interop/genuine.py (real `openclaw agent --local` turns against the
+mock model, cached under ~/.cache/fleet-interop; built on first use, which takes minutes). For each
+era, each contender gets its own fresh copy; printed per contender: bytes reclaimed under agents/
+(files on disk, SQLite database + WAL included), store entries removed, wall time.
+
+JSON era (2026.7.1): `openclaw sessions cleanup --enforce --json` with OpenClaw's defaults, the same
+with `session.maintenance.pruneAfter = "1m"` (so minutes-old genuine sessions count as stale, as
+fleet's clock HOURS later makes them), and fleet's `daily-prune` and `weekly` through the real
+controller with its clock HOURS later.
+SQLite era (2026.9.6): `openclaw sessions cleanup --store <db> --enforce --json`, and the fleet agent
+with `operations.sqlite` (verified online backup + the same cleanup + WAL checkpoint).
+"""
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "interop"))
+
+import genuine  # noqa: E402
+from judge import write_inventory  # noqa: E402
+
+DB = "agents/main/agent/openclaw-agent.sqlite"
+
+
+def agents_bytes(state):
+    return sum(p.stat().st_size for p in (state / "agents").rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def entries(state):
+    store = state / "agents/main/sessions/sessions.json"
+    if store.is_file():
+        return len(json.loads(store.read_text()))
+    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM session_nodes").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def measure(name, cached, work, scratch):
+    state = genuine.copy_state(cached, scratch / name.replace(" ", "-") / "state")
+    b0, e0 = agents_bytes(state), entries(state)
+    t0 = time.monotonic()
+    work(state)
+    elapsed = time.monotonic() - t0
+    return name, b0 - agents_bytes(state), e0 - entries(state), elapsed
+
+
+def openclaw_cleanup(node, pkg, prune_after=None, store=False):
+    def work(state):
+        if prune_after:
+            config = json.loads((state / "openclaw.json").read_text())
+            config["session"] = {"maintenance": {"mode": "enforce", "pruneAfter": prune_after}}
+            (state / "openclaw.json").write_text(json.dumps(config, indent=2))
+        args = ["sessions", "cleanup", "--enforce", "--json"] + (["--store", str(state / DB)] if store else [])
+        genuine.OpenClaw(node, pkg, state).run(*args, timeout=600)
+    return work
+
+
+def fleet_playbook(playbook, hours):
+    def work(state):
+        inventory = write_inventory(state.parent / "inventory.toml", state)
+        env = dict(os.environ, FLEET_STATE_DIR=str(state.parent / "fleet-state"))
+        proc = subprocess.run([sys.executable, str(REPO / "tests/interop/fleet_later.py"), str(hours), "run", playbook,
+                               "-i", str(inventory), "--json"], capture_output=True, text=True, env=env,
+                              cwd=str(state.parent), timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    return work
+
+
+def fleet_agent_sqlite(node, pkg):
+    def work(state):
+        from fleet.bundle import export_agent
+        agent = state.parent / "fleet-agent.pyz"
+        export_agent(agent)
+        openclaw = genuine.OpenClaw(node, pkg, state)
+        plan = {"protocol": 1, "mode": "run", "run_id": "20261121T000000Z-bench0", "now_ms": int(time.time() * 1000),
+                "dry_run": False, "state_dir": str(state), "agents": None,
+                "backup": {"dir": str(state.parent / "backups"), "gzip": False, "keep_runs": None, "max_age_s": None},
+                "operations": {"sqlite": {"openclaw_cmd": openclaw.command}}}
+        proc = subprocess.run([sys.executable, str(agent), "run", "--plan", "-"], input=json.dumps(plan),
+                              capture_output=True, text=True, env=openclaw.env(), timeout=600)
+        assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-1000:]
+    return work
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hours-later", type=float, default=48.0, help="fleet's clock offset (default 48)")
+    args = parser.parse_args()
+    node, pkgs = genuine.install(genuine.JSON_ERA, genuine.SQLITE_ERA)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+        scratch = Path(tmp)
+        j = genuine.genuine_state(genuine.JSON_ERA, node, pkgs[genuine.JSON_ERA])
+        pj = pkgs[genuine.JSON_ERA]
+        rows.append(("2026.7.1",) + measure("openclaw cleanup (defaults)", j, openclaw_cleanup(node, pj), scratch))
+        rows.append(("2026.7.1",) + measure("openclaw cleanup (pruneAfter 1m)", j,
+                                            openclaw_cleanup(node, pj, prune_after="1m"), scratch))
+        for playbook in ("daily-prune", "weekly"):
+            rows.append(("2026.7.1",) + measure("fleet %s (+%gh)" % (playbook, args.hours_later), j,
+                                                fleet_playbook(playbook, args.hours_later), scratch))
+        s = genuine.genuine_state(genuine.SQLITE_ERA, node, pkgs[genuine.SQLITE_ERA])
+        ps = pkgs[genuine.SQLITE_ERA]
+        rows.append(("2026.9.6",) + measure("openclaw cleanup --store", s, openclaw_cleanup(node, ps, store=True), scratch))
+        rows.append(("2026.9.6",) + measure("fleet agent sqlite (backup+cleanup+checkpoint)", s,
+                                            fleet_agent_sqlite(node, ps), scratch))
+    print("%-9s %-48s %16s %16s %9s" % ("openclaw", "contender", "bytes reclaimed", "entries removed", "time s"))
+    for version, name, reclaimed, removed, elapsed in rows:
+        print("%-9s %-48s %16d %16d %9.2f" % (version, name, reclaimed, removed, elapsed))
+
+
+if __name__ == "__main__":
+    main()

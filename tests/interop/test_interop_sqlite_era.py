@@ -1,0 +1,160 @@
+"""OpenClaw 2026.9.6 (SQLite era) judges fleet's scan and changes on genuine SQLite data.
+
+The data: the same real turns as the JSON era (genuine.py), written by 2026.9.6 into
+`agents/main/agent/openclaw-agent.sqlite`. Then:
+- `fleet scan` (real controller, local connection) reports every session OpenClaw lists, with
+  per-session records, and changes no byte of the database or its WAL;
+- every shipped playbook through the controller leaves a SQLite agent alone (the playbooks have no
+  `sqlite` section), and OpenClaw still lists every key;
+- the agent with `operations.sqlite.openclaw_cmd` set runs OpenClaw's own `sessions cleanup`
+  after a verified online backup: OpenClaw then lists exactly the keys left in `session_nodes`,
+  `doctor --lint` has no new finding, and one more turn on main sends the last user message;
+- a half-migrated host (a 2026.7.1 state touched by 2026.9.6, never `doctor --fix`ed) gets a
+  critical finding naming the fix, and no playbook deletes or archives its legacy transcripts.
+"""
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import genuine
+from genuine import JSON_ERA, MAIN_KEY, SQLITE_ERA, OpenClaw
+from judge import host_files, listed_keys, run_fleet, sent_text, write_inventory
+from mock_model import MockModel
+
+from fleet.bundle import export_agent
+
+pytestmark = pytest.mark.timeout(1500)
+DB = "agents/main/agent/openclaw-agent.sqlite"
+
+
+@pytest.fixture(scope="session")
+def genuine_96(tmp_path_factory):
+    """(node, package dir, cached genuine state dir, lint findings of an untouched copy)."""
+    node, pkgs = genuine.install(SQLITE_ERA)
+    cached = genuine.genuine_state(SQLITE_ERA, node, pkgs[SQLITE_ERA])
+    baseline = genuine.copy_state(cached, tmp_path_factory.mktemp("baseline96") / "state")
+    assert (baseline / DB).is_file(), "2026.9.6 wrote no %s" % DB
+    openclaw = OpenClaw(node, pkgs[SQLITE_ERA], baseline)
+    return node, pkgs[SQLITE_ERA], cached, openclaw.lint()
+
+
+def node_keys(state):
+    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT session_key FROM session_nodes")}
+    finally:
+        conn.close()
+
+
+def digests(state):
+    """sha256 of the database and its WAL (the -shm is shared memory readers mark)."""
+    out = {}
+    for suffix in ("", "-wal"):
+        p = state / (DB + suffix)
+        if p.exists():
+            out[suffix] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def fleet_scan(tmp_path, state):
+    import os
+    inventory = write_inventory(tmp_path / "inventory.toml", state)
+    proc = subprocess.run([sys.executable, "-m", "fleet", "scan", "-i", str(inventory), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                          env=dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state")))
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_fleet_scan_lists_every_session_openclaw_lists_and_changes_no_byte(genuine_96, tmp_path):
+    node, pkg, cached, _lint = genuine_96
+    state = genuine.copy_state(cached, tmp_path / "state")
+    before = digests(state)
+    doc = fleet_scan(tmp_path, state)
+    assert digests(state) == before, "fleet scan changed the database or its WAL"
+    (host,) = doc["hosts"]
+    listed = listed_keys(OpenClaw(node, pkg, state))
+    assert listed == node_keys(state)
+    per_session = [f for f in host["files"] if f["path"].startswith(DB + "#transcript/")]
+    assert len(per_session) >= len(listed), "a session OpenClaw lists has no record"
+    assert all(f["before"]["records"] > 0 and f["before"]["bytes"] > 0 for f in per_session)
+    db = next(f for f in host["files"] if f["path"] == DB)
+    assert any(n == "quick_check: ok" for n in db["notes"]), db["notes"]
+    assert not [h for h in host["health"] if h["severity"] == "critical"], host["health"]
+
+
+def test_openclaw_lists_every_key_after_each_shipped_playbook_on_a_sqlite_host(genuine_96, tmp_path):
+    node, pkg, cached, lint_before = genuine_96
+    state = genuine.copy_state(cached, tmp_path / "state")
+    keys, before = node_keys(state), digests(state)
+    for playbook in ("weekly", "daily-prune", "maintenance", "emergency"):
+        files = host_files(run_fleet(tmp_path, state, playbook))
+        assert all(f["action"] == "none" for f in files), playbook
+        assert digests(state) == before, playbook
+        assert listed_keys(OpenClaw(node, pkg, state)) == keys, playbook
+
+
+def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_working(genuine_96, tmp_path):
+    node, pkg, cached, lint_before = genuine_96
+    state = genuine.copy_state(cached, tmp_path / "state")
+    openclaw = OpenClaw(node, pkg, state)
+    agent = tmp_path / "fleet-agent.pyz"
+    export_agent(agent)
+    plan = {"protocol": 1, "mode": "run", "run_id": "20261121T000000Z-5a5a5a", "now_ms": 0, "dry_run": False,
+            "state_dir": str(state), "agents": None,
+            "backup": {"dir": str(tmp_path / "backups"), "gzip": False, "keep_runs": None, "max_age_s": None},
+            "operations": {"sqlite": {"openclaw_cmd": openclaw.command, "vacuum": False}}}
+    import time
+    plan["now_ms"] = int(time.time() * 1000)
+    proc = subprocess.run([sys.executable, str(agent), "run", "--plan", "-"], input=json.dumps(plan),
+                          capture_output=True, text=True, timeout=600, env=openclaw.env())
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    db = next(f for f in result["files"] if f["path"] == DB)
+    assert db["actions"][:1] == ["prune"] and db["backup"], db
+    copy = sqlite3.connect(db["backup"])
+    assert copy.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    copy.close()
+    assert hashlib.sha256(open(db["backup"], "rb").read()).hexdigest() == db["backup_sha256"]
+    kept = node_keys(state)
+    assert MAIN_KEY in kept
+    assert listed_keys(openclaw) == kept
+    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
+    assert not new, "doctor --lint has new findings after the cleanup: %s" % sorted(new)
+    mock = MockModel.start()
+    try:
+        genuine.write_config(state, mock.base_url)
+        assert openclaw.turn(MAIN_KEY, "one more turn after fleet").get("payloads")
+    finally:
+        mock.stop()
+    sent = sent_text(mock.requests[0])
+    assert "one more turn after fleet" in sent and "main turn %d" % (genuine.MAIN_TURNS - 1) in sent
+
+
+def test_half_migrated_host_gets_the_doctor_fix_finding_and_keeps_its_legacy_transcripts(tmp_path):
+    node, pkgs = genuine.install(JSON_ERA, SQLITE_ERA)
+    cached = genuine.genuine_state(JSON_ERA, node, pkgs[JSON_ERA])
+    state = genuine.copy_state(cached, tmp_path / "state")
+    # 2026.9.6 started on a 2026.7.1 state (one turn), `openclaw doctor --fix` never run.
+    mock = MockModel.start()
+    try:
+        genuine.write_config(state, mock.base_url)
+        OpenClaw(node, pkgs[SQLITE_ERA], state).turn(MAIN_KEY, "first turn after the upgrade")
+    finally:
+        mock.stop()
+    sessions = state / "agents/main/sessions"
+    legacy = sorted(p.name for p in sessions.glob("*.jsonl"))
+    assert legacy and (state / DB).is_file(), "not half-migrated: %s" % legacy
+    doc = fleet_scan(tmp_path, state)
+    (host,) = doc["hosts"]
+    half = [h for h in host["health"] if h["check"] == "half-migrated"]
+    assert half and half[0]["severity"] == "critical" and "openclaw doctor --fix" in half[0]["detail"]
+    snapshot = {p.name: p.read_bytes() for p in sessions.iterdir() if p.is_file()}
+    for playbook in ("weekly", "daily-prune"):
+        files = host_files(run_fleet(tmp_path, state, playbook, hours_later=24 * 40))
+        assert all(f["action"] == "none" for f in files if f["agent"] == "main")
+    assert {p.name: p.read_bytes() for p in sessions.iterdir() if p.is_file()} == snapshot
