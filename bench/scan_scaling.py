@@ -7,7 +7,7 @@ Each host is its own sshd on 127.0.0.1 with its own host key, its own agent cach
 agent). For each K it runs `fleet scan --json` as a subprocess: once cold (every host receives
 the agent) and `--repeat` times warm (agent cached: one exec channel per host), and prints the wall
 time, the controller's CPU (user+sys of the `fleet` process, from getrusage(RUSAGE_CHILDREN)
-around it) per host, and wall(K) / wall(1).
+around it) per host, wall(K) / wall(1), and the median time one host took (connect + agent).
 
 Caveat printed with the numbers: on one small machine the K sshd processes and the K agents run
 on the same cores as the controller, so wall time measures the whole fleet's CPU, not the
@@ -91,9 +91,10 @@ def bench(k: int, template: Path, base: Path, client_key: Path, repeat: int) -> 
         warm = [run_scan(inventory, work / "fleet-state") for _ in range(repeat)]
         walls = [w for w, _, _ in warm]
         cpus = [c for _, c, _ in warm]
+        host_times = [h["elapsed_s"] for _, _, d in warm for h in d["hosts"]]
         return {"k": k, "ok": ok, "cold_wall": cold_wall, "cold_cpu_per_host": cold_cpu / k,
                 "wall": statistics.median(walls), "cpu_per_host": statistics.median(cpus) / k,
-                "files": doc["totals"]["files"]}
+                "host_s": statistics.median(host_times), "files": doc["totals"]["files"]}
     finally:
         for server in servers:
             server.stop()
@@ -120,11 +121,12 @@ def main() -> None:
           f"(other work on the machine inflates wall times); python {sys.version.split()[0]}; "
           f"importing fleet's CLI+transport alone takes {startup:.2f}s (in every wall time below)")
     print(f"{'K':>3} {'ok':>3} {'files':>6} {'cold wall':>10} {'warm wall':>10} {'wall/wall(1)':>13} "
-          f"{'ctrl CPU/host':>14} {'cold CPU/host':>14}")
+          f"{'ctrl CPU/host':>14} {'cold CPU/host':>14} {'host time':>10}")
     first = rows[0]["wall"]
     for r in rows:
         print(f"{r['k']:>3} {r['ok']:>3} {r['files']:>6} {r['cold_wall']:>9.2f}s {r['wall']:>9.2f}s "
-              f"{r['wall'] / first:>13.2f} {r['cpu_per_host'] * 1000:>12.0f}ms {r['cold_cpu_per_host'] * 1000:>12.0f}ms")
+              f"{r['wall'] / first:>13.2f} {r['cpu_per_host'] * 1000:>12.0f}ms {r['cold_cpu_per_host'] * 1000:>12.0f}ms "
+              f"{r['host_s']:>9.2f}s")
     print("note: the K sshd servers and K agents share this machine's cores with the controller, so wall "
           "time includes their CPU too; controller CPU per host is what carries over to a real fleet.")
 
