@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional
 
 HANDSHAKE = b"fleet-agent: "
 _POLL_S = 0.05
+STDERR_KEPT = 256 * 1024
 
 # Runs on the host. Must parse on any python (2.7 too), so that an old one can say its version.
 # The verified .pyz is also unpacked once into agent-<digest16>/ with hash-checked .pyc files:
@@ -246,6 +247,8 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
         chunk_out, chunk_err, finished = stream.read(_POLL_S)
         out += chunk_out
         err += chunk_err
+        if len(err) > STDERR_KEPT:   # progress lines, one per file: only the end explains a failure
+            del err[:len(err) - STDERR_KEPT]
         while failure is None and not running:
             word, out = _pop_handshake(out)
             if word is None:
