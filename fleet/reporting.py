@@ -130,6 +130,15 @@ def summary_line(result: RunResult) -> str:
     return line
 
 
+def undo_hint(result: RunResult) -> str | None:
+    """How to put a real run's changes back, when it changed something with a backup."""
+    if result.kind not in ("run", "restore") or result.dry_run:
+        return None
+    if not any(f.backup for h in result.hosts for f in h.files):
+        return None
+    return f"undo with: fleet restore {result.run_id}"
+
+
 # --- tables -------------------------------------------------------------------------------
 
 def _sizes(row_before: int, row_after: int, kind: str) -> list[str]:
@@ -272,6 +281,9 @@ def render_run(result: RunResult, fmt: str, top: int = 10) -> str:
         out.append(str(result.extra.get("reason") or "the run was skipped"))
         return "\n\n".join(out) + "\n"
     out.append(summary_line(result))
+    hint = undo_hint(result)
+    if hint:
+        out.append(f"_{hint}_" if markdown else hint)
     for heading, (headers, rows) in sections(result, top):
         out.append(f"### {heading}" if markdown else heading)
         out.append(text_table(headers, rows, tablefmt))

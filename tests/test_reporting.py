@@ -136,6 +136,9 @@ def test_table_report_has_every_section_and_failed_hosts_last():
     assert largest.strip().splitlines()[2].split()[2] == "agents/main/sessions/big.jsonl"
     assert len(largest.strip().splitlines()) == 2 + 3
     assert DRY_RUN_BANNER not in text
+    assert f"undo with: fleet restore {RUN_ID}" in text
+    assert "undo with" not in render_run(sample_run(dry_run=True), "table")
+    assert "undo with" not in render_run(sample_run(kind="scan"), "table")
 
 
 def test_multi_line_and_pipe_errors_keep_tables_intact():
