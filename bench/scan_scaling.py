@@ -7,7 +7,8 @@ Each host is its own sshd on 127.0.0.1 with its own host key, its own agent cach
 agent). For each K it runs `fleet scan --json` as a subprocess: once cold (every host receives
 the agent) and `--repeat` times warm (agent cached: one exec channel per host), and prints the wall
 time, the controller's CPU (user+sys of the `fleet` process, from getrusage(RUSAGE_CHILDREN)
-around it) per host, wall(K) / wall(1), and the median time one host took (connect + agent).
+around it) per host and per host beyond the first (the fixed start-up cost taken out), wall(K) /
+wall(1), and the median time one host took (connect + agent).
 
 Caveat printed with the numbers: on one small machine the K sshd processes and the K agents run
 on the same cores as the controller, so wall time measures the whole fleet's CPU, not the
@@ -61,11 +62,12 @@ def run_scan(inventory: Path, state: Path) -> tuple[float, float, dict]:
     return wall, cpu, json.loads(done.stdout)
 
 
-def cli_startup() -> float:
-    t0 = time.perf_counter()
+def cli_startup() -> tuple[float, float]:
+    """Wall and CPU seconds of a process that only imports fleet's CLI, controller and transport."""
+    cpu0, t0 = child_cpu(), time.perf_counter()
     subprocess.run([sys.executable, "-c", "import fleet.cli, fleet.controller, fleet.transport"],
                    check=True, cwd=ROOT)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, child_cpu() - cpu0
 
 
 def bench(k: int, template: Path, base: Path, client_key: Path, repeat: int) -> dict:
@@ -113,19 +115,26 @@ def main() -> None:
         generate_host(template, HostSpec("bench", (tiny_agent("main"), tiny_agent("ops", 24 * 1024, 30))),
                       seed=1, now_ms=NOW_MS)
         client_key = make_keypair(base / "client_key")
-        startup = cli_startup()
+        startup, startup_cpu = min(cli_startup() for _ in range(3))
         rows = [bench(k, template, base, client_key, args.repeat) for k in sizes]
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end "
           f"(other work on the machine inflates wall times); python {sys.version.split()[0]}; "
-          f"importing fleet's CLI+transport alone takes {startup:.2f}s (in every wall time below)")
+          f"importing fleet's CLI+transport alone takes {startup:.2f}s, {startup_cpu * 1000:.0f}ms CPU "
+          f"(in every number below; 'per extra host' is what each host beyond the first adds)")
     print(f"{'K':>3} {'ok':>3} {'files':>6} {'cold wall':>10} {'warm wall':>10} {'wall/wall(1)':>13} "
-          f"{'ctrl CPU/host':>14} {'cold CPU/host':>14} {'host time':>10}")
+          f"{'ctrl CPU/host':>14} {'per extra host':>14} {'cold CPU/host':>14} {'host time':>10}")
     first = rows[0]["wall"]
+
+    def marginal(row: dict) -> float:
+        """Controller CPU each host beyond the first adds: (cpu(K) - cpu(1)) / (K - 1)."""
+        return (row["cpu_per_host"] * row["k"] - rows[0]["cpu_per_host"] * rows[0]["k"]) / (row["k"] - rows[0]["k"])
     for r in rows:
         print(f"{r['k']:>3} {r['ok']:>3} {r['files']:>6} {r['cold_wall']:>9.2f}s {r['wall']:>9.2f}s "
-              f"{r['wall'] / first:>13.2f} {r['cpu_per_host'] * 1000:>12.0f}ms {r['cold_cpu_per_host'] * 1000:>12.0f}ms "
+              f"{r['wall'] / first:>13.2f} {r['cpu_per_host'] * 1000:>12.0f}ms "
+              f"{'-' if r is rows[0] else f'{marginal(r) * 1000:.0f}ms':>14} "
+              f"{r['cold_cpu_per_host'] * 1000:>12.0f}ms "
               f"{r['host_s']:>9.2f}s")
     print("note: the K sshd servers and K agents share this machine's cores with the controller, so wall "
           "time includes their CPU too; controller CPU per host is what carries over to a real fleet.")
