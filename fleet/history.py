@@ -98,7 +98,15 @@ def _to_v2(db: sqlite3.Connection) -> None:
         _insert_agent_sizes(db, RunResult.from_json(decode_document(document)))
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2]
+def _to_v3(db: sqlite3.Connection) -> None:
+    """A restore names the run it undid (shown by `fleet history`); backfilled from documents."""
+    db.execute("ALTER TABLE runs ADD COLUMN restored_run TEXT")
+    for run_id, document in db.execute("SELECT run_id, document FROM runs WHERE kind = 'restore'").fetchall():
+        db.execute("UPDATE runs SET restored_run = ? WHERE run_id = ?",
+                   (decode_document(document).get("restored_run"), run_id))
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2, _to_v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -255,11 +263,11 @@ def record_run(result: RunResult, meta: dict | None = None) -> str:
             db.execute("DELETE FROM runs WHERE run_id = ?", (result.run_id,))
             db.execute(
                 "INSERT INTO runs (run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals,"
-                " document, controller, argv, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " document, controller, argv, recorded_at, restored_run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (result.run_id, result.kind, result.playbook, int(result.dry_run), result.started_at,
                  result.finished_at, int(result.ok), json.dumps(document["totals"]), encode_document(document),
                  meta.get("controller") or _controller(), json.dumps(list(argv)),
-                 datetime.now(timezone.utc).isoformat(timespec="seconds")))
+                 datetime.now(timezone.utc).isoformat(timespec="seconds"), result.extra.get("restored_run")))
             for h in result.hosts:
                 db.execute("INSERT INTO hosts (run_id, host, ok, error, elapsed_s, before_bytes, after_bytes,"
                            " backup_bytes, expired_backup_bytes) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -314,14 +322,15 @@ def list_runs(limit: int = 50) -> list[dict]:
     """Recorded runs, newest first: id, kind, playbook, times, controller, ok and totals."""
     with opened() as db:
         rows = db.execute("SELECT run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals,"
-                          " controller, argv FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+                          " controller, argv, restored_run FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
                           (int(limit),)).fetchall()
     runs = []
     for r in rows:
         runs.append({"run_id": r["run_id"], "kind": r["kind"], "playbook": r["playbook"],
                      "dry_run": bool(r["dry_run"]), "started_at": r["started_at"],
                      "finished_at": r["finished_at"], "ok": bool(r["ok"]), "controller": r["controller"],
-                     "argv": json.loads(r["argv"]) if r["argv"] else None, "totals": json.loads(r["totals"])})
+                     "argv": json.loads(r["argv"]) if r["argv"] else None, "totals": json.loads(r["totals"]),
+                     "restored_run": r["restored_run"]})
     return runs
 
 

@@ -351,7 +351,8 @@ def history_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
         sizes = human_mb(t.get("before_bytes", 0)) if r["kind"] == "scan" else change(
             t.get("before_bytes", 0), t.get("after_bytes", 0))
         freed = "" if r["kind"] == "scan" else human_mb(t.get("freed_bytes", 0))
-        rows.append([r["run_id"], kind, r["playbook"] or "", r["started_at"], r["controller"] or "",
+        what = f"undo {r['restored_run']}" if r.get("restored_run") else (r["playbook"] or "")
+        rows.append([r["run_id"], kind, what, r["started_at"], r["controller"] or "",
                      t.get("hosts", 0), t.get("hosts_failed", 0), sizes, freed, "yes" if r["ok"] else "no"])
     return headers, rows
 

@@ -170,6 +170,27 @@ def test_a_damaged_database_is_one_readable_error(state_dir, capsys):
     assert err.startswith("fleet: run history ") and "history.sqlite" in err and "Traceback" not in err
 
 
+def test_a_v2_database_learns_which_run_a_restore_undid(state_dir):
+    state_dir.mkdir()
+    db = sqlite3.connect(str(state_dir / "history.sqlite"), isolation_level=None)
+    history.MIGRATIONS[0](db)
+    history.MIGRATIONS[1](db)
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+    restore = make_run("20261122T100000Z-rest00")
+    restore = RunResult(restore.run_id, "restore", None, False, restore.started_at, restore.finished_at,
+                        restore.hosts, extra={"restored_run": "20261121T101500Z-3fa2c1"})
+    # Written as fleet with schema v2 wrote it: no restored_run column yet.
+    db = sqlite3.connect(str(state_dir / "history.sqlite"), isolation_level=None)
+    doc = restore.to_json()
+    db.execute("INSERT INTO runs (run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals, document)"
+               " VALUES (?,?,?,?,?,?,?,?,?)", (restore.run_id, "restore", None, 0, restore.started_at,
+                                               restore.finished_at, 1, json.dumps(doc["totals"]), json.dumps(doc)))
+    db.close()
+    assert history.list_runs(5)[0]["restored_run"] == "20261121T101500Z-3fa2c1"
+    assert history.load_run(None).extra["restored_run"] == "20261121T101500Z-3fa2c1"
+
+
 def test_an_empty_v0_file_gets_the_whole_schema(state_dir):
     state_dir.mkdir()
     (state_dir / "history.sqlite").write_bytes(b"")

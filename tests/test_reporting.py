@@ -203,13 +203,16 @@ def test_unknown_run_id_and_bad_format_exit_2(capsys):
 def test_history_lists_runs_in_table_and_json(capsys):
     history.record_run(sample_run(dry_run=True), {"controller": "op@desk"})
     history.record_run(replace(sample_run(kind="scan"), run_id="20261122T000000Z-scan00"))
+    history.record_run(replace(sample_run(kind="restore"), run_id="20261123T000000Z-rest00",
+                               extra={"restored_run": RUN_ID}))
     assert _cli(["history"]) == 0
     text = capsys.readouterr().out
     assert "run (dry run)" in text and "op@desk" in text and "scan" in text
+    assert f"undo {RUN_ID}" in text
     assert _cli(["history", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert [r["run_id"] for r in doc["runs"]] == ["20261122T000000Z-scan00", RUN_ID]
-    assert doc["runs"][1]["dry_run"] is True
+    assert [r["run_id"] for r in doc["runs"]] == ["20261123T000000Z-rest00", "20261122T000000Z-scan00", RUN_ID]
+    assert doc["runs"][2]["dry_run"] is True and doc["runs"][0]["restored_run"] == RUN_ID
 
 
 def _cli(argv: list[str]) -> int:
