@@ -150,3 +150,17 @@ def test_screenshot_shows_the_bars(rendered, name):
     # Both bar colours are painted, each by a sizeable area (several bars of 13px height).
     assert count_color(rows, bpp, BEFORE_COLOR) > 2000
     assert count_color(rows, bpp, AFTER_COLOR) > 100
+
+
+def test_names_from_hosts_are_escaped():
+    """Paths, agent ids and errors come from the hosts: they must never become markup."""
+    evil = "<script>alert(1)</script>"
+    run = sample_run()
+    pc_a = run.hosts[0]
+    bad_file = FileResult(evil, f"agents/x/sessions/{evil}.jsonl", "transcript", "trim", ("trim",),
+                          Stats(10_000_000, 10, "a" * 64), Stats(1, 1, "b" * 64))
+    hosts = (HostResult(pc_a.host, True, files=pc_a.files + (bad_file,)),
+             HostResult.failed("nas", f"ssh said {evil}"))
+    page = render_html(RunResult(run.run_id, "run", "weekly", False, run.started_at, run.finished_at, hosts))
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
