@@ -24,6 +24,7 @@ from .context import file_record, stats
 from .fsutil import (CHUNK, FAULTS, FileChanged, FileError, HashSink, archive_timestamp, count_lines,
                      describe_oserror, fsync_dir, hash_file, inside, is_safe_id, open_nofollow,
                      safe_rename, sig)
+from .discover import classify_session_file
 from .locks import iso_to_ms, lock_state, pid_status, transcript_in_use
 
 ARCHIVABLE_KINDS = ("transcript", "trajectory", "checkpoint", "orphan")
@@ -134,7 +135,7 @@ def archive_session_files(ctx, agent, files_by_session_id, removed_entries):
             continue  # load_store refuses such stores; never make a path of it
         notes = []
         infos = list(files_by_session_id.get(sid, []))
-        extra, note = _session_file_info(ctx, agent, sessions_dir, entry, infos)
+        extra, note = _session_file_info(ctx, agent, sessions_dir, entry, infos, kept_ids, kept_files)
         if note:
             notes.append(note)
         if extra is not None:
@@ -161,7 +162,7 @@ def archive_session_files(ctx, agent, files_by_session_id, removed_entries):
     return records
 
 
-def _session_file_info(ctx, agent, sessions_dir, entry, infos):
+def _session_file_info(ctx, agent, sessions_dir, entry, infos, kept_ids=(), kept_files=()):
     """(FileInfo or None, note or None) for an entry's `sessionFile` that discovery did not list."""
     from .context import FileInfo
     value = entry.get("sessionFile")
@@ -172,6 +173,12 @@ def _session_file_info(ctx, agent, sessions_dir, entry, infos):
     path = value if os.path.isabs(value) else os.path.join(sessions_dir, value)
     if not inside(sessions_dir, path) or os.path.dirname(os.path.realpath(path)) != os.path.realpath(sessions_dir):
         return None, "sessionFile points outside the sessions folder, left alone: %s" % value
+    # Never on an entry's say-so: the store itself, a lock, or a transcript a kept entry still uses.
+    kind, name_sid, _topic = classify_session_file(os.path.basename(path), None)
+    if kind != "transcript":
+        return None, "sessionFile names a %s file, not a transcript; left alone: %s" % (kind, value)
+    if os.path.basename(path) in kept_files or name_sid in kept_ids:
+        return None, "sessionFile names a transcript a kept entry still uses; left alone: %s" % value
     real = os.path.realpath(path)
     if any(os.path.realpath(i.path) == real for i in infos):
         return None, None

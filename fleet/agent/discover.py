@@ -111,7 +111,8 @@ def list_agents(state_dir, wanted=None):
             error = "not a safe agent id, refused: %r" % name
         elif not os.path.lexists(path):
             error = "agent not found: %s" % os.path.relpath(path, state_dir)
-        elif os.path.islink(path) and not inside(state_dir, path):
+        elif not inside(state_dir, path):
+            # A link at agents/<id> or at agents/ itself: nothing behind it is read or changed.
             error = "agent dir is a symlink out of the state dir, refused: %s -> %s" % (
                 os.path.relpath(path, state_dir), os.path.realpath(path))
         elif not os.path.isdir(path):
@@ -132,17 +133,40 @@ def load_store(path):
         return None, ("store-empty", "sessions.json is %d bytes of nothing: OpenClaw would load it as {} "
                       "and its next save would drop every session; restore it from a backup" % len(raw))
     try:
-        store = json.loads(raw.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        store = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=finite_float)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        if isinstance(exc, RecursionError):
+            exc = "nested too deeply"
         return None, ("store-invalid", "sessions.json is not valid JSON (%s): OpenClaw would load it as {} "
                       "and its next save would drop every session; repair or restore it" % exc)
     if not isinstance(store, dict):
-        return None, ("store-shape", "sessions.json holds a %s, not an object of session key -> entry"
-                      % type(store).__name__)
+        return None, ("store-shape", "sessions.json holds a JSON %s, not an object of session key -> entry"
+                      % json_type(store))
     for key, entry in store.items():
         if not isinstance(entry, dict):
-            return store, ("store-shape", "entry %r is a %s, not an object" % (key, type(entry).__name__))
+            return store, ("store-shape", "entry %r is a JSON %s, not an object" % (key, json_type(entry)))
     return store, None
+
+
+def _reject_constant(name):
+    raise ValueError("%s is not a JSON number" % name)
+
+
+def finite_float(text):
+    """A JSON number as a float; one beyond a double's range (1e400) is refused: written back it
+    would become Infinity, which no JSON parser reads."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("the number %s is out of range" % text[:40])
+    return value
+
+
+def json_type(value):
+    """The JSON name of a parsed value's type (object, array, string, number, boolean, null)."""
+    for types, name in ((dict, "object"), (list, "array"), (str, "string"), (bool, "boolean")):
+        if isinstance(value, types):
+            return name
+    return "null" if value is None else "number"
 
 
 def referenced_names(store):
@@ -227,6 +251,8 @@ def _walk(agent_files, folder, refs):
         rel = os.path.relpath(path, agent_files.state_dir)
         try:
             st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # gone since it was listed: a live gateway's lock or temp file, nothing to do
         except OSError as exc:
             agent_files.problems[rel] = describe_oserror(exc, "stat " + rel)
             agent_files.files.append(FileInfo(agent_files.agent, path, rel, "other", 0, 0))
@@ -236,13 +262,35 @@ def _walk(agent_files, folder, refs):
             agent_files.files.append(FileInfo(agent_files.agent, path, rel, "other", 0, st.st_mtime_ns))
             continue
         if stat.S_ISDIR(st.st_mode):
+            if _named_like_a_file(agent_files, path, entry.name):
+                agent_files.problems[rel] = "a directory where a session file is expected, left alone"
+                agent_files.files.append(FileInfo(agent_files.agent, path, rel, "other", 0, st.st_mtime_ns))
             _walk(agent_files, path, refs)
             continue
         if not stat.S_ISREG(st.st_mode):
-            continue  # sockets, fifos: not data, nothing to count or clean
+            # FIFOs, sockets, devices: never opened (a FIFO would block, /dev/zero never ends).
+            agent_files.problems[rel] = "not a regular file (%s), never opened, left alone" % _special_kind(st)
+            agent_files.files.append(FileInfo(agent_files.agent, path, rel, "other", 0, st.st_mtime_ns))
+            continue
         kind, sid, topic = _classify(agent_files, os.path.relpath(path, agent_files.dir), entry.name, refs)
         agent_files.files.append(FileInfo(agent_files.agent, path, rel, kind, st.st_size, st.st_mtime_ns,
                                           session_id=sid, topic=topic))
+
+
+def _named_like_a_file(agent_files, path, name):
+    """A folder directly in sessions/ (or the agent dir) named like a store, transcript or lock."""
+    parent = os.path.dirname(path)
+    if parent not in (agent_files.sessions_dir, agent_files.dir):
+        return False
+    return name.endswith((".jsonl", ".json", ".lock", ".tmp"))
+
+
+def _special_kind(st):
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(st.st_mode):
+            return name
+    return "a special file"
 
 
 def discover_agent(state_dir, agent, agent_dir):
@@ -251,7 +299,8 @@ def discover_agent(state_dir, agent, agent_dir):
     store_path = os.path.join(af.sessions_dir, STORE_NAME)
     refs = None
     try:
-        st = os.lstat(store_path)
+        # lstat of sessions/ first: a sessions folder that is a symlink is never looked through.
+        st = os.lstat(store_path) if stat.S_ISDIR(os.lstat(af.sessions_dir).st_mode) else None
     except OSError:
         st = None
     if st is not None and stat.S_ISREG(st.st_mode):

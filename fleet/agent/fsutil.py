@@ -84,8 +84,13 @@ def inside(base, path):
 
 
 def open_nofollow(path, flags=os.O_RDONLY):
-    """Open without following a symlink in the last component; returns a raw fd."""
-    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    """Open without following a symlink in the last component; returns a raw fd.
+
+    O_NONBLOCK: a FIFO swapped in for a file must not hang the agent in open() (no effect on
+    regular files).
+    """
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+                   | getattr(os, "O_NONBLOCK", 0))
 
 
 def sig(st):
@@ -206,11 +211,14 @@ class BackupStore(object):
     raises BackupError, and the caller must not touch the original.
     """
 
-    def __init__(self, root, use_gzip=False, dry_run=False):
+    def __init__(self, root, use_gzip=False, dry_run=False, refuse_links=()):
         self.root = root
         self.gzip = bool(use_gzip)
         self.dry_run = dry_run
         self.stored_bytes = 0
+        # Folders that must not be symlinks: whoever can write the state dir could otherwise point
+        # <state>/fleet-backups anywhere and have this run write copies there.
+        self.refuse_links = tuple(refuse_links)
 
     def target_for(self, rel_path):
         rel = rel_path.lstrip("/")
@@ -226,6 +234,10 @@ class BackupStore(object):
         if self.dry_run:
             size, digest, _ = hash_file(abs_path)
             return {"path": None, "sha256": digest, "bytes": size, "stored_bytes": 0}
+        for folder in self.refuse_links:
+            if os.path.islink(folder):
+                raise BackupError("the backup folder %s is a symlink; backups are never written through a "
+                                  "link (remove it, or set backup.dir to a real folder)" % folder)
         # The pid in the name lets a later run tell a killed run's partial copy from a live one's.
         tmp = "%s.%d.part" % (target, os.getpid())
         try:

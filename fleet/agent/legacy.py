@@ -156,6 +156,8 @@ def rewrite_legacy(data, keep_records, level, limits, untouched_turns):
     after, notes, (trimmed, slimmed)). Raises FileError for bad JSON or no record list."""
     try:
         doc = json.loads(data)
+    except RecursionError:
+        raise FileError("not valid JSON (nested too deeply); left untouched")
     except ValueError as exc:
         raise FileError("not valid JSON (%s); left untouched" % exc)
     records, key = find_records(doc)
@@ -175,7 +177,11 @@ def rewrite_legacy(data, keep_records, level, limits, untouched_turns):
         new_doc = dict(doc)
         new_doc[key] = kept
     style = detect_style(data)
-    text = json.dumps(new_doc, **style)
+    try:
+        text = json.dumps(new_doc, allow_nan=False, **style)
+    except ValueError:
+        raise FileError("holds a number JSON cannot carry (NaN, Infinity or beyond 1e308): it cannot be "
+                        "rewritten exactly; left untouched")
     ending = b"\r\n" if data.endswith(b"\r\n") else (b"\n" if data.endswith(b"\n") else b"")
     if ending == b"\r\n":
         text = text.replace("\n", "\r\n")
@@ -183,7 +189,7 @@ def rewrite_legacy(data, keep_records, level, limits, untouched_turns):
         out = text.encode("utf-8")
     except UnicodeEncodeError:
         style["ensure_ascii"] = True
-        out = json.dumps(new_doc, **style).encode("ascii")
+        out = json.dumps(new_doc, allow_nan=False, **style).encode("ascii")
     return out + ending, len(records), len(kept), notes, (start > 0, slimmed > 0)
 
 

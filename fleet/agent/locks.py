@@ -28,6 +28,7 @@ import errno
 import json
 import os
 import re
+import stat
 import time
 
 from .fsutil import FileError, describe_oserror, open_nofollow
@@ -37,6 +38,7 @@ TRANSCRIPT_LOCK_STALE_MS = 30 * 60 * 1000
 LOCK_WAIT_S = 5.0
 LOCK_POLL_S = 0.05
 MAX_LOCK_BODY = 64 * 1024
+PID_MAX = 4194304  # Linux's pid_max ceiling (2**22); a bigger pid cannot be a live process
 
 _ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d)[:-](\d\d)[:-](\d\d)(?:\.(\d{1,9}))?"
                      r"(Z|[+-]\d\d:?\d\d)?$")
@@ -95,7 +97,7 @@ def pid_status(pid, starttime=None):
     lock's `starttime` differs from the running process's). A process of another user counts
     as alive.
     """
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid > PID_MAX:
         return False, "no valid pid"
     try:
         os.kill(pid, 0)
@@ -135,6 +137,10 @@ def lock_kind(lock_path):
 def read_lock_body(lock_path):
     """(body dict or None, raw bytes, lstat) of a lock file; raises OSError when it cannot be read."""
     st = os.lstat(lock_path)
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO would block, /dev/zero never ends, a symlink may point anywhere: never opened.
+        raise OSError(errno.EINVAL, "not a regular file (symlink, folder or special file), never opened",
+                      lock_path)
     fd = open_nofollow(lock_path)
     with os.fdopen(fd, "rb") as f:
         raw = f.read(MAX_LOCK_BODY)
@@ -223,6 +229,13 @@ def transcript_in_use(transcript_path, now_ms):
     return True, "in use: locked by %s" % state["reason"]
 
 
+def _not_regular(path):
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _can_take_over(state, wall_age_ms):
     """A stale store lock may be taken over when its owner is gone; never a live pid's."""
     if not state["stale"]:
@@ -274,6 +287,10 @@ class StoreLock(object):
             elif not os.path.lexists(self.lock_path):
                 return self
             state = lock_state(self.lock_path, self._run_clock(started), kind="store")
+            if state["exists"] and state["ino"] is None and _not_regular(self.lock_path):
+                raise FileError("store lock %s is not a regular file (symlink, folder or special file), "
+                                "so no process can hold or release it; left as it was — remove it by hand"
+                                % os.path.basename(self.lock_path))
             if not state["exists"]:
                 if self.dry_run:
                     return self

@@ -352,7 +352,9 @@ def backup_root(state_dir, plan):
 def execute_plan(ctx, plan, result):
     """Run a `run` or `restore` plan into `result` (files, agents, health, backup)."""
     parent, run_dir = backup_root(ctx.state_dir, plan)
-    ctx.backups = BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run)
+    in_state = os.path.abspath(parent).startswith(ctx.state_dir.rstrip(os.sep) + os.sep)
+    ctx.backups = BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
+                              refuse_links=(parent, run_dir) if in_state else (run_dir,))
     result["backup"]["dir"] = run_dir
     if plan["mode"] == "restore":
         _restore(ctx, plan, result)

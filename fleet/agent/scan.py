@@ -52,7 +52,9 @@ def untouched_record(af, info, sha256=None):
     if error is None:
         try:
             records = count_records(info, af)
-        except (OSError, ValueError, FileError) as exc:
+        except (OSError, ValueError, FileError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):
+                exc = "nested too deeply"
             if info.kind == "legacy":
                 error = "legacy file not understood (left alone): %s" % exc
             else:
@@ -73,7 +75,7 @@ def agent_summary(af, records):
         k = classify_key(key)
         kinds[k] = kinds.get(k, 0) + 1
         updated = entry.get("updatedAt") if isinstance(entry, dict) else None
-        if isinstance(updated, (int, float)) and not isinstance(updated, bool):
+        if isinstance(updated, (int, float)) and not isinstance(updated, bool) and abs(updated) < 1e18:
             updated = int(updated)
             oldest = updated if oldest is None else min(oldest, updated)
             newest = updated if newest is None else max(newest, updated)

@@ -30,6 +30,7 @@ import re
 
 from .context import file_record, stats
 from .archive import copy_verified, delete_file
+from .discover import finite_float
 from .fsutil import FileChanged, FileError, describe_oserror, is_safe_id, open_nofollow, safe_rewrite
 from .locks import LOCK_WAIT_S, StoreLock
 
@@ -142,7 +143,9 @@ def parse_store_bytes(data, name=STORE_NAME):
     except UnicodeDecodeError as exc:
         raise FileError("%s is not valid UTF-8 (byte %d); left as it was" % (name, exc.start))
     try:
-        store = json.loads(text, parse_constant=_reject_constant)
+        store = json.loads(text, parse_constant=_reject_constant, parse_float=finite_float)
+    except RecursionError:
+        raise FileError("%s is not valid JSON (nested too deeply); left as it was" % name)
     except ValueError as exc:
         where = ("line %d column %d: %s" % (exc.lineno, exc.colno, exc.msg)
                  if hasattr(exc, "lineno") else str(exc))

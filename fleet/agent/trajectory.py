@@ -46,6 +46,8 @@ def parse_ts(value):
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
+        if not -1e15 < value < 1e15:
+            return None  # NaN, Infinity, or a time no trace can have
         return int(value if value > 1e11 else value * 1000)
     if not isinstance(value, str):
         return None
@@ -99,7 +101,7 @@ def scan_trajectory(f):
         lineno += 1
         try:
             event = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             event = None
         if not isinstance(event, dict):
             if not raw.strip():

@@ -131,9 +131,8 @@ def line_kind(obj):
     kind = obj.get("type")
     if kind == "message":
         message = obj.get("message")
-        if isinstance(message, dict):
-            return _ROLE_KINDS.get(message.get("role"), OTHER)
-        return OTHER
+        role = message.get("role") if isinstance(message, dict) else None
+        return _ROLE_KINDS.get(role, OTHER) if isinstance(role, str) else OTHER
     if kind == "compaction":
         return COMPACTION
     return OTHER
@@ -213,10 +212,10 @@ def parse_line(raw):
         obj, end = _scan_once(text, 0)
         if end != len(text) and text[end:].strip():
             raise ValueError("extra data")
-    except (ValueError, StopIteration):
+    except (ValueError, StopIteration, RecursionError):
         try:
             obj = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     return obj if isinstance(obj, dict) else None
 
@@ -330,12 +329,17 @@ def _line_facts(obj):
     if isinstance(message, dict):
         role = message.get("role")
         if role == "assistant" and isinstance(message.get("content"), list):
-            call_ids = tuple(b.get("id") for b in message["content"]
+            call_ids = tuple(_id_or_none(b.get("id")) for b in message["content"]
                              if isinstance(b, dict) and b.get("type") == "toolCall")
         elif role == "toolResult" and isinstance(message.get("toolCallId"), str):
             result_id = message["toolCallId"]
     first_kept = obj.get("firstKeptEntryId") if obj.get("type") == "compaction" else None
-    return call_ids, result_id, obj.get("id"), obj.get("parentId"), first_kept
+    return call_ids, result_id, _id_or_none(obj.get("id")), _id_or_none(obj.get("parentId")), _id_or_none(first_kept)
+
+
+def _id_or_none(value):
+    """An id usable as a set member (hostile files put lists and objects where ids go)."""
+    return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 def _plan_slim(scan, plan, untouched_turns):
@@ -390,10 +394,16 @@ def write_trimmed(src, sink, scan, plan, level, limits):
 def dump_line(obj):
     """Compact JSON as OpenClaw writes it (JSON.stringify): UTF-8, no spaces."""
     try:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    except UnicodeEncodeError:
-        # Lone surrogates cannot be UTF-8; escaped they stay valid JSON.
-        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        try:
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates cannot be UTF-8; escaped they stay valid JSON.
+            return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode("ascii")
+    except ValueError:
+        # NaN, or a number beyond a double (1e400 parses as inf): Python would write NaN/Infinity,
+        # which JSON.parse rejects, so OpenClaw would drop the whole transcript.
+        raise FileError("a line to rewrite holds a number JSON cannot carry (NaN, Infinity or beyond "
+                        "1e308); left untouched")
 
 
 def copy_range(src, sink, start, end):

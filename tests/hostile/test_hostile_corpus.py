@@ -1,0 +1,199 @@
+"""The hostile and broken input corpus, through the real exported agent (issue 8, item 3).
+
+For every case in tests/hostile/corpus/ the bundled agent (fleet.bundle.export_agent) runs as a
+subprocess, first `scan`, then `run` with a plan that enables every operation at its most eager
+setting. Each time it must:
+
+- exit 0 or 1 within the timeout, print one JSON result, and no Python traceback;
+- name the bad file: the case's expected words appear in that file's record (error, notes), the
+  health findings for it, or the agent's errors;
+- leave the bad file as it was (same bytes, inode, mtime, mode) unless the case allows a change,
+  and then hold a verified backup (a backup file with the original's sha256);
+- change nothing outside the state dir (the whole tree around it is snapshotted before and
+  after: paths, types, modes, sizes, mtimes, inodes, sha256, link targets), and never read
+  through a link: no byte of an outside file (all hold SECRET) appears in the output or in any
+  file under the state dir, backups included;
+- write nothing at all in a scan, and still trim the healthy agent's transcript in a run;
+- leave backups as 0600 files in 0700 folders and no temp file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from corpus_builder import SECRET, build_case, files_containing, load_cases, snapshot, under
+from fleet.bundle import export_agent
+
+CASES = load_cases()
+RUN_ID = "20261121T101500Z-h0stil"
+TIMEOUT_S = 60
+
+
+def test_corpus_is_large_and_described():
+    assert len(CASES) >= 100
+    for case in CASES:
+        assert case.get("what") and case.get("must"), case["name"]
+        assert case.get("changes", "none") in ("none", "allowed"), case["name"]
+
+
+@pytest.fixture(scope="session")
+def agent_pyz(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("agent") / "fleet-agent.pyz"
+    export_agent(path)
+    return path
+
+
+def eager_plan(state: Path, now_ms: int) -> dict:
+    """Every operation on, at its most eager: whatever a file could provoke, it provokes."""
+    ages = {k: 0 for k in ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe", "hook", "dreaming")}
+    return {
+        "protocol": 1, "mode": "run", "run_id": RUN_ID, "now_ms": now_ms, "dry_run": False,
+        "state_dir": str(state), "agents": None,
+        "backup": {"dir": None, "gzip": False, "keep_runs": 1, "max_age_s": 0},
+        "operations": {
+            "transcripts": {"tiers": [{"over_bytes": 0, "keep_records": 4, "slim": "aggressive"}],
+                            "tool_output_limit_bytes": 64, "assistant_text_limit_bytes": 64,
+                            "untouched_turns": 0},
+            "trajectories": {"keep_runs": 1, "max_age_s": 1},
+            "store": {"prune": ages, "prune_direct_after_s": 0, "stale_after_s": 0, "max_entries": 1,
+                      "strip_fields": ["skillsSnapshot", "systemPromptReport"], "rotate_over_bytes": 0,
+                      "rotate_keep": 1},
+            "orphans": {"archive_after_s": 0},
+            "archives": {"delete_after_s": 0},
+            "legacy": {"keep_records": 1, "slim": "aggressive"},
+            "locks": {"remove_stale": True},
+            "temp": {"remove_after_s": 0},
+        },
+    }
+
+
+def run_agent(argv: list[str], stdin: bytes = b"") -> tuple[int, dict, str, str]:
+    try:
+        done = subprocess.run([sys.executable, *argv], input=stdin, capture_output=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the agent hung (no answer within {TIMEOUT_S}s): {argv}") from exc
+    out, err = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
+    assert "Traceback" not in err, err[-3000:]
+    assert done.returncode in (0, 1), f"exit {done.returncode}: {err[-2000:]}"
+    result = json.loads(out)
+    assert result["error"] is None or "internal error" not in result["error"], result["error"]
+    return done.returncode, result, out, err
+
+
+def findings_text(result: dict, target: str | None) -> str:
+    """Everything the result says about `target` (or about anything, when target is None)."""
+    def about(path):
+        return target is None or path == target or (path or "").startswith(target + "/")
+
+    parts = [json.dumps([r for r in result["files"] if about(r["path"])], ensure_ascii=False),
+             json.dumps([h for h in result["health"] if about(h.get("path"))], ensure_ascii=False),
+             json.dumps([a.get("errors") for a in result["agents"]], ensure_ascii=False),
+             str(result.get("error")), str((result.get("backup") or {}).get("error"))]
+    return "\n".join(parts).lower()
+
+
+def assert_expected(words, result, target, label):
+    if not words:
+        return
+    text = findings_text(result, target)
+    for word in words:
+        assert word.lower() in text, f"{label}: {word!r} not said about {target}:\n{text[:4000]}"
+
+
+def assert_no_internal_errors(result):
+    text = json.dumps(result)
+    assert "internal error" not in text, [r for r in result["files"] if "internal error" in json.dumps(r)] or \
+        [a["errors"] for a in result["agents"]]
+
+
+def assert_backups_private(state: Path):
+    backups = state / "fleet-backups"
+    if not backups.is_dir() or backups.is_symlink():
+        return
+    for folder, dirs, files in os.walk(backups):
+        assert stat.S_IMODE(os.lstat(folder).st_mode) == 0o700, folder
+        for name in files:
+            assert stat.S_IMODE(os.lstat(os.path.join(folder, name)).st_mode) == 0o600, name
+
+
+def backup_shas(state: Path) -> set[str]:
+    snap = snapshot(state / "fleet-backups") if (state / "fleet-backups").is_dir() else {}
+    return {v[6] for v in snap.values() if v[0] == "file"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_corpus_case(case, agent_pyz, tmp_path):
+    root = tmp_path / "root"
+    state, outside, keep = build_case(case, root)
+    try:
+        _check_case(case, agent_pyz, root, state, outside, tmp_path)
+    finally:
+        for obj in keep:
+            obj.close()
+
+
+def _check_case(case, agent_pyz, root, state, outside, tmp_path):
+    target = case.get("target")
+    now_ms = int(time.time() * 1000) + 1000
+    before = snapshot(root)
+    passwd_like = open("/etc/passwd", "rb").read().split(b"\n")[0]
+
+    # --- scan: read-only, says what is wrong
+    _, scan, scan_out, scan_err = run_agent([str(agent_pyz), "scan", "--state-dir", str(state),
+                                             "--now-ms", str(now_ms)])
+    assert snapshot(root) == before, "a scan changed something"
+    assert_no_internal_errors(scan)
+    assert_expected(case.get("scan"), scan, target, "scan")
+
+    # --- run: everything on
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(eager_plan(state, now_ms)))
+    _, result, run_out, run_err = run_agent([str(agent_pyz), "run", "--plan", str(plan)])
+    after = snapshot(root)
+    assert_no_internal_errors(result)
+    assert_expected(case.get("run"), result, target, "run")
+
+    # nothing outside the state dir changed, nothing was read through a link
+    assert under(after, "outside") == under(before, "outside")
+    assert set(after) - set(under(after, "state")) - set(under(after, "outside")) == set()
+    for text in (scan_out, scan_err, run_out, run_err):
+        assert SECRET not in text
+        assert passwd_like.decode() not in text
+    assert files_containing(state, SECRET.encode()) == []
+    assert files_containing(state, passwd_like) == []
+
+    # the bad file: untouched, or changed only after a verified backup
+    untouched = case.get("untouched")
+    if untouched is None:
+        untouched = [target] if target and case.get("changes", "none") == "none" else []
+    for rel in untouched:
+        key = os.path.join("state", rel)
+        assert under(after, key) == under(before, key), f"{rel} was changed"
+    if target and case.get("changes") == "allowed":
+        key = os.path.join("state", target)
+        old = before.get(key)
+        if old and old[0] == "file" and after.get(key) != old and not _stale_lock_taken_over(result, target, after, key):
+            assert old[6] in backup_shas(state), f"{target} changed without a backup of its old bytes"
+    for rel in case.get("must_exist") or ():
+        assert after.get(os.path.join("state", rel), ("gone",))[0] == "file", f"{rel} is gone"
+
+    # the rest of the fleet still handled; backups private; no temp file left
+    if case.get("others_handled", True):
+        good = [r for r in result["files"] if r["path"] == "agents/good/sessions/g-1.jsonl"]
+        assert good and good[0]["action"] == "trim" and good[0]["error"] is None, good
+    assert_backups_private(state)
+    leftovers = [k for k in after if ".fleet-" in k and k.endswith(".tmp")]
+    assert leftovers == []
+
+
+def _stale_lock_taken_over(result, target, after, key) -> bool:
+    """OpenClaw's own protocol: a stale store lock whose owner is gone is taken over (removed)."""
+    notes = [n for r in result["files"] if r["path"] == target for n in r["notes"]]
+    return target.endswith(".lock") and key not in after and any("took over stale store lock" in n for n in notes)
