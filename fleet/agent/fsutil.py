@@ -14,6 +14,8 @@ import os
 import re
 import stat
 
+from .replace import swap_in
+
 CHUNK = 1 << 20
 FAULT_AT_ENV = "FLEET_AGENT_FAULT_AT"
 FAULT_LOG_ENV = "FLEET_AGENT_FAULT_LOG"
@@ -304,7 +306,9 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
     "backup": {...} or None, "notes": [...]}.
 
     Order: back up and verify; write a temp file in the same folder with the original's mode
-    (and owner where we may); fsync; re-check the original; rename over; fsync the folder.
+    (and owner where we may); fsync; re-check the original; rename over (an atomic exchange where
+    the system has one, so a version another process renamed in after the re-check is noticed
+    and put back: FileChanged, see replace.py); fsync the folder.
     If the original grew meanwhile and `carry_appends` is true (append-only transcripts), the
     appended bytes are copied into the new file before the rename, and bytes appended to the
     old inode after the rename are appended to the new file; otherwise FileChanged is raised
@@ -379,7 +383,13 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
                 # while we fsync would otherwise be carried after lines it writes to the new one.
                 grown, rounds = os.fstat(src.fileno()).st_size, rounds + 1
             FAULTS.hit("before-rename")
-            os.rename(tmp, path)
+            outcome = swap_in(tmp, path, st0.st_ino)
+            if outcome == "conflict":
+                raise FileChanged("%s was replaced by another process at the last moment; left as it was"
+                                  % rel_path)
+            if outcome == "swapped":
+                FAULTS.hit("swapped")
+                os.unlink(tmp)  # the old version (backed up), swapped out
             tmp = None
             FAULTS.hit("renamed")
             if carry_appends and os.fstat(src.fileno()).st_size > size_done:
