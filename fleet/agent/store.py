@@ -19,9 +19,11 @@ Rules that keep users' sessions safe:
 - A store that does not parse, is empty, or holds an entry with a missing or unsafe sessionId
   is never written: the record carries the error and the file stays byte-identical.
 - OpenClaw 2026.5-2026.7 take no file lock: a gateway replacing the store while fleet rewrites
-  it is caught by safe_rewrite's re-checks (the rewrite is redone once on the fresh content,
-  then reported). Only a replace landing between the final re-check and fleet's rename (a few
-  microseconds) cannot be seen from outside the gateway; stopping the gateway closes it.
+  it is caught by safe_rewrite's re-checks and its final atomic exchange (the rewrite is redone
+  once on the fresh content, then reported). What stays open: systems without renameat2's
+  RENAME_EXCHANGE (there a replace in the microseconds before fleet's rename goes unseen), and a
+  gateway that reads the store in the microseconds fleet's version is in place before an
+  exchange is undone. Stopping the gateway closes both.
 """
 import hashlib
 import json
