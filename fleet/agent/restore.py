@@ -29,6 +29,7 @@ store write: a lock held by a live gateway refuses the file ("store locked by li
 A dry run does steps 1–3 and reports what would happen; it writes nothing. Stdlib only.
 """
 import gzip
+import json
 import os
 import stat
 import zlib
@@ -40,12 +41,29 @@ from .fsutil import (CHUNK, FileError, HashSink, describe_oserror, fsync_dir, ha
 CHANGED = "changed since the run; use --force to overwrite it (it is backed up first)"
 
 
+class _BackupReader(object):
+    """A backup's original bytes (gunzipped if `.gz`), opened without following a symlink;
+    closing it closes the file underneath too."""
+
+    def __init__(self, path):
+        self._raw = os.fdopen(open_nofollow(path), "rb")
+        self._f = gzip.GzipFile(fileobj=self._raw, mode="rb") if path.endswith(".gz") else self._raw
+
+    def read(self, n):
+        return self._f.read(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._f.close()
+        finally:
+            self._raw.close()
+
+
 def _open_backup(path):
-    fd = open_nofollow(path)
-    raw = os.fdopen(fd, "rb")
-    if path.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
+    return _BackupReader(path)
 
 
 def backup_digest(path):
@@ -60,11 +78,34 @@ def backup_digest(path):
     return sink.bytes, sink.sha256, sink.newlines
 
 
-def _records(kind, newlines, size):
-    """Records as the rest of the agent counts them, for files counted by lines."""
+def _records(kind, newlines, size, read=None):
+    """Records as the rest of the agent counts them: transcript lines after the header, store
+    entries (`read()` gives the store's bytes); 0 for other kinds."""
     if kind == "transcript" and size:
         return max(0, newlines - 1)
+    if kind == "store" and size and read is not None:
+        try:
+            doc = json.loads(read().decode("utf-8"))
+        except (OSError, ValueError, EOFError, zlib.error):
+            return 0
+        return len(doc) if isinstance(doc, dict) else 0
     return 0
+
+
+def _read_all(path, backup=False):
+    def read():
+        if backup:
+            chunks = []
+            with _open_backup(path) as f:
+                while True:
+                    b = f.read(CHUNK)
+                    if not b:
+                        break
+                    chunks.append(b)
+            return b"".join(chunks)
+        with os.fdopen(open_nofollow(path), "rb") as f:
+            return f.read()
+    return read
 
 
 def _backup_roots(ctx):
@@ -115,6 +156,14 @@ def _write_from_backup(backup_path, path, want_sha, mode):
         raise
 
 
+def _same_owner(path, st):
+    """Give the restored file the owner of what it replaces (or of its folder), where we may."""
+    try:
+        os.chown(path, st.st_uid, st.st_gid)
+    except OSError:
+        pass
+
+
 def _unlink_quiet(path):
     try:
         os.unlink(path)
@@ -142,7 +191,7 @@ def restore_file(ctx, item, force):
         now = _current(path)
     except (FileError, OSError) as exc:
         return refuse(str(exc) if isinstance(exc, FileError) else describe_oserror(exc, "reading " + rel))
-    before = empty if now is None else stats(now[1], _records(kind, now[3], now[1]), now[2])
+    before = empty if now is None else stats(now[1], _records(kind, now[3], now[1], _read_all(path)), now[2])
     try:
         size, digest, newlines = backup_digest(backup_path)
     except FileNotFoundError:
@@ -153,7 +202,7 @@ def restore_file(ctx, item, force):
     want = item.get("backup_sha256")
     if not want or digest != want:
         return refuse("backup is damaged: its sha256 is not the one recorded; nothing restored", before)
-    after = stats(size, _records(kind, newlines, size), digest)
+    after = stats(size, _records(kind, newlines, size, _read_all(backup_path, backup=True)), digest)
     archive, notes = _duplicate_archive(ctx, item.get("archived_to"), digest)
     if now is None and archive is not None:
         # The bytes are on disk already, under the archive name (counted as the agent's files).
@@ -181,6 +230,7 @@ def restore_file(ctx, item, force):
             makedirs_private(folder)
         mode = stat.S_IMODE(now[0].st_mode) if now is not None else 0o600
         tmp = _write_from_backup(backup_path, path, digest, mode)
+        _same_owner(tmp, now[0] if now is not None else os.stat(folder))
         try:
             if now is not None:
                 st = os.lstat(path)

@@ -166,6 +166,7 @@ def test_store_is_restored_under_the_store_lock(ran):
     lock.unlink()
     done = run_restore(context(state), {"files": [item], "force": False})
     assert done[0]["error"] is None and store.read_bytes() == original
+    assert (done[0]["before"]["records"], done[0]["after"]["records"]) == (0, 1)   # store entries
     assert not lock.exists()                 # our own lock is gone again
 
 
