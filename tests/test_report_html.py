@@ -27,7 +27,8 @@ def sample_run() -> RunResult:
                           Stats(before, 1000, "a" * 64), Stats(after, 100, "b" * 64))
 
     hosts = (
-        HostResult("pc-a", True, elapsed_s=1.1, files=(fr("main", 1, 9_646_899, 188_743), fr("work", 2, 3_000_000, 400_000))),
+        HostResult("pc-a", True, elapsed_s=1.1,
+                   files=(fr("main", 1, 9_646_899, 188_743), fr("work", 2, 3_000_000, 400_000))),
         HostResult("t440", True, elapsed_s=0.9, files=(fr("main", 3, 5_242_880, 262_144),)),
         HostResult.failed("nas", "ssh: connection refused (10.0.0.5:22): is sshd running?"),
     )

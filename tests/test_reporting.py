@@ -142,7 +142,8 @@ def test_table_report_has_every_section_and_failed_hosts_last():
 
 
 def test_multi_line_and_pipe_errors_keep_tables_intact():
-    run = replace(sample_run(), hosts=(HostResult.failed("nas", "agent failed (exit 127):\nsh: python3: not found\n| x"),))
+    error = "agent failed (exit 127):\nsh: python3: not found\n| x"
+    run = replace(sample_run(), hosts=(HostResult.failed("nas", error),))
     md = render_run(run, "markdown")
     row = [line for line in md.splitlines() if line.startswith("| nas")][0]
     assert row.count(" | ") == 1 and "sh: python3: not found / \\| x" in row

@@ -62,7 +62,8 @@ def test_sentences_read_like_the_issue():
     grows = analyse("pc-a", "main", daily([4.4 * MB, 5.0 * MB, 5.6 * MB, 6.2 * MB]), T0 + 3 * DAY_MS, LIMITS)
     assert grows.sentence() == "pc-a/main grows 0.6 MB/day; crosses 10 MB in about 6 days"
     over = analyse("t440", "main", daily([11 * MB, 12 * MB]), T0 + DAY_MS, LIMITS)
-    assert over.sentence() == "t440/main grows 1.0 MB/day; already over 10 MB (12 MB); crosses the critical 50 MB in about 38 days"
+    assert over.sentence() == ("t440/main grows 1.0 MB/day; already over 10 MB (12 MB); "
+                               "crosses the critical 50 MB in about 38 days")
     steady = analyse("pc-b", "work", daily([2 * MB, 2 * MB]), T0 + DAY_MS, LIMITS)
     assert steady.sentence() == "pc-b/work is steady at 2 MB"
     fresh = analyse("pc-b", "main", daily([9 * MB, 0.5 * MB]), T0 + DAY_MS, LIMITS)
