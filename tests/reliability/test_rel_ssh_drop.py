@@ -1,0 +1,130 @@
+"""SSH dropped mid-run: `fleet run` (the real CLI, a subprocess) on two real sshd hosts; while the
+agent on one host is in the middle of its writes, that host's sshd process tree (listener,
+connection processes and everything they started, the agent too) is SIGKILLed. The host must be
+reported failed with an error a person understands, the other host must finish, the exit status
+must be 1, and every file on the dropped host must be whole (crashkit.check_whole).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import crashkit as ck
+from fleet.gen import TINY_FLEET, generate_host
+
+PLAYBOOK = """\
+description = "reliability: every operation has work on crashkit's state"
+
+[backup]
+keep_runs = 5
+
+[[transcripts.tier]]
+over = "6KB"
+keep_records = 4
+
+[[transcripts.tier]]
+over = "20KB"
+keep_records = 20
+slim = "tool-output"
+
+[trajectories]
+keep_runs = 1
+
+[store]
+disposable_after = "24h"
+strip_fields = ["skillsSnapshot", "systemPromptReport"]
+
+[orphans]
+archive_after = "24h"
+
+[archives]
+delete_after = "30d"
+
+[temp]
+remove_after = "30m"
+"""
+
+
+def populate(state_dir: Path, index: int) -> None:
+    if index == 0:
+        ck.build_state(state_dir, scale=3)
+    else:
+        generate_host(state_dir, TINY_FLEET[0], 1, ck.GEN_NOW_MS)
+
+
+def process_tree(root: int) -> list:
+    """`root` and every process descending from it (by /proc's parent pids)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+                parents[int(name)] = int(data[data.rfind(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def test_sshd_killed_mid_run(ssh_fleet, tmp_path):
+    fleet_ = ssh_fleet(2, populate=populate, names=["dropped", "steady"])
+    dropped = fleet_.host("dropped")
+    original = ck.snapshot(dropped.state_dir)
+    steps = tmp_path / "steps.log"
+    # The dropped host's python logs the agent's write steps (its own fault hook): the test sees
+    # the run is mid-way before it pulls the plug.
+    wrapper = tmp_path / "python-logging-steps"
+    wrapper.write_text(f'#!/bin/sh\nFLEET_AGENT_FAULT_LOG={steps} exec python3 "$@"\n')
+    wrapper.chmod(0o755)
+    inventory = fleet_.write_inventory('command_timeout = 120\nconnect_timeout = 10')
+    text = inventory.read_text().replace(f'[hosts.dropped]\n', f'[hosts.dropped]\npython = "{wrapper}"\n')
+    inventory.write_text(text)
+    playbook = tmp_path / "reliability.toml"
+    playbook.write_text(PLAYBOOK)
+    env = dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state"))
+    run = subprocess.Popen([sys.executable, "-m", "fleet", "run", str(playbook), "-i", str(inventory), "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (steps.exists() and len(steps.read_text().splitlines()) >= 8):
+            assert run.poll() is None and time.monotonic() < deadline, "the agent never started writing"
+            time.sleep(0.01)
+        killed = process_tree(dropped.server.pid)
+        for pid in killed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        at_kill = len(steps.read_text().splitlines())
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert len(killed) >= 3, f"expected listener, connection and agent processes, killed {killed}"
+    assert run.returncode == 1, err[-2000:]
+    doc = json.loads(out)
+    hosts = {h["host"]: h for h in doc["hosts"]}
+    assert hosts["steady"]["ok"] and hosts["steady"]["error"] is None
+    assert any(f["action"] != "none" for f in hosts["steady"]["files"])
+    failed = hosts["dropped"]
+    assert failed["ok"] is False
+    assert "the connection was lost" in failed["error"], failed["error"]
+    assert "timed out" not in failed["error"]
+    assert doc["totals"]["hosts_failed"] == 1
+    # The agent died with the connection: no write step after the kill.
+    time.sleep(0.3)
+    assert len(steps.read_text().splitlines()) <= at_kill + 1
+    problems = ck.check_whole(original, dropped.state_dir)
+    assert problems == [], "; ".join(problems)
+    assert "dropped" in err
