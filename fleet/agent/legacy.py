@@ -22,7 +22,7 @@ import hashlib
 import json
 
 from .context import file_record, stats
-from .fsutil import FileError, open_nofollow, safe_rewrite
+from .fsutil import FileError, describe_oserror, open_nofollow, safe_rewrite
 from .slim import Limits, check_level, slim_line
 from .transcript import error_record
 
@@ -212,7 +212,7 @@ def trim_legacy(ctx, agent, info, policy):
             data = f.read()
         planned = compute(data)
     except OSError as exc:
-        return _bad(agent, info, "cannot read: %s" % (exc.strerror or exc))
+        return _bad(agent, info, describe_oserror(exc, "reading " + info.rel))
     except FileError as exc:
         return _bad(agent, info, str(exc))
     if planned[0] is None:
@@ -234,7 +234,7 @@ def trim_legacy(ctx, agent, info, policy):
     except FileError as exc:
         return _bad(agent, info, str(exc), len(data), planned[1])
     except OSError as exc:
-        return _bad(agent, info, "cannot rewrite: %s" % (exc.strerror or exc), len(data), planned[1])
+        return _bad(agent, info, describe_oserror(exc, "rewriting " + info.rel), len(data), planned[1])
     _, before_records, after_records, notes, (trimmed, slimmed) = used["result"]
     actions = (["trim"] if trimmed else []) + (["slim"] if slimmed else [])
     return file_record(agent, info.rel, info.kind,

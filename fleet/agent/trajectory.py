@@ -30,7 +30,7 @@ import re
 from array import array
 
 from .context import file_record, stats
-from .fsutil import FileError, hash_file, open_nofollow, safe_rewrite
+from .fsutil import FileError, describe_oserror, hash_file, open_nofollow, safe_rewrite
 from .transcript import BackupWitness, copy_range, error_record
 
 _ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
@@ -180,7 +180,7 @@ def cap_trajectory(ctx, agent, info, policy):
         try:
             size, digest, newlines = hash_file(info.path)
         except OSError as exc:
-            return error_record(agent, info, "cannot read: %s" % (exc.strerror or exc), header_lines=0)
+            return error_record(agent, info, describe_oserror(exc, "reading " + info.rel), header_lines=0)
         return file_record(agent, info.rel, info.kind, before=stats(size, newlines, digest),
                            notes=["trajectory pointer; left as it is"])
     policy = policy or {}
@@ -199,7 +199,7 @@ def cap_trajectory(ctx, agent, info, policy):
         with open(open_nofollow(info.path), "rb") as f:
             scan, lines, notes = analyse(f)
     except OSError as exc:
-        return error_record(agent, info, "cannot read: %s" % (exc.strerror or exc), header_lines=0)
+        return error_record(agent, info, describe_oserror(exc, "reading " + info.rel), header_lines=0)
     except FileError as exc:
         return error_record(agent, info, str(exc), header_lines=0)
     if len(lines) == len(scan.run_of):
@@ -227,7 +227,7 @@ def cap_trajectory(ctx, agent, info, policy):
     except FileError as exc:
         return error_record(agent, info, str(exc), scan)
     except OSError as exc:
-        return error_record(agent, info, "cannot rewrite: %s" % (exc.strerror or exc), scan)
+        return error_record(agent, info, describe_oserror(exc, "rewriting " + info.rel), scan)
     use_scan = used["scan"]
     kept_runs = len(set(use_scan.run_of[i] for i in used["lines"]))
     notes = list(used["notes"]) + ["kept %d of %d runs" % (kept_runs, len(use_scan.run_ids))]

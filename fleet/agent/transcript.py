@@ -33,7 +33,7 @@ import re
 from array import array
 
 from .context import file_record, stats
-from .fsutil import CHUNK, FileError, count_lines, open_nofollow, safe_rewrite
+from .fsutil import CHUNK, FileError, count_lines, describe_oserror, open_nofollow, safe_rewrite
 from .slim import Limits, check_level, slim_line, would_slim
 
 OTHER, USER, ASSISTANT, TOOL_RESULT, COMPACTION, BLANK = range(6)
@@ -457,7 +457,7 @@ def trim_transcript(ctx, agent, info, tier, policy):
         with open(open_nofollow(info.path), "rb") as f:
             scan, plan = analyse(f)
     except OSError as exc:
-        return error_record(agent, info, "cannot read: %s" % (exc.strerror or exc))
+        return error_record(agent, info, describe_oserror(exc, "reading " + info.rel))
     except FileError as exc:
         return error_record(agent, info, str(exc))
     if not plan.changes:
@@ -483,7 +483,7 @@ def trim_transcript(ctx, agent, info, tier, policy):
     except FileError as exc:
         return error_record(agent, info, str(exc), scan)
     except OSError as exc:
-        return error_record(agent, info, "cannot rewrite: %s" % (exc.strerror or exc), scan)
+        return error_record(agent, info, describe_oserror(exc, "rewriting " + info.rel), scan)
     use_scan, use_plan, sink = used["scan"], used["plan"], used["sink"]
     notes = list(use_plan.notes)
     if use_plan.slim:
