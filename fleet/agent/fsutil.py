@@ -13,10 +13,12 @@ import hashlib
 import os
 import re
 import stat
+import time
 
 from .replace import swap_in
 
 CHUNK = 1 << 20
+LATE_APPEND_GRACE_S = 0.1
 FAULT_AT_ENV = "FLEET_AGENT_FAULT_AT"
 FAULT_LOG_ENV = "FLEET_AGENT_FAULT_LOG"
 SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -411,6 +413,9 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
                 _unlink_quiet(tmp)
         if carry_appends:
             # A writer holding the old inode open may still have appended after the rename.
+            if size_done > backup["bytes"]:
+                # A live writer was seen: give an append it opened before the rename time to land.
+                time.sleep(LATE_APPEND_GRACE_S)
             late = os.fstat(src.fileno()).st_size
             if late > size_done:
                 with open(path, "ab") as out:
