@@ -247,3 +247,20 @@ def test_reinstalling_into_another_unit_dir_moves_the_units(tmp_path):
     assert list(first.iterdir()) == []
     assert sorted(p.name for p in second.iterdir()) == ["fleet-w.service", "fleet-w.timer"]
     assert f"deleted {first / 'fleet-w.timer'}" in proc.stdout
+
+
+def test_install_checks_fleet_toml_and_says_where_the_token_must_go(tmp_path):
+    inventory = make_local_fleet(tmp_path)
+    units = tmp_path / "units"
+    args = ["schedule", "install", "w", "--playbook", "scan", "--at", "@daily", "-i", str(inventory),
+            "--backend", "systemd", "--unit-dir", str(units)]
+    (tmp_path / "fleet.toml").write_text('[notify.telegram]\nchat_id = 1\ntoken = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"\n')
+    proc = fleet_cli(args, tmp_path / "state")
+    assert proc.returncode == 2 and "notify.telegram.token: unknown key; secrets do not belong" in proc.stderr
+    assert "AAHdqTcv" not in proc.stderr and not units.exists()
+
+    (tmp_path / "fleet.toml").write_text("[notify.telegram]\nchat_id = 1\n")
+    proc = fleet_cli(args, tmp_path / "state", FLEET_TELEGRAM_TOKEN="set-in-my-shell-only")
+    assert proc.returncode == 0, proc.stderr
+    assert (f"note: cron and systemd do not see your shell's FLEET_TELEGRAM_TOKEN; put `FLEET_TELEGRAM_TOKEN=…` "
+            f"in {tmp_path / 'state' / 'schedule.env'} (mode 0600)") in proc.stdout
