@@ -11,7 +11,7 @@ from __future__ import annotations
 from html import escape
 
 from fleet.reporting import (DRY_RUN_BANNER, NUMERIC_HEADERS, SizeRow, agent_rows, failed_hosts, host_rows,
-                             sections, summary_line, title)
+                             sections, summary_line, title, undo_hint)
 from fleet.results import RunResult
 from fleet.units import human_mb, percent_change
 
@@ -121,6 +121,9 @@ def render_html(result: RunResult, top: int = 10) -> str:
     if result.dry_run:
         body.append(f'<p class="banner">{escape(DRY_RUN_BANNER)}</p>')
     body.append(f"<p>{escape(summary_line(result))}</p>")
+    hint = undo_hint(result)
+    if hint:
+        body.append(f'<p class="muted"><code>{escape(hint)}</code></p>')
     body.append(_cards(result))
     failed = failed_hosts(result)
     hosts = host_rows(result)
