@@ -43,13 +43,19 @@ def load_operation(module, function):
 
 
 def merge_record(old, new):
-    """Two operations on one path: keep the first `before`, the last `after`, all actions/notes."""
+    """Two operations on one path: keep the first `before` and its backup, the last `after`, all
+    actions and notes."""
     merged = dict(new)
     merged["before"] = old["before"]
     merged["actions"] = list(old.get("actions") or []) + list(new.get("actions") or [])
     if new.get("action") in (None, "none"):
         merged["action"] = old.get("action", "none")
     merged["notes"] = list(old.get("notes") or []) + list(new.get("notes") or [])
+    # The first backup holds the bytes `before` describes: that is the one a restore needs.
+    if old.get("backup") is not None:
+        if new.get("backup") not in (None, old["backup"]):
+            merged["notes"].append("intermediate version backed up at %s" % new["backup"])
+        merged["backup"], merged["backup_sha256"] = old["backup"], old.get("backup_sha256")
     for key in ("backup", "backup_sha256", "archived_to", "error", "session_key"):
         if merged.get(key) is None and old.get(key) is not None:
             merged[key] = old[key]
