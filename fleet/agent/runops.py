@@ -20,6 +20,7 @@ from .discover import discover
 from .fsutil import BackupStore, FileError, inside, set_phase
 from .locks import transcript_in_use
 from .protocol import PlanError
+from .space import backup_shortfall
 from . import health, scan
 
 
@@ -176,6 +177,10 @@ def _run_steps(run):
         run_sqlite = run.op("sqlite_era", "run_steps")
         if run_sqlite is not None:
             run_sqlite(run, ops)
+        return
+    shortfall = backup_shortfall(run.ctx, af, ops)
+    if shortfall:
+        run.errors.append(shortfall)
         return
     if af.store_problem is not None and af.store_info is not None:
         run.add(run.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"
