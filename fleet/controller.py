@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -193,11 +194,17 @@ def run_command(playbook: str, inventory: Path, limit: Optional[str], forks: Opt
     book = load_playbook(playbook)        # validated before the inventory's hosts are contacted
     for warning in getattr(book, "warnings", ()):
         _warn(warning)
+    if notify:
+        from fleet.notify import check_notify_config
+
+        check_notify_config(Path(inventory))   # a broken fleet.toml stops here (exit 2), before any host
     result = _execute("run", inventory, limit, forks, dry_run, accept_new_host_keys, playbook=book)
-    status = _finish(result, json_out)
     if notify:
         from fleet.notify import send_run_notice
 
-        for problem in send_run_notice(result, Path(inventory)):
+        problems = send_run_notice(result, Path(inventory))   # never raises: problems are data
+        for problem in problems:
             _warn(problem)
-    return status
+        # Recorded with the run (history and --json): a notice that did not arrive is visible later.
+        result = replace(result, extra={**result.extra, "notify": {"sent": not problems, "problems": problems}})
+    return _finish(result, json_out)

@@ -265,7 +265,9 @@ def test_a_webhook_url_from_the_environment_is_used_and_never_shown(tmp_path, se
 
 def test_notify_config_is_checked_before_a_run(tmp_path):
     inventory = tmp_path / "inventory.toml"
-    with pytest.raises(ConfigError, match=r"--notify needs a \[notify.telegram\] or \[notify.webhook\] table"):
+    assert not check_notify_config(inventory).configured        # reported after the run, not before
+    (tmp_path / "fleet.toml").write_text("[notify.telegram]\nchat_id = [1]\n")
+    with pytest.raises(ConfigError, match=r"chat_id: expected a string or integer"):
         check_notify_config(inventory)
     write_config(inventory, "http://127.0.0.1:9")
     assert check_notify_config(inventory).telegram.base_url == "http://127.0.0.1:9"
@@ -283,7 +285,7 @@ def test_a_run_with_notify_delivers_one_message_with_the_runs_totals(tmp_path, s
     doc = json.loads(proc.stdout)
     totals = doc["totals"]
     assert totals["freed_bytes"] > 0
-    assert len(telegram.received) == 1
+    assert len(telegram.received) == 1 and doc["notify"] == {"sent": True, "problems": []}
     text = telegram.received[0]["json"]["text"]
     assert text.splitlines()[0] == f"fleet run {doc['run_id']}: emergency — ok"
     assert "hosts: 1 ok, 0 failed" in text
@@ -304,6 +306,22 @@ def test_with_the_server_down_the_run_still_succeeds_and_says_why(tmp_path):
     assert json.loads(proc.stdout)["totals"]["hosts_ok"] == 1
     assert f"telegram: sending to {down} failed: Connection refused" in proc.stderr
     assert TOKEN not in proc.stderr + proc.stdout
+    doc = json.loads(proc.stdout)
+    assert doc["notify"] == {"sent": False, "problems": [f"telegram: sending to {down} failed: Connection refused"]}
     entry = json.loads((tmp_path / "state" / "logs" / "notify.jsonl").read_text().splitlines()[-1])
-    assert entry["run_id"] == json.loads(proc.stdout)["run_id"] and entry["ok"] is False
+    assert entry["run_id"] == doc["run_id"] and entry["ok"] is False
     assert "Connection refused" in entry["problem"]
+    from fleet.history import load_run
+
+    assert load_run(doc["run_id"]).extra["notify"] == doc["notify"]     # recorded with the run
+
+
+def test_a_broken_fleet_toml_with_notify_runs_nothing(tmp_path):
+    inventory = make_local_fleet(tmp_path)
+    (tmp_path / "fleet.toml").write_text("[notify.telegram]\nchat_id = [1]\n")
+    before = (tmp_path / "openclaw" / "agents" / "main" / "sessions" / f"{SESSION_ID}.jsonl").read_bytes()
+    proc = fleet_cli(["run", "emergency", "-i", str(inventory), "--notify"], tmp_path / "state")
+    assert proc.returncode == 2
+    assert "fleet.toml: notify.telegram.chat_id: expected a string or integer, got [1]" in proc.stderr
+    assert (tmp_path / "openclaw" / "agents" / "main" / "sessions" / f"{SESSION_ID}.jsonl").read_bytes() == before
+    assert not (tmp_path / "state" / "history.sqlite").exists()
