@@ -56,10 +56,29 @@ def open_readonly(path):
         how, query = "immutable (no WAL)", "immutable=1"
     else:
         how, query = "immutable (WAL without -shm: the WAL's pages were not read)", "immutable=1"
-    conn = sqlite3.connect("file:%s?%s" % (quote(os.path.abspath(path)), query), uri=True,
-                           timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn = connect("file:%s?%s" % (quote(os.path.abspath(path)), query))
     conn.execute("PRAGMA query_only = 1")
     return conn, how
+
+
+def _octet_length(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bytes):
+        return len(value)
+    return len(str(value).encode("utf-8"))
+
+
+def connect(uri):
+    """A connection; OpenClaw's CHECK constraints call octet_length(), which SQLite has only
+    since 3.43: older SQLites (Debian 12 has 3.40) get the same function from Python, so
+    `quick_check`, which evaluates CHECK constraints, can judge the database."""
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    if sqlite3.sqlite_version_info < (3, 43, 0):
+        conn.create_function("octet_length", 1, _octet_length, deterministic=True)
+    return conn
 
 
 def _tables(conn):
@@ -284,7 +303,7 @@ def backup_database(path, target):
         os.close(fd)
         src, _how = open_readonly(path)
         try:
-            dst = sqlite3.connect(tmp, isolation_level=None)
+            dst = connect("file:%s" % quote(os.path.abspath(tmp)))
             try:
                 src.backup(dst)
                 dst.execute("PRAGMA journal_mode = DELETE")
@@ -327,8 +346,7 @@ def _openclaw(cfg, state_dir, args):
 
 
 def _writable(path):
-    conn = sqlite3.connect("file:%s?mode=rw" % quote(os.path.abspath(path)), uri=True,
-                           timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn = connect("file:%s?mode=rw" % quote(os.path.abspath(path)))
     conn.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
     return conn
 
