@@ -109,7 +109,12 @@ def _env_name(t: Table, key: str, default: str | None, example: str) -> str | No
 
 
 def _url(t: Table, key: str, default: str | None) -> str | None:
-    return t.string(key, default, pattern=_HTTP_URL, pattern_hint="expected an http:// or https:// URL")
+    url = t.string(key, default, pattern=_HTTP_URL, pattern_hint="expected an http:// or https:// URL")
+    if url and "@" in url.split("/")[2]:
+        t.add(key, "a URL with a user or password carries a secret: put it in an environment variable "
+                   'and give its name instead, url_env = "FLEET_WEBHOOK_URL"')
+        return None
+    return url
 
 
 def _telegram(t: Table) -> TelegramConfig | None:

@@ -76,6 +76,7 @@ timeout = -1
      "token_env"),
     ("notify.webhook", 'url = "https://hooks.slack.com/services/T000/B000/XXXXXXXX"', "url", "url_env"),
     ("notify.webhook", 'secret = "hunter2"\nurl = "http://127.0.0.1:9/x"', "secret", "url_env"),
+    ("notify.webhook", 'url = "https://fleet:hunter2@chat.example.org/hook"', "url", "url_env"),
 ])
 def test_a_secret_in_the_file_is_refused_with_where_it_belongs(tmp_path, table, line, key, fix):
     problems = problems_of(write(tmp_path, f"[{table}]\n{line}\n"))
