@@ -124,7 +124,7 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
 
     now = _now()
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-skip-" + uuid.uuid4().hex[:6]
-    result = RunResult(run_id=run_id, kind="skipped", playbook=schedule.playbook or "scan", dry_run=False,
+    result = RunResult(run_id=run_id, kind="skipped", playbook=Path(schedule.playbook).stem if schedule.playbook else "scan", dry_run=False,
                        started_at=now, finished_at=now, hosts=(),
                        extra={"schedule": schedule.name, "reason": reason})
     problems = []

@@ -195,7 +195,7 @@ def test_two_runs_started_together_one_runs_one_exits_3(tmp_path):
     kinds = sorted(r["kind"] for r in list_runs())
     assert kinds == ["scan", "skipped"]
     skipped = next(r for r in list_runs() if r["kind"] == "skipped")
-    assert load_run(skipped["run_id"]).extra["schedule"] == "night"
+    assert load_run(skipped["run_id"]).extra["schedule"] == "night" and skipped["playbook"] == "scan"
     assert "still going" in load_run(skipped["run_id"]).extra["reason"]
 
 
