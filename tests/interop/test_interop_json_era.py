@@ -73,11 +73,14 @@ def _no_new_lint_findings(openclaw, lint_before):
     assert not new, "doctor --lint has new findings after fleet: %s" % sorted(new)
 
 
-def _loader_reads_kept_transcripts(genuine_71, state, files, tmp_path):
+def _loader_reads_kept_transcripts(genuine_71, state, files, kept, tmp_path):
+    """Every kept entry's transcript: OpenClaw loads it unchanged, with fleet's record count."""
     node, pkg = genuine_71[0], genuine_71[1]
-    transcripts = [f for f in files if f["kind"] == "transcript" and f["after"]["bytes"] > 0]
-    assert transcripts
+    by_path = {f["path"]: f for f in files}
+    transcripts = [by_path["agents/main/sessions/%s.jsonl" % e["sessionId"]] for e in kept.values()]
+    assert len(transcripts) == len(kept)
     for rec in transcripts:
+        assert rec["kind"] == "transcript" and rec["action"] not in ("archive", "delete"), rec
         seen = load_with_openclaw(node, pkg, state / rec["path"], tmp_path / "loader")
         assert seen["rewritten"] is False, rec["path"]
         assert seen["recovered_corrupt_header"] is False
@@ -115,7 +118,7 @@ def test_openclaw_sessions_lists_exactly_the_kept_keys_lint_clean_loader_reads_a
         assert set(kept) == keys_before
     _openclaw_lists_kept_keys(openclaw, kept, keys_before)
     _no_new_lint_findings(openclaw, lint_before)
-    _loader_reads_kept_transcripts(genuine_71, state, files, tmp_path)
+    _loader_reads_kept_transcripts(genuine_71, state, files, kept, tmp_path)
     _further_turn_sends_kept_messages(openclaw, state, kept, [])
 
 
@@ -129,7 +132,7 @@ def test_openclaw_loads_trimmed_main_and_the_model_gets_only_the_kept_messages(g
     assert traj, "no trajectory was capped"
     _openclaw_lists_kept_keys(openclaw, kept, keys_before)
     _no_new_lint_findings(openclaw, lint_before)
-    _loader_reads_kept_transcripts(genuine_71, state, files, tmp_path)
+    _loader_reads_kept_transcripts(genuine_71, state, files, kept, tmp_path)
     users_after = user_texts(state / main_rec["path"])
     removed = [u for u in users_before if u not in users_after]
     assert removed, "the trim removed no user message"

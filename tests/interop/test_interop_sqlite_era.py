@@ -13,6 +13,7 @@ The data: the same real turns as the JSON era (genuine.py), written by 2026.9.6 
   critical finding naming the fix, and no playbook deletes or archives its legacy transcripts.
 """
 import hashlib
+import shutil
 import json
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ from genuine import JSON_ERA, MAIN_KEY, SQLITE_ERA, OpenClaw
 from judge import host_files, listed_keys, run_fleet, sent_text, write_inventory
 from mock_model import MockModel
 
+from fleet.agent import sqlite_era
 from fleet.bundle import export_agent
 
 pytestmark = pytest.mark.timeout(1500)
@@ -116,8 +118,8 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
     result = json.loads(proc.stdout)
     db = next(f for f in result["files"] if f["path"] == DB)
     assert db["actions"][:1] == ["prune"] and db["backup"], db
-    copy = sqlite3.connect(db["backup"])
-    assert copy.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    copy = sqlite_era.connect("file:%s?mode=ro" % db["backup"])  # octet_length() for SQLite < 3.43
+    assert sqlite_era.quick_check(copy) == "ok"
     copy.close()
     assert hashlib.sha256(open(db["backup"], "rb").read()).hexdigest() == db["backup_sha256"]
     kept = node_keys(state)
@@ -135,26 +137,30 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
     assert "one more turn after fleet" in sent and "main turn %d" % (genuine.MAIN_TURNS - 1) in sent
 
 
-def test_half_migrated_host_gets_the_doctor_fix_finding_and_keeps_its_legacy_transcripts(tmp_path):
-    node, pkgs = genuine.install(JSON_ERA, SQLITE_ERA)
-    cached = genuine.genuine_state(JSON_ERA, node, pkgs[JSON_ERA])
-    state = genuine.copy_state(cached, tmp_path / "state")
-    # 2026.9.6 started on a 2026.7.1 state (one turn), `openclaw doctor --fix` never run.
-    mock = MockModel.start()
-    try:
-        genuine.write_config(state, mock.base_url)
-        OpenClaw(node, pkgs[SQLITE_ERA], state).turn(MAIN_KEY, "first turn after the upgrade")
-    finally:
-        mock.stop()
+def test_half_migrated_host_gets_the_doctor_fix_finding_and_keeps_its_legacy_transcripts(genuine_96, tmp_path):
+    """2026.9.6's database beside 2026.7.1's un-imported sessions/ (what `doctor --fix` would import).
+
+    Found while building this: 2026.9.6 refuses every command on an unmigrated 2026.7.1 state
+    ("state database schema migration required … run openclaw doctor --fix"), and `doctor --fix`
+    imports the sessions in the same step; so the half-way state is the two genuine data sets side
+    by side (e.g. a 2026.7 process still writing next to 2026.9, or a restored sessions/ folder).
+    """
+    node, pkgs = genuine.install(JSON_ERA)
+    legacy_state = genuine.copy_state(genuine.genuine_state(JSON_ERA, node, pkgs[JSON_ERA]), tmp_path / "legacy")
+    state = genuine.copy_state(genuine_96[2], tmp_path / "state")
     sessions = state / "agents/main/sessions"
-    legacy = sorted(p.name for p in sessions.glob("*.jsonl"))
-    assert legacy and (state / DB).is_file(), "not half-migrated: %s" % legacy
+    shutil.rmtree(sessions, ignore_errors=True)
+    shutil.copytree(legacy_state / "agents/main/sessions", sessions)
+    genuine.relocate(sessions, legacy_state, state)
+    assert list(sessions.glob("*.jsonl")) and (state / DB).is_file()
     doc = fleet_scan(tmp_path, state)
     (host,) = doc["hosts"]
     half = [h for h in host["health"] if h["check"] == "half-migrated"]
     assert half and half[0]["severity"] == "critical" and "openclaw doctor --fix" in half[0]["detail"]
     snapshot = {p.name: p.read_bytes() for p in sessions.iterdir() if p.is_file()}
-    for playbook in ("weekly", "daily-prune"):
+    db_before = digests(state)
+    for playbook in ("weekly", "daily-prune", "maintenance"):
         files = host_files(run_fleet(tmp_path, state, playbook, hours_later=24 * 40))
-        assert all(f["action"] == "none" for f in files if f["agent"] == "main")
+        assert all(f["action"] == "none" for f in files if f["agent"] == "main"), playbook
     assert {p.name: p.read_bytes() for p in sessions.iterdir() if p.is_file()} == snapshot
+    assert digests(state) == db_before
