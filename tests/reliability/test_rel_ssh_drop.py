@@ -87,7 +87,7 @@ def test_sshd_killed_mid_run(ssh_fleet, tmp_path):
     wrapper.write_text(f'#!/bin/sh\nFLEET_AGENT_FAULT_LOG={steps} exec python3 "$@"\n')
     wrapper.chmod(0o755)
     inventory = fleet_.write_inventory('command_timeout = 120\nconnect_timeout = 10')
-    text = inventory.read_text().replace(f'[hosts.dropped]\n', f'[hosts.dropped]\npython = "{wrapper}"\n')
+    text = inventory.read_text().replace('[hosts.dropped]\n', f'[hosts.dropped]\npython = "{wrapper}"\n')
     inventory.write_text(text)
     playbook = tmp_path / "reliability.toml"
     playbook.write_text(PLAYBOOK)
