@@ -143,6 +143,7 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path):
     target = case.get("target")
     now_ms = int(time.time() * 1000) + 1000
     before = snapshot(root)
+    target_bytes = _small_file_bytes(state / target) if target else None
     passwd_like = open("/etc/passwd", "rb").read().split(b"\n")[0]
 
     # --- scan: read-only, says what is wrong
@@ -181,6 +182,9 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path):
         old = before.get(key)
         if old and old[0] == "file" and after.get(key) != old and not _stale_lock_taken_over(result, target, after, key):
             assert old[6] in backup_shas(state), f"{target} changed without a backup of its old bytes"
+        trimmed = [r for r in result["files"] if r["path"] == target and "trim" in r["actions"]]
+        if trimmed and target_bytes is not None and target.endswith(".jsonl") and "/sessions/" in target:
+            assert_valid_trim(target_bytes, (state / target).read_bytes())
     for rel in case.get("must_exist") or ():
         assert after.get(os.path.join("state", rel), ("gone",))[0] == "file", f"{rel} is gone"
 
@@ -197,3 +201,38 @@ def _stale_lock_taken_over(result, target, after, key) -> bool:
     """OpenClaw's own protocol: a stale store lock whose owner is gone is taken over (removed)."""
     notes = [n for r in result["files"] if r["path"] == target for n in r["notes"]]
     return target.endswith(".lock") and key not in after and any("took over stale store lock" in n for n in notes)
+
+
+def _small_file_bytes(path: Path) -> bytes | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return path.read_bytes() if stat.S_ISREG(st.st_mode) and st.st_size < (1 << 20) else None
+
+
+def assert_valid_trim(old: bytes, new: bytes) -> None:
+    """What OpenClaw needs of a trimmed transcript: the header byte for byte and first; every later
+    line a JSON object whose parentId names an earlier kept line (the first may be null); every
+    toolResult after its toolCall; each line's ending kept; a crash fragment kept at the end."""
+    old_lines, new_lines = old.splitlines(True), new.splitlines(True)
+    assert new_lines[0] == old_lines[0]
+    fragment = not old.endswith(b"\n")
+    if fragment:
+        assert new_lines[-1] == old_lines[-1] and not new.endswith(b"\n")
+        new_lines = new_lines[:-1]
+    endings = {line[-2:] == b"\r\n" for line in old_lines[:len(old_lines) - fragment]}
+    ids, calls = set(), set()
+    for number, raw in enumerate(new_lines[1:], 2):
+        obj = json.loads(raw)
+        assert isinstance(obj, dict), number
+        if len(endings) == 1:
+            assert (raw[-2:] == b"\r\n") in endings, f"line {number}: line ending changed"
+        if number > 2:
+            assert obj.get("parentId") in ids, f"line {number}: parent {obj.get('parentId')} not kept"
+        ids.add(obj.get("id"))
+        message = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+        if message.get("role") == "assistant" and isinstance(message.get("content"), list):
+            calls.update(b.get("id") for b in message["content"] if isinstance(b, dict) and b.get("type") == "toolCall")
+        if message.get("role") == "toolResult":
+            assert message.get("toolCallId") in calls, f"line {number}: toolResult without its toolCall"
