@@ -5,9 +5,10 @@
 Genuine data comes from tests/interop/genuine.py (real `openclaw agent --local` turns against the
 mock model, cached under ~/.cache/fleet-interop; built on first use, which takes minutes). For each
 era, each contender gets its own fresh copy; printed per contender: bytes reclaimed under agents/
-(files on disk, SQLite database + WAL included), store entries removed, wall time.
+(files on disk, SQLite database + WAL included), store entries removed, whether the main session
+survived, wall time.
 
-JSON era (2026.7.1): `openclaw sessions cleanup --enforce --json` with OpenClaw's defaults, the same
+JSON era (2026.7.1): `openclaw sessions cleanup --store <sessions.json> --enforce --json` with OpenClaw's defaults, the same
 with `session.maintenance.pruneAfter = "1m"` (so minutes-old genuine sessions count as stale, as
 fleet's clock HOURS later makes them), and fleet's `daily-prune` and `weekly` through the real
 controller with its clock HOURS later.
@@ -37,24 +38,25 @@ def agents_bytes(state):
     return sum(p.stat().st_size for p in (state / "agents").rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def entries(state):
+def keys(state):
     store = state / "agents/main/sessions/sessions.json"
     if store.is_file():
-        return len(json.loads(store.read_text()))
+        return set(json.loads(store.read_text()))
     conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
     try:
-        return conn.execute("SELECT COUNT(*) FROM session_nodes").fetchone()[0]
+        return {r[0] for r in conn.execute("SELECT session_key FROM session_nodes")}
     finally:
         conn.close()
 
 
 def measure(name, cached, work, scratch):
     state = genuine.copy_state(cached, scratch / name.replace(" ", "-") / "state")
-    b0, e0 = agents_bytes(state), entries(state)
+    b0, k0 = agents_bytes(state), keys(state)
     t0 = time.monotonic()
     work(state)
     elapsed = time.monotonic() - t0
-    return name, b0 - agents_bytes(state), e0 - entries(state), elapsed
+    k1 = keys(state)
+    return name, b0 - agents_bytes(state), len(k0 - k1), genuine.MAIN_KEY in k1, elapsed
 
 
 def openclaw_cleanup(node, pkg, prune_after=None, store=False):
@@ -63,7 +65,9 @@ def openclaw_cleanup(node, pkg, prune_after=None, store=False):
             config = json.loads((state / "openclaw.json").read_text())
             config["session"] = {"maintenance": {"mode": "enforce", "pruneAfter": prune_after}}
             (state / "openclaw.json").write_text(json.dumps(config, indent=2))
-        args = ["sessions", "cleanup", "--enforce", "--json"] + (["--store", str(state / DB)] if store else [])
+        # --store runs the cleanup in this process (without it, OpenClaw asks a gateway).
+        target = state / DB if store else state / "agents/main/sessions/sessions.json"
+        args = ["sessions", "cleanup", "--enforce", "--json", "--store", str(target)]
         genuine.OpenClaw(node, pkg, state).run(*args, timeout=600)
     return work
 
@@ -116,9 +120,13 @@ def main():
         rows.append(("2026.9.6",) + measure("openclaw cleanup --store", s, openclaw_cleanup(node, ps, store=True), scratch))
         rows.append(("2026.9.6",) + measure("fleet agent sqlite (backup+cleanup+checkpoint)", s,
                                             fleet_agent_sqlite(node, ps), scratch))
-    print("%-9s %-48s %16s %16s %9s" % ("openclaw", "contender", "bytes reclaimed", "entries removed", "time s"))
-    for version, name, reclaimed, removed, elapsed in rows:
-        print("%-9s %-48s %16d %16d %9.2f" % (version, name, reclaimed, removed, elapsed))
+    print("%-9s %-48s %16s %16s %10s %9s" % ("openclaw", "contender", "bytes reclaimed", "entries removed",
+                                               "main kept", "time s"))
+    for version, name, reclaimed, removed, main_kept, elapsed in rows:
+        print("%-9s %-48s %16d %16d %10s %9.2f" % (version, name, reclaimed, removed, "yes" if main_kept else "NO",
+                                                   elapsed))
+    print("bytes reclaimed: files under agents/ (archives fleet keeps in place still count); "
+          "fleet's clock is --hours-later ahead, OpenClaw runs now.")
 
 
 if __name__ == "__main__":

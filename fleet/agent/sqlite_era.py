@@ -271,6 +271,13 @@ def health(af):
         out.append(_finding(af.agent, "info", "sqlite-free-pages",
                             "%s of %s is free pages; a VACUUM with the gateway stopped gives it back"
                             % (_mb(info["free_bytes"]), _mb(total)), rel))
+    leftovers = [f for f in af.files if f.kind == "sqlite" and ".memory-reindex-" in os.path.basename(f.path)]
+    if leftovers:
+        # Seen on genuine 2026.9.6 data: every `openclaw agent --local` run left one (~370 KB with its WAL).
+        out.append(_finding(af.agent, "info", "sqlite-reindex-leftovers",
+                            "%d memory-reindex database files (%s) beside %s; OpenClaw's scratch copies, "
+                            "left alone by fleet" % (len(leftovers), _mb(sum(f.size for f in leftovers)), AGENT_DB),
+                            os.path.dirname(rel)))
     if not info["schema_known"]:
         out.append(_finding(af.agent, "warning", "sqlite-schema",
                             "%s has no session tables this agent knows (user_version %s)"

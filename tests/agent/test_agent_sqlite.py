@@ -242,3 +242,13 @@ def test_half_migrated_agent_keeps_its_legacy_transcripts_and_orphans(tmp_path):
     assert snapshot(state) == before, "a half-migrated agent's files were changed"
     assert all(f["action"] == "none" for f in doc["files"])
     assert any("openclaw doctor --fix" in n for n in doc["agents"][0]["notes"])
+
+
+def test_openclaw_reindex_leftovers_are_reported_and_left_alone(tmp_path):
+    make_db(db_path(tmp_path))
+    leftover = Path(str(db_path(tmp_path)) + ".memory-reindex-0f5d59ee-034e-47d9-ac97-d383e6c022b8-wal")
+    leftover.write_bytes(b"w" * 5000)
+    _code, doc = scan(tmp_path)
+    (found,) = [h for h in doc["health"] if h["check"] == "sqlite-reindex-leftovers"]
+    assert found["severity"] == "info" and "1 memory-reindex" in found["detail"]
+    assert leftover.read_bytes() == b"w" * 5000
