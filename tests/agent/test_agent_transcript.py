@@ -91,8 +91,9 @@ def branchy_chat():
     c.user("also look at /var")
     c.result(calls[0])
     c.assistant(text="done")
+    c.turn(calls=1)
+    first_kept = c.lines[-4]["id"]                   # a turn's user message, as OpenClaw points to
     c.turn(calls=3, size=300)
-    first_kept = c.lines[-8]["id"]
     c.add("compaction", summary="summary", firstKeptEntryId=first_kept, tokensBefore=180000)
     c.turn()
     c.turn(calls=0)
