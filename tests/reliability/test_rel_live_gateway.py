@@ -31,7 +31,7 @@ import crashkit as ck
 from fleet.gen import KB, HostSpec, generate_host, tiny_agent
 
 WRITER = Path(__file__).with_name("gateway_writer.py")
-RUNS = 5
+RUNS = 3
 MIN_WRITES_INSIDE = 20
 
 
