@@ -174,7 +174,7 @@ def _run_steps(run):
         run.notes.append("half-migrated to SQLite: nothing changed; run `openclaw doctor --fix` first")
         return
     if af.era == "sqlite":
-        run_sqlite = run.op("sqlite_era", "run_steps")
+        run_sqlite = run.op("sqlite_run", "run_steps")
         if run_sqlite is not None:
             run_sqlite(run, ops)
         return

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from fleet.agent import sqlite_era
+from fleet.agent import sqlite_era, sqlite_run
 from fleet.agent.main import main
 
 NOW_MS = int(time.time() * 1000)
@@ -178,7 +178,7 @@ def test_online_backup_is_a_verified_consistent_private_copy(tmp_path):
     writer = make_db(db_path(tmp_path), wal=True)
     try:
         target = tmp_path / "backups" / "run1" / "agents/main/agent/openclaw-agent.sqlite"
-        out = sqlite_era.backup_database(str(db_path(tmp_path)), str(target))
+        out = sqlite_run.backup_database(str(db_path(tmp_path)), str(target))
     finally:
         writer.close()
     assert out["sha256"] == hashlib.sha256(target.read_bytes()).hexdigest()
