@@ -155,6 +155,9 @@ def run_agent(ctx, af, cfg, records):
     db["action"] = actions[0] if actions else "none"
     db["actions"] = actions
     db["backup"], db["backup_sha256"] = backup["path"], backup["sha256"]
+    # The file's own sha256 after the run: `fleet restore` refuses to put the backup back over a
+    # database OpenClaw has written to since (its WAL would no longer match), unless forced.
+    db["after"]["sha256"] = sha256_file(db_info.path)
     db["notes"] = notes + db["notes"]
     af.sqlite_entries = after_info["entries"]
     return out, []
