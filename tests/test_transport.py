@@ -251,6 +251,23 @@ def test_proxy_jump_reaches_the_host_through_the_jump_host(ssh_fleet, per_host_c
     assert "direct-tcpip" in jump_log and f"127.0.0.1 port {fleet_.hosts[1].port}" in jump_log
 
 
+def test_proxy_jump_from_ssh_config(ssh_fleet, per_host_cache, tmp_path):
+    fleet_ = ssh_fleet(2, log_level="DEBUG")
+    jump, far = fleet_.hosts
+    config = tmp_path / "ssh_config"
+    # "localhost", not 127.0.0.1: fabric skips a jump host named like the target (a self-proxy guard).
+    config.write_text(f"Host far-away\n  HostName 127.0.0.1\n  Port {far.port}\n"
+                      f"  ProxyJump root@localhost:{jump.port}\n")
+    fleet.sshd.write_known_hosts(fleet_.known_hosts, [jump.server, far.server,
+                                                      ("localhost", jump.port, jump.server.host_public_key_line())])
+    host = dataclasses.replace(load_inventory(fleet_.inventory).hosts["host2"], address="far-away", port=None,
+                               ssh_config=str(config))
+    bundle, digest = make_bundle(ECHO_AGENT)
+    run = run_agent(host, {"via": "ssh_config jump"}, bundle=bundle, digest=digest)
+    assert json.loads(run.stdout)["plan"] == {"via": "ssh_config jump"}
+    assert f"127.0.0.1 port {far.port}" in jump.log.read_text()
+
+
 def test_command_timeout_stops_waiting_and_says_so(one_host):
     fleet_, host = one_host
     bundle, digest = make_bundle(SLOW_AGENT)
