@@ -24,7 +24,7 @@ from fleet.errors import ExitStatus, UsageError
 from fleet.history import record_run, state_dir
 from fleet.inventory import load_inventory
 from fleet.plan import build_plan, new_run_id, now_ms
-from fleet.reporting import render_run
+from fleet.reporting import printable, render_run
 from fleet.results import HostResult, RunResult
 from fleet.runner import run_plans
 from fleet.selection import select_hosts, write_retry_file
@@ -77,6 +77,7 @@ class LiveProgress:
 
     @staticmethod
     def _line(host: str, state: str, detail: str) -> str:
+        detail = printable(detail)      # a host's error may quote a file name holding an ESC
         if state == "ok":
             return f"{host}: ok {detail}"
         if state == "failed":

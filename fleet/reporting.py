@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -247,10 +248,19 @@ def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], li
     return [(heading, table) for heading, table in parts if table[1]]
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as \\xNN: file names and errors come from the hosts,
+    and an ESC in a file name must not reach the operator's terminal as an escape sequence."""
+    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+
+
 def one_line(value: object, markdown: bool = False) -> str:
-    """A cell on one line: error messages may carry a shell's multi-line output; in markdown
-    a '|' would end the cell."""
-    text = " / ".join(part.strip() for part in str(value).splitlines() if part.strip())
+    """A cell on one line, printable: error messages may carry a shell's multi-line output; in
+    markdown a '|' would end the cell."""
+    text = printable(" / ".join(part.strip() for part in str(value).splitlines() if part.strip()))
     return text.replace("|", "\\|") if markdown else text
 
 

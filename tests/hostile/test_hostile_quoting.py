@@ -179,3 +179,24 @@ def _check(fleet_hosts, host, base: Path, marker: Path, tmp: Path) -> None:
         for i in range(len(payloads(marker))):
             for key in refused:
                 assert f"hosts.h{i}.{key}" in done.stderr, (key, done.stderr[-3000:])
+
+
+def test_terminal_escapes_from_a_host_never_reach_the_terminal(tmp_path):
+    """A file named with ESC sequences (set the title, colour, OSC 52 clipboard) is shown escaped."""
+    sessions = tmp_path / "state" / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    (sessions / "sessions.json").write_text(json.dumps({"agent:main:main": {"sessionId": "s-1", "updatedAt": 1}}))
+    (sessions / "s-1.jsonl").write_text(conversation("s-1"))
+    evil = "evil\x1b]52;c;cHduZWQ=\x07\x1b[2J\x9b31m.jsonl"
+    (sessions / evil).write_text(conversation("x"))
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(f'[hosts.me]\nconnection = "local"\nstate_dir = {toml_str(str(tmp_path / "state"))}\n')
+    for argv in (["scan", "-i", str(inventory)], ["report", "--format", "markdown"]):
+        done = fleet(tmp_path, *argv)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "evil\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\x9b31m.jsonl" in done.stdout
+        for text in (done.stdout, done.stderr):
+            assert not any(c in text for c in "\x1b\x07\x9b"), repr(text[-500:])
+    done = fleet(tmp_path, "scan", "-i", str(inventory), "--json")
+    paths = [f["path"] for h in json.loads(done.stdout)["hosts"] for f in h["files"]]
+    assert "agents/main/sessions/" + evil in paths      # JSON carries the exact name, escaped by JSON
