@@ -187,7 +187,9 @@ def makedirs_private(path):
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
-        pass
+        # Made meanwhile by another run, or a file or symlink in the way: never chmod through it.
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise OSError(errno.ENOTDIR, "not a folder", path)
     os.chmod(path, 0o700)
 
 

@@ -114,7 +114,7 @@ def assert_no_internal_errors(result):
 
 
 def assert_backups_private(state: Path):
-    backups = state / "fleet-backups"
+    backups = state / "fleet-backups" / RUN_ID
     if not backups.is_dir() or backups.is_symlink():
         return
     for folder, dirs, files in os.walk(backups):
