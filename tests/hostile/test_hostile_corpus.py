@@ -182,8 +182,9 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path):
         old = before.get(key)
         if old and old[0] == "file" and after.get(key) != old and not _stale_lock_taken_over(result, target, after, key):
             assert old[6] in backup_shas(state), f"{target} changed without a backup of its old bytes"
-        trimmed = [r for r in result["files"] if r["path"] == target and "trim" in r["actions"]]
-        if trimmed and target_bytes is not None and target.endswith(".jsonl") and "/sessions/" in target:
+        trimmed = [r for r in result["files"]
+                   if r["path"] == target and r["kind"] == "transcript" and "trim" in r["actions"]]
+        if trimmed and target_bytes is not None:
             assert_valid_trim(target_bytes, (state / target).read_bytes())
     for rel in case.get("must_exist") or ():
         assert after.get(os.path.join("state", rel), ("gone",))[0] == "file", f"{rel} is gone"
