@@ -328,6 +328,13 @@ class _ProcessStream(Stream):
 
     def read(self, timeout: float) -> tuple[bytes, bytes, bool]:
         chunks = {self.proc.stdout: b"", self.proc.stderr: b""}
+        if not self.selector.get_map():
+            # Both pipes are closed: wait for the exit itself (an empty selector would sleep).
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            return b"", b"", self.proc.poll() is not None
         for key, _ in self.selector.select(timeout):
             data = os.read(key.fileobj.fileno(), 65536)
             if data:
