@@ -74,9 +74,9 @@ def eager_plan(state: Path, now_ms: int) -> dict:
     }
 
 
-def run_agent(argv: list[str], stdin: bytes = b"") -> tuple[int, dict, str, str]:
+def run_agent(argv: list[str], python: str = sys.executable) -> tuple[int, dict, str, str]:
     try:
-        done = subprocess.run([sys.executable, *argv], input=stdin, capture_output=True, timeout=TIMEOUT_S)
+        done = subprocess.run([python, *argv], capture_output=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"the agent hung (no answer within {TIMEOUT_S}s): {argv}") from exc
     out, err = done.stdout.decode("utf-8", "replace"), done.stderr.decode("utf-8", "replace")
@@ -139,7 +139,34 @@ def test_corpus_case(case, agent_pyz, tmp_path):
             obj.close()
 
 
-def _check_case(case, agent_pyz, root, state, outside, tmp_path):
+# The cases that lean on the interpreter (recursion limits, float parsing, O_NONBLOCK, special
+# files) once more under the oldest Python the agent supports.
+OLDEST_PYTHON_CASES = ["transcript-deep-nesting", "legacy-deep-nesting", "trajectory-deep-nesting",
+                       "store-huge-float", "store-nan-literal", "transcript-huge-float", "transcript-nan-in-line",
+                       "fifo-as-store-lock", "fifo-as-transcript-lock", "chardev-zero-as-lock", "symlink-loop",
+                       "transcript-wrong-message-types", "lock-huge-pid", "sessionfile-the-store-itself",
+                       "symlink-agents-root", "symlink-backup-dir"]
+
+
+@pytest.mark.parametrize("name", OLDEST_PYTHON_CASES)
+def test_corpus_case_on_oldest_python(name, agent_pyz, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+    try:
+        from test_agent_py38 import oldest_python
+    finally:
+        sys.path.pop(0)
+    case = next(c for c in CASES if c["name"] == name)
+    state, outside, keep = build_case(case, tmp_path / "root")
+    try:
+        result = _check_case(case, agent_pyz, tmp_path / "root", state, outside, tmp_path,
+                             python=str(oldest_python()))
+        assert result["host"]["python"].startswith("3.8"), result["host"]
+    finally:
+        for obj in keep:
+            obj.close()
+
+
+def _check_case(case, agent_pyz, root, state, outside, tmp_path, python=sys.executable):
     target = case.get("target")
     now_ms = int(time.time() * 1000) + 1000
     before = snapshot(root)
@@ -148,7 +175,7 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path):
 
     # --- scan: read-only, says what is wrong
     _, scan, scan_out, scan_err = run_agent([str(agent_pyz), "scan", "--state-dir", str(state),
-                                             "--now-ms", str(now_ms)])
+                                             "--now-ms", str(now_ms)], python)
     assert snapshot(root) == before, "a scan changed something"
     assert_no_internal_errors(scan)
     assert_expected(case.get("scan"), scan, target, "scan")
@@ -156,7 +183,7 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path):
     # --- run: everything on
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(eager_plan(state, now_ms)))
-    _, result, run_out, run_err = run_agent([str(agent_pyz), "run", "--plan", str(plan)])
+    _, result, run_out, run_err = run_agent([str(agent_pyz), "run", "--plan", str(plan)], python)
     after = snapshot(root)
     assert_no_internal_errors(result)
     assert_expected(case.get("run"), result, target, "run")
@@ -196,6 +223,7 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path):
     assert_backups_private(state)
     leftovers = [k for k in after if ".fleet-" in k and k.endswith(".tmp")]
     assert leftovers == []
+    return result
 
 
 def _stale_lock_taken_over(result, target, after, key) -> bool:
