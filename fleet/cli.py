@@ -236,7 +236,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if isinstance(exc, click_exceptions.ClickException):
             exc.show()
             sys.exit(int(ExitStatus.USAGE))
-        if isinstance(exc, click_exceptions.Abort):
+        if isinstance(exc, getattr(click_exceptions, "Abort", ())):
             typer.echo("fleet: interrupted", err=True)
             sys.exit(int(ExitStatus.INTERRUPTED))
         import traceback

@@ -201,7 +201,14 @@ def encode_document(document: dict) -> bytes:
 
     Session paths and checksums compress well, and a fleet's daily scans add up.
     """
-    return zlib.compress(json.dumps(document, ensure_ascii=False).encode("utf-8"), 6)
+    text = json.dumps(document, ensure_ascii=False)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A host's file name that is not UTF-8 arrives with lone surrogates; escaped, the run is
+        # still recorded (and restorable) instead of lost from the history.
+        data = json.dumps(document, ensure_ascii=True).encode("ascii")
+    return zlib.compress(data, 6)
 
 
 def decode_document(value: bytes | str) -> dict:
@@ -249,6 +256,12 @@ def _insert_agent_sizes(db: sqlite3.Connection, result: RunResult) -> None:
                         started_ms, finished_ms, files, before, after))
 
 
+def _db_text(value: str | None) -> str | None:
+    """A host's file name that is not UTF-8 arrives with lone surrogates, which SQLite text cannot
+    hold: such characters are stored as \\udcXX (the document keeps the exact name)."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+
 def record_run(result: RunResult, meta: dict | None = None) -> str:
     """Store `result` in the history in one transaction; returns its run id.
 
@@ -271,15 +284,16 @@ def record_run(result: RunResult, meta: dict | None = None) -> str:
             for h in result.hosts:
                 db.execute("INSERT INTO hosts (run_id, host, ok, error, elapsed_s, before_bytes, after_bytes,"
                            " backup_bytes, expired_backup_bytes) VALUES (?,?,?,?,?,?,?,?,?)",
-                           (result.run_id, h.host, int(h.ok), h.error, h.elapsed_s, h.before_bytes,
+                           (result.run_id, h.host, int(h.ok), _db_text(h.error), h.elapsed_s, h.before_bytes,
                             h.after_bytes, h.backup_bytes, h.expired_backup_bytes))
                 db.executemany(
                     "INSERT INTO files (run_id, host, agent, path, kind, action, before_bytes, before_records,"
                     " before_sha256, after_bytes, after_records, after_sha256, backup, backup_sha256, error,"
                     " archived_to) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(result.run_id, h.host, f.agent, f.path, f.kind, f.action, f.before.bytes, f.before.records,
-                      f.before.sha256, f.after.bytes, f.after.records, f.after.sha256, f.backup,
-                      f.backup_sha256, f.error, f.archived_to) for f in h.files])
+                    [(result.run_id, h.host, f.agent, _db_text(f.path), f.kind, f.action, f.before.bytes,
+                      f.before.records, f.before.sha256, f.after.bytes, f.after.records, f.after.sha256,
+                      _db_text(f.backup), f.backup_sha256, _db_text(f.error), _db_text(f.archived_to))
+                     for f in h.files])
             _insert_agent_sizes(db, result)
     return result.run_id
 

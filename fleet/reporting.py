@@ -249,12 +249,15 @@ def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], li
 
 
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
 def printable(text: str) -> str:
     """`text` with control characters shown as \\xNN: file names and errors come from the hosts,
     and an ESC in a file name must not reach the operator's terminal as an escape sequence."""
-    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+    text = _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()), text)
+    # A name that is not UTF-8 arrives as lone surrogates (U+DC80-U+DCFF for bytes 0x80-0xFF).
+    return _UNDECODABLE.sub(lambda m: "\\x%02x" % (ord(m.group()) - 0xDC00), text)
 
 
 def one_line(value: object, markdown: bool = False) -> str:
@@ -320,7 +323,8 @@ def write_private(path: Path, text: str) -> None:
     """Write `text` to `path` with mode 0600 (reports name session files and may quote them)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    # backslashreplace: a host's file name that is not UTF-8 (lone surrogates) is written as \\udcXX.
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
         f.write(text)
 
 

@@ -200,3 +200,29 @@ def test_terminal_escapes_from_a_host_never_reach_the_terminal(tmp_path):
     done = fleet(tmp_path, "scan", "-i", str(inventory), "--json")
     paths = [f["path"] for h in json.loads(done.stdout)["hosts"] for f in h["files"]]
     assert "agents/main/sessions/" + evil in paths      # JSON carries the exact name, escaped by JSON
+
+
+def test_a_file_name_that_is_not_utf8_is_recorded_and_reported(tmp_path):
+    """Bytes 0xff 0xfe in a host's file name: the run is still recorded in the history (or it could
+    not be restored by id), and every report shows the name escaped."""
+    sessions = tmp_path / "state" / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    (sessions / "sessions.json").write_text(json.dumps({"agent:main:main": {"sessionId": "s-1", "updatedAt": 1}}))
+    (sessions / "s-1.jsonl").write_text(conversation("s-1", turns=30))
+    with open(os.fsencode(str(sessions)) + b"/bad\xff\xfe.jsonl", "w") as f:
+        f.write(conversation("x"))
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(f'[hosts.me]\nconnection = "local"\nstate_dir = {toml_str(str(tmp_path / "state"))}\n')
+    playbook = tmp_path / "pb.toml"
+    playbook.write_text('[[transcripts.tier]]\nover = "1KB"\nkeep_records = 4\n')
+    done = fleet(tmp_path, "run", str(playbook), "-i", str(inventory))
+    assert done.returncode == 0 and "could not record" not in done.stderr, done.stderr[-2000:]
+    assert "bad\\xff\\xfe.jsonl" in done.stdout
+    history = fleet(tmp_path, "history", "--json")
+    runs = json.loads(history.stdout)["runs"]
+    assert [r["kind"] for r in runs] == ["run"], history.stdout
+    for fmt in ("markdown", "html", "json"):
+        out = tmp_path / f"report.{fmt}"
+        done = fleet(tmp_path, "report", "--format", fmt, "-o", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "bad" in out.read_text(encoding="utf-8")
