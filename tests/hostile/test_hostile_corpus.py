@@ -207,7 +207,8 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path, python=sys.exec
     if target and case.get("changes") == "allowed":
         key = os.path.join("state", target)
         old = before.get(key)
-        if old and old[0] == "file" and after.get(key) != old and not _stale_lock_taken_over(result, target, after, key):
+        changed = old and old[0] == "file" and after.get(key) != old
+        if changed and not _stale_lock_taken_over(result, target, after, key):
             assert old[6] in backup_shas(state), f"{target} changed without a backup of its old bytes"
         trimmed = [r for r in result["files"]
                    if r["path"] == target and r["kind"] == "transcript" and "trim" in r["actions"]]

@@ -145,7 +145,8 @@ def _check(fleet_hosts, host, base: Path, marker: Path, tmp: Path) -> None:
         if any(c.isspace() for c in text) or text.startswith("-"):
             continue
         for kind in ("ssh", "local"):
-            lines += [f"[hosts.{kind}-{label}]", f"python = {toml_str(text)}", f"state_dir = {toml_str(str(ssh_state))}"]
+            lines += [f"[hosts.{kind}-{label}]", f"python = {toml_str(text)}",
+                      f"state_dir = {toml_str(str(ssh_state))}"]
             lines += ([f'address = "{host.address}"', f"port = {host.port}", 'user = "root"',
                        f"identity_file = {toml_str(str(identity))}", f"known_hosts = {toml_str(str(known_hosts))}"]
                       if kind == "ssh" else ['connection = "local"'])
@@ -172,7 +173,8 @@ def _check(fleet_hosts, host, base: Path, marker: Path, tmp: Path) -> None:
                   f"state_dir = {toml_str('/tmp/x' + chr(10) + text)}", f"python = {toml_str('py ' + text)}",
                   f"identity_file = {toml_str(text + chr(10))}", ""]
     bad.write_text("\n".join(lines))
-    for argv in (["scan", "-i", str(bad)], ["run", str(playbook), "-i", str(bad)], ["inventory", "check", "-i", str(bad)]):
+    for argv in (["scan", "-i", str(bad)], ["run", str(playbook), "-i", str(bad)],
+                 ["inventory", "check", "-i", str(bad)]):
         done = fleet(tmp, *argv)
         assert not markers(marker, tmp, base)
         assert done.returncode == 2, (argv, done.returncode, done.stderr[-2000:])
