@@ -47,8 +47,8 @@ OPERATION_DEFAULTS = {
     "locks": {"remove_stale": False},
     "temp": {"remove_after_s": 3600},
     # SQLite-era agents (sqlite_era.py): changes only through OpenClaw's own CLI, when given.
-    "sqlite": {"openclaw_cmd": None, "cleanup": True, "checkpoint": True, "vacuum": False,
-               "gateway_stopped": False, "timeout_s": 300},
+    "sqlite": {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
+               "vacuum": False, "gateway_stopped": False, "timeout_s": 300},
 }
 
 BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000}
@@ -154,6 +154,7 @@ def validate_operations(ops):
         for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
             _bool(q, key, "operations.sqlite")
         _int(q, "timeout_s", "operations.sqlite", minimum=1)
+        _int_or_none(q, "trajectory_keep_runs", "operations.sqlite", minimum=1)
     return out
 
 

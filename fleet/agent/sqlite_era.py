@@ -36,7 +36,8 @@ from .context import file_record, stats
 
 AGENT_DB = "openclaw-agent.sqlite"
 BUSY_TIMEOUT_S = 5.0
-SQLITE_DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "checkpoint": True, "vacuum": False,
+SQLITE_DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
+                   "vacuum": False,
                    "gateway_stopped": False, "timeout_s": 300}
 
 

@@ -93,6 +93,40 @@ def _writable(path):
     return conn
 
 
+def cap_trajectories(path, keep_runs):
+    """Delete each session's trajectory events older than its last `keep_runs` runs; returns the count.
+
+    The one direct change fleet makes, proved by tests/interop on genuine 2026.9.6 data (OpenClaw
+    lists the same sessions, `doctor --lint` finds nothing new, further turns append traces): it is
+    the delete OpenClaw's own trajectory bound runs (`session_id = ? AND seq <= ?`) on a table with
+    no triggers, only its primary key and one index, and whole runs go (a run cut in the middle is
+    worse than none). One write transaction (BEGIN IMMEDIATE, busy timeout) beside a live gateway.
+    """
+    conn = _writable(path)
+    removed = 0
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        starts = {}
+        for sid, run_id, first in conn.execute(
+                "SELECT session_id, run_id, MIN(seq) FROM trajectory_runtime_events WHERE run_id IS NOT NULL "
+                "GROUP BY session_id, run_id"):
+            starts.setdefault(sid, []).append(first)
+        for sid, firsts in starts.items():
+            if len(firsts) <= keep_runs:
+                continue
+            keep_from = sorted(firsts)[-keep_runs]
+            removed += conn.execute("DELETE FROM trajectory_runtime_events WHERE session_id = ? AND seq < ?",
+                                    (sid, keep_from)).rowcount
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
+    return removed
+
+
 def run_agent(ctx, af, cfg, records):
     """The plan's `sqlite` section on one SQLite-era agent; returns the agent's records.
 
@@ -120,6 +154,12 @@ def run_agent(ctx, af, cfg, records):
         out = _openclaw(cfg, ctx.state_dir, ["sessions", "cleanup", "--store", db_info.path, "--enforce", "--json"])
         actions.append("prune")
         notes.append("openclaw sessions cleanup: %s" % _summary(out))
+    if cfg["trajectory_keep_runs"]:
+        removed = cap_trajectories(db_info.path, cfg["trajectory_keep_runs"])
+        if removed:
+            actions.append("trim")
+        notes.append("trajectories capped to the last %d runs per session: %d events removed"
+                     % (cfg["trajectory_keep_runs"], removed))
     if cfg["checkpoint"] or (cfg["vacuum"] and cfg["gateway_stopped"]):
         conn = _writable(db_info.path)
         try:
@@ -140,10 +180,9 @@ def run_agent(ctx, af, cfg, records):
     out = []
     for rec in [db] + recs:
         old = before.pop(rec["path"], None)
-        if old is not None:
-            rec["before"] = old["before"]
-        else:
-            rec["before"] = stats(0, 0)
+        rec["before"] = old["before"] if old is not None else stats(0, 0)
+        if rec["kind"] == "trajectory" and rec["after"]["records"] < rec["before"]["records"]:
+            rec["action"], rec["actions"] = "trim", ["trim"]
         out.append(rec)
     for path, old in before.items():
         if path.startswith(db_rel + "#"):

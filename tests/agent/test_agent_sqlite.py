@@ -252,3 +252,19 @@ def test_openclaw_reindex_leftovers_are_reported_and_left_alone(tmp_path):
     (found,) = [h for h in doc["health"] if h["check"] == "sqlite-reindex-leftovers"]
     assert found["severity"] == "info" and "1 memory-reindex" in found["detail"]
     assert leftover.read_bytes() == b"w" * 5000
+
+
+def test_trajectory_cap_keeps_the_last_runs_whole_and_touches_nothing_else(tmp_path):
+    make_db(db_path(tmp_path))
+    conn = sqlite3.connect(str(db_path(tmp_path)))
+    before = conn.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM transcript_events) FROM trajectory_runtime_events").fetchone()
+    conn.close()
+    removed = sqlite_run.cap_trajectories(str(db_path(tmp_path)), 1)
+    conn = sqlite3.connect(str(db_path(tmp_path)))
+    rows = conn.execute("SELECT session_id, run_id, COUNT(*) FROM trajectory_runtime_events GROUP BY 1, 2").fetchall()
+    transcript_rows = conn.execute("SELECT COUNT(*) FROM transcript_events").fetchone()[0]
+    conn.close()
+    # s-main had runs 0..2 (4 events each): only run-2 is left, whole; s-cron's single run stays.
+    assert sorted(rows) == [("s-cron", "run-0", 4), ("s-main", "run-2", 4)]
+    assert removed == 8 and before[0] - removed == 8
+    assert transcript_rows == before[1]

@@ -7,7 +7,7 @@ The data: the same real turns as the JSON era (genuine.py), written by 2026.9.6 
 - every shipped playbook through the controller leaves a SQLite agent alone (the playbooks have no
   `sqlite` section), and OpenClaw still lists every key;
 - the agent with `operations.sqlite.openclaw_cmd` set runs OpenClaw's own `sessions cleanup`
-  after a verified online backup: OpenClaw then lists exactly the keys left in `session_nodes`,
+  after a verified online backup, and caps trajectories to the last 2 runs (direct SQL, proved here): OpenClaw then lists exactly the keys left in `session_nodes`,
   `doctor --lint` has no new finding, and one more turn on main sends the last user message;
 - a half-migrated host (a 2026.7.1 state touched by 2026.9.6, never `doctor --fix`ed) gets a
   critical finding naming the fix, and no playbook deletes or archives its legacy transcripts.
@@ -48,6 +48,15 @@ def node_keys(state):
     conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
     try:
         return {r[0] for r in conn.execute("SELECT session_key FROM session_nodes")}
+    finally:
+        conn.close()
+
+
+def runs(state, sid):
+    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+    try:
+        return conn.execute("SELECT COUNT(DISTINCT run_id) FROM trajectory_runtime_events WHERE session_id = ?",
+                            (sid,)).fetchone()[0]
     finally:
         conn.close()
 
@@ -109,7 +118,8 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
     plan = {"protocol": 1, "mode": "run", "run_id": "20261121T000000Z-5a5a5a", "now_ms": 0, "dry_run": False,
             "state_dir": str(state), "agents": None,
             "backup": {"dir": str(tmp_path / "backups"), "gzip": False, "keep_runs": None, "max_age_s": None},
-            "operations": {"sqlite": {"openclaw_cmd": openclaw.command, "vacuum": False}}}
+            "operations": {"sqlite": {"openclaw_cmd": openclaw.command, "trajectory_keep_runs": 2,
+                                      "vacuum": False}}}
     import time
     plan["now_ms"] = int(time.time() * 1000)
     proc = subprocess.run([sys.executable, str(agent), "run", "--plan", "-"], input=json.dumps(plan),
@@ -122,6 +132,11 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
     assert sqlite_era.quick_check(copy) == "ok"
     copy.close()
     assert hashlib.sha256(open(db["backup"], "rb").read()).hexdigest() == db["backup_sha256"]
+    main_sid = next(r["path"].rsplit("/", 1)[1] for r in result["files"]
+                    if r.get("session_key") == MAIN_KEY and r["kind"] == "trajectory")
+    main_traj = next(r for r in result["files"] if r["path"] == DB + "#trajectory/" + main_sid)
+    assert main_traj["action"] == "trim" and main_traj["after"]["records"] < main_traj["before"]["records"]
+    assert runs(state, main_sid) == 2
     kept = node_keys(state)
     assert MAIN_KEY in kept
     assert listed_keys(openclaw) == kept
@@ -135,6 +150,10 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
         mock.stop()
     sent = sent_text(mock.requests[0])
     assert "one more turn after fleet" in sent and "main turn %d" % (genuine.MAIN_TURNS - 1) in sent
+    assert runs(state, main_sid) == 3, "OpenClaw did not append its next run's trace after the cap"
+    check = sqlite_era.connect("file:%s?mode=ro" % (state / DB))
+    assert sqlite_era.quick_check(check) == "ok"
+    check.close()
 
 
 def test_half_migrated_host_gets_the_doctor_fix_finding_and_keeps_its_legacy_transcripts(genuine_96, tmp_path):
