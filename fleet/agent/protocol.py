@@ -46,7 +46,7 @@ OPERATION_DEFAULTS = {
     "legacy": {"keep_records": 200, "slim": "tool-output"},
     "locks": {"remove_stale": False},
     "temp": {"remove_after_s": 3600},
-    # SQLite-era agents (sqlite_era.py): changes only through OpenClaw's own CLI, when given.
+    # SQLite-era agents (sqlite_run.py): OpenClaw's own cleanup, when given; a proved trajectory cap.
     "sqlite": {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
                "vacuum": False, "gateway_stopped": False, "timeout_s": 300},
 }
