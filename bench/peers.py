@@ -12,7 +12,8 @@ RUSAGE_CHILDREN around it:
   a. ssh loop      one `ssh` per host, one after the other, agent on stdin (how it is done by hand)
   b. parallel ssh  the same N `ssh` processes, all at once (`&` + `wait`)
   c. ansible       `ansible-playbook`, `script` module (executable=python3), forks=N, pipelining on,
-                   host_key_checking on, ControlMaster/ControlPersist as Ansible ships them
+                   host_key_checking on, ControlMaster=auto + ControlPersist=60s as Ansible ships them
+                   (its default -C compression left out, as for every other tool)
   d. pyinfra       `pyinfra -y --parallel N`: files.put of the agent + server.shell running it
   e. asyncssh      a bare asyncio script: one connection per host, agent on stdin (a subprocess too)
   f. fleet         `python -m fleet scan -i INVENTORY --json --forks N`
