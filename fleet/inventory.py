@@ -24,7 +24,7 @@ CONNECTIONS = ("ssh", "local")
 HOST_KEYS = (
     "address", "port", "user", "identity_file", "known_hosts", "host_key_policy", "state_dir", "agents",
     "python", "become_user", "connection", "connect_timeout", "command_timeout", "proxy_jump",
-    "ssh_config", "groups",
+    "ssh_config", "groups", "openclaw_cmd",
 )
 # Names people bring from ssh_config, Ansible or Fabric, with the fix.
 _KEY_HINTS = {
@@ -72,6 +72,7 @@ class Host:
     proxy_jump: str | None
     ssh_config: str | None       # absolute path; None → ~/.ssh/config if it exists
     groups: tuple[str, ...]
+    openclaw_cmd: tuple[str, ...] | None = None   # OpenClaw's CLI on the host (SQLite-era changes)
 
     @property
     def is_local(self) -> bool:
@@ -90,6 +91,7 @@ _DEFAULTS: dict[str, Any] = {
     "port": None, "user": None, "identity_files": (), "known_hosts": None, "host_key_policy": "strict",
     "state_dir": None, "agents": None, "python": "python3", "become_user": None, "connection": "ssh",
     "connect_timeout": 10.0, "command_timeout": 900.0, "proxy_jump": None, "ssh_config": None, "groups": (),
+    "openclaw_cmd": None,
 }
 
 
@@ -195,6 +197,15 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
     if "groups" in t:
         groups = t.string_list("groups", item_check=_check_name)
         s["groups"] = tuple(groups) if groups is not None else ()
+    if "openclaw_cmd" in t:
+        # A string is one program ("openclaw"); a list is a program and its first arguments
+        # (["/usr/bin/node", "/opt/openclaw/openclaw.mjs"]). Never run through a shell.
+        raw = t.data["openclaw_cmd"]
+        cmd = [raw] if isinstance(raw, str) else t.string_list("openclaw_cmd", allow_empty=False)
+        if isinstance(raw, str) and not raw.strip():
+            t.add("openclaw_cmd", "must not be empty (leave the key out when the host has no openclaw CLI)")
+        elif cmd:
+            s["openclaw_cmd"] = tuple(cmd)
     return s
 
 

@@ -42,6 +42,11 @@ def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = F
     backup = dict(DEFAULT_BACKUP)
     if playbook is not None:
         backup.update(playbook.backup or {})
+    operations = dict(playbook.operations) if (playbook is not None and mode == "run") else {}
+    if "sqlite" in operations:
+        # The host's own OpenClaw CLI makes the SQLite-era changes; without one, none are made.
+        cmd = getattr(host, "openclaw_cmd", None)
+        operations["sqlite"] = {**operations["sqlite"], "openclaw_cmd": list(cmd) if cmd else None}
     return {
         "protocol": PROTOCOL_VERSION,
         "mode": mode,
@@ -51,6 +56,6 @@ def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = F
         "state_dir": getattr(host, "state_dir", None),
         "agents": list(agents) if agents is not None else None,
         "backup": backup,
-        "operations": dict(playbook.operations) if (playbook is not None and mode == "run") else {},
+        "operations": operations,
         "restore": restore if mode == "restore" else None,
     }

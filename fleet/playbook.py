@@ -19,7 +19,8 @@ from fleet.errors import PlaybookError
 from fleet.validate import Problems, Table, describe_value, read_toml, suggestion
 
 SLIM_LEVELS = ("none", "tool-output", "aggressive")     # "none" compiles to null
-SECTIONS = ("backup", "transcripts", "trajectories", "store", "orphans", "archives", "legacy", "locks", "temp")
+SECTIONS = ("backup", "transcripts", "trajectories", "store", "orphans", "archives", "legacy", "locks", "temp",
+            "sqlite")
 OPERATIONS = SECTIONS[1:]
 _TOP_KEYS = ("description", "include", *SECTIONS)
 _TOP_HINTS = {"tiers": 'tiers go in [[transcripts.tier]] tables', "tier": 'write [[transcripts.tier]]',
@@ -45,6 +46,9 @@ _OPERATION_DEFAULTS: dict[str, dict[str, Any]] = {
     "legacy": {"keep_records": 200, "slim": "tool-output"},
     "locks": {"remove_stale": False},
     "temp": {"remove_after_s": 3600},
+    # openclaw_cmd comes from the inventory, per host (fleet.plan.build_plan).
+    "sqlite": {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True, "vacuum": False,
+               "gateway_stopped": False, "timeout_s": 300},
 }
 _BACKUP_DEFAULTS: dict[str, Any] = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 30 * 86400}
 
@@ -268,6 +272,24 @@ def _read_locks(t: Table) -> dict:
     return {"remove_stale": t.boolean("remove_stale")}
 
 
+def _read_sqlite(t: Table) -> dict:
+    """SQLite-era agents (OpenClaw 2026.8+). Changes go through the host's own `openclaw sessions
+    cleanup` (the inventory's `openclaw_cmd`); without it nothing in the database is changed."""
+    t.check_keys(("cleanup", "trajectory_keep_runs", "checkpoint", "vacuum", "gateway_stopped", "timeout"))
+    out: dict = {}
+    for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
+        if key in t:
+            out[key] = t.boolean(key)
+    if "trajectory_keep_runs" in t:
+        out["trajectory_keep_runs"] = t.integer("trajectory_keep_runs", minimum=1)
+    if "timeout" in t:
+        out["timeout_s"] = t.duration("timeout")
+    if out.get("vacuum") and not out.get("gateway_stopped"):
+        t.add("vacuum", "VACUUM rewrites the whole database: set gateway_stopped = true as well, and only "
+                        "when the gateway is really stopped")
+    return out
+
+
 def _read_temp(t: Table) -> dict:
     t.check_keys(("remove_after",))
     return {"remove_after_s": t.duration("remove_after")}
@@ -275,7 +297,7 @@ def _read_temp(t: Table) -> dict:
 
 _READERS = {"backup": _read_backup, "transcripts": _read_transcripts, "trajectories": _read_trajectories,
             "store": _read_store, "orphans": _read_orphans, "archives": _read_archives, "legacy": _read_legacy,
-            "locks": _read_locks, "temp": _read_temp}
+            "locks": _read_locks, "temp": _read_temp, "sqlite": _read_sqlite}
 
 
 def _finish(partial: dict[str, dict], problems: Problems) -> tuple[dict, dict]:

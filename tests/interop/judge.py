@@ -15,9 +15,9 @@ def write_inventory(path, state):
     return path
 
 
-def run_fleet(tmp_path, state, playbook, hours_later=48.0, extra=()):
+def run_fleet(tmp_path, state, playbook, hours_later=48.0, extra=(), inventory=None):
     """`fleet run PLAYBOOK -i <local inventory> --json` with the clock HOURS ahead; the JSON document."""
-    inventory = write_inventory(tmp_path / "inventory.toml", state)
+    inventory = inventory or write_inventory(tmp_path / "inventory.toml", state)
     env = dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state"))
     proc = subprocess.run([sys.executable, str(HERE / "fleet_later.py"), str(hours_later), "run", str(playbook),
                            "-i", str(inventory), "--json"] + list(extra),

@@ -4,8 +4,11 @@ The data: the same real turns as the JSON era (genuine.py), written by 2026.9.6 
 `agents/main/agent/openclaw-agent.sqlite`. Then:
 - `fleet scan` (real controller, local connection) reports every session OpenClaw lists, with
   per-session records, and changes no byte of the database or its WAL;
-- every shipped playbook through the controller leaves a SQLite agent alone (the playbooks have no
-  `sqlite` section), and OpenClaw still lists every key;
+- every shipped playbook through the controller leaves a SQLite agent alone when the inventory
+  gives the host no `openclaw_cmd` (nothing may change a database without OpenClaw's own CLI), and
+  OpenClaw still lists every key;
+- `fleet run weekly` with `openclaw_cmd` in the inventory caps trajectories to the playbook's
+  last 5 runs through the controller, and OpenClaw still lists every key, lint-clean;
 - the agent with `operations.sqlite.openclaw_cmd` set runs OpenClaw's own `sessions cleanup`
   after a verified online backup, and caps trajectories to the last 2 runs (direct SQL, proved here): OpenClaw then lists exactly the keys left in `session_nodes`,
   `doctor --lint` has no new finding, and one more turn on main sends the last user message;
@@ -107,6 +110,30 @@ def test_openclaw_lists_every_key_after_each_shipped_playbook_on_a_sqlite_host(g
         assert all(f["action"] == "none" for f in files), playbook
         assert digests(state) == before, playbook
         assert listed_keys(OpenClaw(node, pkg, state)) == keys, playbook
+
+
+def test_weekly_with_openclaw_cmd_caps_trajectories_and_openclaw_still_lists_every_key(genuine_96, tmp_path):
+    node, pkg, cached, lint_before = genuine_96
+    state = genuine.copy_state(cached, tmp_path / "state")
+    openclaw = OpenClaw(node, pkg, state)
+    keys = node_keys(state)
+    cmd = ", ".join(json.dumps(part) for part in openclaw.command)
+    extra_host_keys = "openclaw_cmd = [%s]\n" % cmd
+    inventory = write_inventory(tmp_path / "inventory.toml", state)
+    inventory.write_text(inventory.read_text() + extra_host_keys)
+    doc = run_fleet(tmp_path, state, "weekly", inventory=inventory)
+    files = host_files(doc)
+    db = next(f for f in files if f["path"] == DB)
+    assert db["backup"] and db["error"] is None, db
+    capped = [f for f in files if f["path"].startswith(DB + "#trajectory/") and f["action"] == "trim"]
+    assert capped, "weekly capped no SQLite trajectory"
+    for rec in capped:
+        sid = rec["path"].rsplit("/", 1)[1]
+        assert runs(state, sid) == 5, (sid, runs(state, sid))
+    assert MAIN_KEY in node_keys(state)
+    assert listed_keys(openclaw) == node_keys(state) <= keys
+    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
+    assert not new, "doctor --lint has new findings after weekly: %s" % sorted(new)
 
 
 def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_working(genuine_96, tmp_path):
