@@ -185,6 +185,11 @@ def restore_file(ctx, item, force):
     if os.path.isabs(rel) or ".." in rel.split("/") or not inside(ctx.state_dir, path):
         return refuse("path is outside the state dir; refused")
     backup_path = item["backup"]
+    if _is_sqlite(rel, kind):
+        # Copying a file over a WAL database a gateway has open corrupts it; its -wal would be
+        # replayed onto foreign pages. Only a person who has stopped the gateway may do this.
+        return refuse("a SQLite database is not restored by fleet while OpenClaw may have it open: stop the "
+                      "gateway, copy %s over %s and delete %s-wal and %s-shm" % (backup_path, rel, rel, rel))
     if not os.path.isabs(backup_path) or not any(inside(root, backup_path) for root in _backup_roots(ctx)):
         return refuse("backup %s is outside the backup folders; refused" % backup_path)
     try:
@@ -254,6 +259,11 @@ def restore_file(ctx, item, force):
         notes.extend(_drop_archive(archive, item["archived_to"]))
     return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"], backup=saved,
                        notes=notes)
+
+
+def _is_sqlite(rel, kind):
+    base = os.path.basename(rel.split("#", 1)[0])
+    return kind == "sqlite" or "#" in rel or base.endswith((".sqlite", ".sqlite-wal", ".sqlite-shm"))
 
 
 def _duplicate_archive(ctx, archived_rel, digest):

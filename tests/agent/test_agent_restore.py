@@ -213,3 +213,34 @@ def test_dry_run_reports_the_restore_and_writes_nothing(ran):
     assert records[0]["after"]["sha256"] == before["a.jsonl"]
     assert {p.name: p.read_bytes() for p in sessions.iterdir()} == snapshot
     assert not (state / "fleet-backups" / RESTORE).exists()
+
+
+def test_a_sqlite_database_is_refused_with_the_manual_steps_and_left_untouched(tmp_path):
+    import hashlib
+    import sqlite3
+
+    from fleet.agent.context import RunContext
+    from fleet.agent.fsutil import BackupStore
+    from fleet.agent.restore import run_restore
+
+    state = tmp_path / "state"
+    db_dir = state / "agents" / "main" / "agent"
+    db_dir.mkdir(parents=True)
+    db = db_dir / "openclaw-agent.sqlite"
+    conn = sqlite3.connect(str(db))
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    backups = state / "fleet-backups" / "20261121T000000Z-000001"
+    (backups / "agents" / "main" / "agent").mkdir(parents=True)
+    backup = backups / "agents" / "main" / "agent" / "openclaw-agent.sqlite"
+    backup.write_bytes(b"an older database")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    ctx = RunContext(str(state), "20261121T010000Z-000002", 0, False,
+                     BackupStore(str(state / "fleet-backups" / "20261121T010000Z-000002")), {})
+    rel = "agents/main/agent/openclaw-agent.sqlite"
+    (rec,) = run_restore(ctx, {"files": [{"path": rel, "backup": str(backup), "kind": "sqlite",
+                                          "backup_sha256": hashlib.sha256(b"an older database").hexdigest(),
+                                          "expect_sha256": before}], "force": True})
+    assert "stop the gateway" in rec["error"] and rel + "-wal" in rec["error"]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
