@@ -137,17 +137,21 @@ class HashSink(object):
         return self.newlines + (0 if self._last == b"\n" else 1)
 
 
+def hash_stream(f):
+    """Return (bytes, sha256, newlines) of what is left to read in binary file object `f`."""
+    sink = HashSink()
+    while True:
+        b = f.read(CHUNK)
+        if not b:
+            break
+        sink.write(b)
+    return sink.bytes, sink.sha256, sink.newlines
+
+
 def hash_file(path):
     """Return (bytes, sha256, newlines) of a regular file, reading it once in big chunks."""
-    sink = HashSink()
-    fd = open_nofollow(path)
-    with os.fdopen(fd, "rb") as f:
-        while True:
-            b = f.read(CHUNK)
-            if not b:
-                break
-            sink.write(b)
-    return sink.bytes, sink.sha256, sink.newlines
+    with os.fdopen(open_nofollow(path), "rb") as f:
+        return hash_stream(f)
 
 
 def count_lines(path):

@@ -35,7 +35,7 @@ import stat
 import zlib
 
 from .context import file_record, stats
-from .fsutil import (CHUNK, FileError, HashSink, describe_oserror, fsync_dir, hash_file, inside,
+from .fsutil import (CHUNK, FileError, HashSink, describe_oserror, fsync_dir, hash_file, hash_stream, inside,
                      makedirs_private, open_nofollow, sig)
 
 CHANGED = "changed since the run; use --force to overwrite it (it is backed up first)"
@@ -68,14 +68,8 @@ def _open_backup(path):
 
 def backup_digest(path):
     """(bytes, sha256, newlines) of a backup's original content (gunzipped if `.gz`)."""
-    sink = HashSink()
     with _open_backup(path) as f:
-        while True:
-            b = f.read(CHUNK)
-            if not b:
-                break
-            sink.write(b)
-    return sink.bytes, sink.sha256, sink.newlines
+        return hash_stream(f)
 
 
 def _records(kind, newlines, size, read=None):
