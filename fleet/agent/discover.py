@@ -121,6 +121,9 @@ def list_agents(state_dir, wanted=None):
     return out
 
 
+BULKY_FIELDS = ("skillsSnapshot", "systemPromptReport")
+
+
 def load_store(path):
     """Parse a store file; return (store or None, problem or None) where problem = (check, detail)."""
     try:
@@ -133,7 +136,10 @@ def load_store(path):
         return None, ("store-empty", "sessions.json is %d bytes of nothing: OpenClaw would load it as {} "
                       "and its next save would drop every session; restore it from a backup" % len(raw))
     try:
-        store = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=finite_float)
+        text = raw.decode("utf-8")
+        del raw
+        store = json.loads(text, parse_constant=_reject_constant, parse_float=finite_float)
+        del text
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
             exc = "nested too deeply"
@@ -145,6 +151,12 @@ def load_store(path):
     for key, entry in store.items():
         if not isinstance(entry, dict):
             return store, ("store-shape", "entry %r is a JSON %s, not an object" % (key, json_type(entry)))
+    for entry in store.values():
+        # Discovery keeps every agent's store for the whole run (references, health, kinds);
+        # these rebuildable fields are ~90 % of a store and none of that reads them. The store
+        # pass re-reads the file under its lock, so nothing written back ever lacks them.
+        for bulky in BULKY_FIELDS:
+            entry.pop(bulky, None)
     return store, None
 
 
