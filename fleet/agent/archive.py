@@ -156,8 +156,11 @@ def archive_session_files(ctx, agent, files_by_session_id, removed_entries):
                 session_records[0]["notes"] = notes + session_records[0]["notes"]
             else:
                 ghost = os.path.join(sessions_dir, sid + ".jsonl")
-                session_records.append(file_record(agent, ctx.rel(ghost), "transcript", stats(0, 0),
-                                                   notes=notes, session_key=key))
+                # A file at that name belongs to a kept entry: a 0-byte record for it would
+                # become its `before` and hide its bytes from the totals.
+                if not os.path.lexists(ghost):
+                    session_records.append(file_record(agent, ctx.rel(ghost), "transcript", stats(0, 0),
+                                                       notes=notes, session_key=key))
         records.extend(session_records)
     return records
 
