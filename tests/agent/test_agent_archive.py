@@ -3,7 +3,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 
 import pytest
 
@@ -13,6 +12,7 @@ from fleet.agent.context import FileInfo, RunContext
 from fleet.agent.fsutil import BackupStore, archive_timestamp
 from fleet.agent.locks import ms_to_iso
 from fleet.agent.store import load_store, prune_store
+from procs import dead_pid
 
 NOW = 1763700000000
 DAY_MS = 86400 * 1000
@@ -156,22 +156,6 @@ def test_a_session_shared_with_a_kept_entry_stays(agent):
     recs = archive_session_files(make_ctx(state), "main", {"shared": [info]}, removed)
     assert recs == []                       # no record: a later trim pass still sees the file
     assert os.path.exists(info.path)
-
-
-@pytest.fixture
-def live_pid():
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def dead_pid():
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
 
 
 def test_locked_transcript_of_a_removed_session_is_skipped(agent, live_pid):

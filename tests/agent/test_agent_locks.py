@@ -9,24 +9,9 @@ import pytest
 from fleet.agent.fsutil import FileError
 from fleet.agent.locks import (StoreLock, iso_to_ms, lock_state, ms_to_iso, proc_start_ticks,
                                transcript_in_use)
+from procs import dead_pid
 
 NOW = 1763700000000
-
-
-@pytest.fixture
-def live_pid():
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def dead_pid():
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
 
 
 def write_lock(path, body, age_ms=0, now_ms=NOW):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fleet.agent.main import main
+from procs import dead_pid
 
 NOW_MS = int(time.time() * 1000)
 DAY_MS = 86400 * 1000
@@ -167,12 +168,6 @@ def test_big_transcript_warns(tmp_path):
     size = findings(doc, "transcript-size")
     assert [h["path"] for h in size] == ["agents/main/sessions/big.jsonl"]
     assert size[0]["severity"] == "warning"
-
-
-def dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
 
 
 def test_lock_and_temp_checks(tmp_path):

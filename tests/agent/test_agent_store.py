@@ -13,6 +13,7 @@ from fleet.agent.fsutil import BackupStore
 from fleet.agent.locks import ms_to_iso
 from fleet.agent.store import PROTECTED, classify_key, load_store, prune_store, rotate_store
 from fleet.agent.fsutil import FileError
+from procs import dead_pid
 
 NOW = 1763700000000
 DAY = 86400
@@ -319,22 +320,6 @@ def test_bad_store_gets_a_clear_error_and_stays_byte_identical(tmp_path, raw, me
 
 
 # ---------------------------------------------------------------- locks around the rewrite
-
-@pytest.fixture
-def live_pid():
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def dead_pid():
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
 
 def test_live_pid_store_lock_leaves_the_store_untouched(tmp_path, live_pid):
     store = {"agent:main:cron:j:run:a": entry("a"), "agent:main:main": entry("m")}
