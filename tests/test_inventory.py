@@ -9,29 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from fleet.cli import main
+from cli_helpers import expectations, run_cli
 from fleet.errors import InventoryError
 from fleet.inventory import load_inventory
 
 DATA = Path(__file__).parent / "data"
 REPO = Path(__file__).parent.parent
 BAD_INVENTORIES = sorted((DATA / "bad_inventories").glob("*.toml"))
-
-
-def run_cli(argv, capsys):
-    """Run the real `fleet` entry point in-process; return (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = 0 if exc.code is None else exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def expectations(path: Path) -> list[str]:
-    return [line.split("# expect:", 1)[1].strip() for line in path.read_text().splitlines()
-            if line.startswith("# expect:")]
 
 
 def test_there_are_at_least_15_kinds_of_inventory_mistake():

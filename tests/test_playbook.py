@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleet.agent.protocol import PRUNE_CLASSES, validate_operations
-from fleet.cli import main
+from cli_helpers import expectations, run_cli
 from fleet.errors import ExitStatus, PlaybookError
 from fleet.playbook import load_playbook, resolve_playbook, shipped_playbooks
 
@@ -20,22 +20,6 @@ REPO = Path(__file__).parent.parent
 BAD_PLAYBOOKS = sorted((DATA / "bad_playbooks").glob("*.toml"))
 MB = 1024 * 1024
 DAY = 86400
-
-
-def run_cli(argv, capsys):
-    """Run the real `fleet` entry point in-process; return (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = 0 if exc.code is None else exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def expectations(path: Path) -> list[str]:
-    return [line.split("# expect:", 1)[1].strip() for line in path.read_text().splitlines()
-            if line.startswith("# expect:")]
 
 
 def test_there_are_at_least_15_kinds_of_playbook_mistake():
