@@ -137,14 +137,18 @@ class HashSink(object):
         return self.newlines + (0 if self._last == b"\n" else 1)
 
 
+def copy_stream(src, sink):
+    """Copy what is left to read in `src` into `sink` (anything with write()) in big chunks."""
+    while True:
+        b = src.read(CHUNK)
+        if not b:
+            return sink
+        sink.write(b)
+
+
 def hash_stream(f):
     """Return (bytes, sha256, newlines) of what is left to read in binary file object `f`."""
-    sink = HashSink()
-    while True:
-        b = f.read(CHUNK)
-        if not b:
-            break
-        sink.write(b)
+    sink = copy_stream(f, HashSink())
     return sink.bytes, sink.sha256, sink.newlines
 
 

@@ -29,14 +29,15 @@ store write: a lock held by a live gateway refuses the file ("store locked by li
 A dry run does steps 1–3 and reports what would happen; it writes nothing. Stdlib only.
 """
 import gzip
+import io
 import json
 import os
 import stat
 import zlib
 
 from .context import file_record, stats
-from .fsutil import (CHUNK, FileError, HashSink, describe_oserror, fsync_dir, hash_file, hash_stream, inside,
-                     makedirs_private, open_nofollow, sig)
+from .fsutil import (FileError, HashSink, copy_stream, describe_oserror, fsync_dir, hash_file, hash_stream,
+                     inside, makedirs_private, open_nofollow, sig)
 
 CHANGED = "changed since the run; use --force to overwrite it (it is backed up first)"
 
@@ -89,14 +90,8 @@ def _records(kind, newlines, size, read=None):
 def _read_all(path, backup=False):
     def read():
         if backup:
-            chunks = []
             with _open_backup(path) as f:
-                while True:
-                    b = f.read(CHUNK)
-                    if not b:
-                        break
-                    chunks.append(b)
-            return b"".join(chunks)
+                return copy_stream(f, io.BytesIO()).getvalue()
         with os.fdopen(open_nofollow(path), "rb") as f:
             return f.read()
     return read
@@ -130,13 +125,8 @@ def _write_from_backup(backup_path, path, want_sha, mode):
         out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         os.fchmod(out_fd, mode)
         with os.fdopen(out_fd, "wb") as out:
-            sink = HashSink(out)
             with _open_backup(backup_path) as src:
-                while True:
-                    b = src.read(CHUNK)
-                    if not b:
-                        break
-                    sink.write(b)
+                sink = copy_stream(src, HashSink(out))
             out.flush()
             os.fsync(out.fileno())
         if sink.sha256 != want_sha or hash_file(tmp)[1] != want_sha:
