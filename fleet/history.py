@@ -301,7 +301,9 @@ def record_run(result: RunResult, meta: dict | None = None) -> str:
 # --- reading ------------------------------------------------------------------------------
 
 def _recent_ids(db: sqlite3.Connection, n: int = 5) -> list[str]:
-    return [r[0] for r in db.execute("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+    # started_at has one-second resolution and run ids end in random hex: runs of the same
+    # second are ordered by when they were recorded (rowid), so "latest" is the last recorded.
+    return [r[0] for r in db.execute("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
                                      (n,))]
 
 
@@ -336,7 +338,7 @@ def list_runs(limit: int = 50) -> list[dict]:
     """Recorded runs, newest first: id, kind, playbook, times, controller, ok and totals."""
     with opened() as db:
         rows = db.execute("SELECT run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals,"
-                          " controller, argv, restored_run FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+                          " controller, argv, restored_run FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
                           (int(limit),)).fetchall()
     runs = []
     for r in rows:

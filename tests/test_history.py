@@ -247,3 +247,17 @@ def test_two_fleet_run_processes_both_appear_complete_in_history(tmp_path, state
     for run_id, doc in printed.items():
         assert history.load_run(run_id).to_json() == doc
         assert doc["hosts"][0]["files"]
+
+
+def test_runs_started_in_the_same_second_list_in_the_order_they_were_recorded(tmp_path, monkeypatch):
+    from fleet.results import RunResult
+
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    # Random suffixes chosen so that run-id order is the reverse of recording order.
+    ids = ["20261121T101500Z-ffffff", "20261121T101500Z-888888", "20261121T101500Z-000000"]
+    for run_id, kind in zip(ids, ["run", "restore", "restore"]):
+        history.record_run(RunResult(run_id=run_id, kind=kind, playbook="weekly", dry_run=False,
+                                     started_at="2026-11-21T10:15:00Z", finished_at="2026-11-21T10:15:00Z",
+                                     hosts=()))
+    assert [r["run_id"] for r in history.list_runs(5)] == list(reversed(ids))
+    assert history.load_run(None).run_id == ids[-1]
