@@ -195,6 +195,7 @@ class SshdServer:
         self.host_key_path = self.workdir / "ssh_host_ed25519_key"
         self.pid_file = self.workdir / "sshd.pid"
         self.log_path = self.workdir / "sshd.log"
+        self.cache_dir = self.workdir / "cache"
 
     @property
     def pid(self) -> Optional[int]:
@@ -226,6 +227,9 @@ class SshdServer:
             "UseDNS no",
             "Subsystem sftp internal-sftp",
             f"LogLevel {self.log_level}",
+            # Each server is one simulated machine: its logins get their own ~/.cache, so the
+            # agent cache (~/.cache/fleet) is per host, as on a real fleet.
+            f"SetEnv XDG_CACHE_HOME={self.cache_dir}",
             "",
         ])
 
@@ -241,6 +245,8 @@ class SshdServer:
         self.workdir.chmod(0o755)
         if not self.host_key_path.exists():
             make_keypair(self.host_key_path, comment=f"fleet-sshd@{self.workdir.name}")
+        self.cache_dir.mkdir(exist_ok=True)
+        self.cache_dir.chmod(0o1777)   # root and fleet-test logins both write their agent cache here
         keys_dir = self.workdir / "authorized_keys"
         keys_dir.mkdir(exist_ok=True)
         keys_dir.chmod(0o755)

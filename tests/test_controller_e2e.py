@@ -67,20 +67,6 @@ def cli(capsys, monkeypatch, tmp_path):
     return run
 
 
-@pytest.fixture(autouse=True)
-def per_host_cache(monkeypatch):
-    """Every sshd of the test gets its own XDG_CACHE_HOME: its own agent cache, like a real machine."""
-    original = fleet.sshd.SshdServer.config_text
-
-    def config_text(self):
-        cache = self.workdir.parent / "cache"
-        cache.mkdir(exist_ok=True)
-        cache.chmod(0o1777)
-        return original(self) + f"SetEnv XDG_CACHE_HOME={cache}\n"
-
-    monkeypatch.setattr(fleet.sshd.SshdServer, "config_text", config_text)
-
-
 GOOD = ["pc-a", "pc-b", "t440", "nuc", "vps"]
 BAD = ["down", "rekeyed", "badstate"]
 
@@ -148,9 +134,9 @@ def log_counts(log: Path) -> tuple[int, int]:
     return text.count("server_input_channel_open: ctype session"), text.count("req exec")
 
 
-def test_each_scan_opens_one_exec_channel_per_host_cached_or_not(ssh_fleet, cli, per_host_cache):
+def test_each_scan_opens_one_exec_channel_per_host_cached_or_not(ssh_fleet, cli):
     fleet_ = ssh_fleet(2, populate=populate, log_level="DEBUG")
-    caches = [h.server.workdir.parent / "cache" / "fleet" for h in fleet_.hosts]
+    caches = [h.server.cache_dir / "fleet" for h in fleet_.hosts]
     assert not any(c.exists() for c in caches)
     code, out, err = cli("scan", "-i", str(fleet_.inventory), "--json")
     assert code == 0, err

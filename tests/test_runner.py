@@ -22,9 +22,8 @@ from fleet.plan import build_plan, new_run_id
 from fleet.runner import default_forks, run_one, run_plans
 from fleet.transport import CancelToken
 
-from test_transport import ECHO_AGENT, make_bundle, per_host_cache  # noqa: F401 - a fixture
+from test_transport import ECHO_AGENT, make_bundle
 
-pytestmark = pytest.mark.usefixtures("per_host_cache")   # each sshd host its own agent cache
 
 NOW_MS = 1763700000000
 

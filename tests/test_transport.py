@@ -3,7 +3,7 @@ ProxyJump, timeouts, local connection, old pythons.
 
 The agent here is a tiny stand-in zipapp that echoes its plan (the real agent is exercised in
 test_controller_e2e.py): what is under test is how it travels and runs, not what it does.
-Each test host gets its own agent cache (sshd's `SetEnv XDG_CACHE_HOME`), like a separate machine.
+Each test host gets its own agent cache (fleet.sshd sets `SetEnv XDG_CACHE_HOME`), like a separate machine.
 """
 from __future__ import annotations
 
@@ -59,21 +59,7 @@ def fleet_state_dir(monkeypatch, tmp_path):
 
 
 @pytest.fixture
-def per_host_cache(monkeypatch):
-    """Give every sshd started in this test its own XDG_CACHE_HOME (its own agent cache)."""
-    original = fleet.sshd.SshdServer.config_text
-
-    def config_text(self):
-        cache = self.workdir.parent / "cache"
-        cache.mkdir(exist_ok=True)
-        cache.chmod(0o1777)
-        return original(self) + f"SetEnv XDG_CACHE_HOME={cache}\n"
-
-    monkeypatch.setattr(fleet.sshd.SshdServer, "config_text", config_text)
-
-
-@pytest.fixture
-def one_host(ssh_fleet, per_host_cache, monkeypatch, tmp_path):
+def one_host(ssh_fleet, monkeypatch, tmp_path):
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
     fleet_ = ssh_fleet(1, log_level="DEBUG")
     host = load_inventory(fleet_.inventory).hosts["host1"]
@@ -96,7 +82,7 @@ def test_uncached_and_cached_runs_each_open_exactly_one_exec_channel(one_host):
     assert first.error is None, first
     assert first.cached is False
     assert exec_requests(log) == (1, 1, 1)
-    cache = fleet_.hosts[0].server.workdir.parent / "cache" / "fleet"
+    cache = fleet_.hosts[0].server.cache_dir / "fleet"
     installed = cache / f"agent-{digest[:16]}.pyz"
     assert installed.read_bytes() == bundle
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
@@ -113,7 +99,7 @@ def test_a_damaged_cached_agent_is_replaced(one_host):
     fleet_, host = one_host
     bundle, digest = make_bundle(ECHO_AGENT)
     run_agent(host, {}, bundle=bundle, digest=digest)
-    installed = fleet_.hosts[0].server.workdir.parent / "cache" / "fleet" / f"agent-{digest[:16]}.pyz"
+    installed = fleet_.hosts[0].server.cache_dir / "fleet" / f"agent-{digest[:16]}.pyz"
     installed.write_bytes(b"print('tampered')")
     again = run_agent(host, {"n": 3}, bundle=bundle, digest=digest)
     assert again.cached is False
@@ -125,7 +111,7 @@ def test_the_unpacked_agent_is_verified_and_restored_when_changed(one_host):
     fleet_, host = one_host
     bundle, digest = make_bundle(ECHO_AGENT)
     run_agent(host, {}, bundle=bundle, digest=digest)
-    tree = fleet_.hosts[0].server.workdir.parent / "cache" / "fleet" / f"agent-{digest[:16]}"
+    tree = fleet_.hosts[0].server.cache_dir / "fleet" / f"agent-{digest[:16]}"
     assert (tree / "__main__.py").read_bytes() == zipfile.ZipFile(io.BytesIO(bundle)).read("__main__.py")
     (tree / "__main__.py").write_text("print('tampered')\n")
     again = run_agent(host, {"n": 4}, bundle=bundle, digest=digest)
@@ -239,7 +225,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(one_host, tmp_path):
     assert known.read_text().count("\n") == 2    # nothing was added
 
 
-def test_proxy_jump_reaches_the_host_through_the_jump_host(ssh_fleet, per_host_cache):
+def test_proxy_jump_reaches_the_host_through_the_jump_host(ssh_fleet):
     fleet_ = ssh_fleet(2, log_level="DEBUG")
     inv = load_inventory(fleet_.inventory)
     jump = fleet_.hosts[0]
@@ -251,7 +237,7 @@ def test_proxy_jump_reaches_the_host_through_the_jump_host(ssh_fleet, per_host_c
     assert "direct-tcpip" in jump_log and f"127.0.0.1 port {fleet_.hosts[1].port}" in jump_log
 
 
-def test_proxy_jump_from_ssh_config(ssh_fleet, per_host_cache, tmp_path):
+def test_proxy_jump_from_ssh_config(ssh_fleet, tmp_path):
     fleet_ = ssh_fleet(2, log_level="DEBUG")
     jump, far = fleet_.hosts
     config = tmp_path / "ssh_config"
