@@ -37,7 +37,7 @@ from .fsutil import CHUNK, FileError, count_lines, describe_oserror, open_nofoll
 from .slim import Limits, check_level, slim_line, would_slim
 
 OTHER, USER, ASSISTANT, TOOL_RESULT, COMPACTION, BLANK = range(6)
-SLIMMABLE = 0x80
+MAY_SLIM = 0x80                  # a line of a kind the slim level looks at (decided later, if kept)
 KIND_MASK = 0x7F
 _ROLE_KINDS = {"user": USER, "assistant": ASSISTANT, "toolResult": TOOL_RESULT}
 
@@ -55,7 +55,7 @@ class TranscriptScan(object):
     offsets has one more entry than there are lines: offsets[i + 1] is where line i ends.
     ids / parent_ids are 64-bit keys of each line's `id` and `parentId` (8-hex ids are their
     own value; other ids are numbered in `other_ids`); kinds holds the line kind and the
-    SLIMMABLE flag. About 25 bytes per line. fragment is (offset, length) of an unparseable
+    MAY_SLIM flag. About 25 bytes per line. fragment is (offset, length) of an unparseable
     unterminated last line, else None; it is not among the lines.
     """
 
@@ -151,45 +151,74 @@ def scan_transcript(f, level=None, limits=None):
     """First pass over a binary file object: validate, hash, and index every line.
 
     Raises FileError for a bad header or a line that is not a JSON object (other than an
-    unterminated last one). When `level` is given, lines the slim level would change are
-    flagged SLIMMABLE.
+    unterminated last one). When `level` is given, lines of a kind the slim level looks at are
+    flagged MAY_SLIM; whether the level would really change one is asked only of kept lines
+    (plan_trim), so the lines a trim drops are parsed once, here, and never slimmed in vain.
     """
     scan = TranscriptScan()
     digest = hashlib.sha256()
     pos = 0
     lineno = 0
     key = scan.key
+    # Bound once: this loop runs for every line of files of millions of lines.
+    update, scan_once, hex8, role_kinds = digest.update, _scan_once, _HEX8, _ROLE_KINDS
+    add_offset, add_id, add_parent, add_kind = (scan.offsets.append, scan.ids.append,
+                                                scan.parent_ids.append, scan.kinds.append)
     for raw in f:
-        digest.update(raw)
+        update(raw)
         lineno += 1
-        terminated = raw.endswith(b"\n")
-        obj = parse_line(raw)
-        if obj is None and raw.strip():
-            if not terminated and lineno > 1:
-                scan.fragment = (pos, len(raw))
-                pos += len(raw)
-                continue
-            if lineno == 1:
-                raise FileError("line 1 is not a transcript header (not valid JSON); left untouched")
-            raise FileError("line %d is not valid JSON; left untouched" % lineno)
-        if lineno == 1:
-            if obj is None or obj.get("type") != "session":
-                raise FileError("line 1 is not a transcript header ({\"type\":\"session\"}); left untouched")
-            kind, line_id, parent_id = OTHER, NO_KEY, NO_KEY
-        elif obj is None:
-            kind, line_id, parent_id = BLANK, NO_KEY, NO_KEY
+        # Fast path, the common case: one JSON object and the line's end (parse_line's first try).
+        try:
+            text = raw.decode("utf-8")
+            obj, end = scan_once(text, 0)
+            if end != len(text) and text[end:].strip():
+                obj = None
+        except (ValueError, StopIteration, RecursionError):
+            obj = None
+        if type(obj) is dict and lineno > 1:
+            kind = obj.get("type")
+            if kind == "message":
+                message = obj.get("message")
+                role = message.get("role") if type(message) is dict else None
+                kind = role_kinds.get(role, OTHER) if type(role) is str else OTHER
+            else:
+                kind = COMPACTION if kind == "compaction" else OTHER
+            value = obj.get("id")
+            line_id = int(value, 16) if type(value) is str and len(value) == 8 and hex8(value) else key(value)
+            value = obj.get("parentId")
+            parent_id = int(value, 16) if type(value) is str and len(value) == 8 and hex8(value) else key(value)
+            if level is not None and _may_slim(kind, level, raw):
+                kind |= MAY_SLIM
         else:
-            kind = line_kind(obj)
-            line_id = key(obj.get("id"))
-            parent_id = key(obj.get("parentId"))
-            if level is not None and _may_slim(kind, level, raw) and would_slim(obj, level, limits):
-                kind |= SLIMMABLE
+            terminated = raw.endswith(b"\n")
+            obj = parse_line(raw)
+            if obj is None and raw.strip():
+                if not terminated and lineno > 1:
+                    scan.fragment = (pos, len(raw))
+                    pos += len(raw)
+                    continue
+                if lineno == 1:
+                    raise FileError("line 1 is not a transcript header (not valid JSON); left untouched")
+                raise FileError("line %d is not valid JSON; left untouched" % lineno)
+            if lineno == 1:
+                if obj is None or obj.get("type") != "session":
+                    raise FileError("line 1 is not a transcript header ({\"type\":\"session\"}); left untouched")
+                kind, line_id, parent_id = OTHER, NO_KEY, NO_KEY
+            elif obj is None:
+                kind, line_id, parent_id = BLANK, NO_KEY, NO_KEY
+            else:
+                kind = line_kind(obj)
+                line_id = key(obj.get("id"))
+                parent_id = key(obj.get("parentId"))
+                if level is not None and _may_slim(kind, level, raw):
+                    kind |= MAY_SLIM
         pos += len(raw)
-        scan.offsets.append(pos)
-        scan.ids.append(line_id)
-        scan.parent_ids.append(parent_id)
-        scan.kinds.append(kind)
-        scan.unterminated = not terminated
+        add_offset(pos)
+        add_id(line_id)
+        add_parent(parent_id)
+        add_kind(kind)
+    # Only the last line can lack its newline (iteration splits after each one).
+    scan.unterminated = bool(scan.lines) and not raw.endswith(b"\n") and scan.fragment is None
     if scan.lines == 0:
         raise FileError("empty file, not a transcript; left untouched")
     scan.size = pos
@@ -245,8 +274,11 @@ class TrimPlan(object):
         return (["trim"] if self.trimmed else []) + (["slim"] if self.slim else [])
 
 
-def plan_trim(scan, keep_records, untouched_turns, fetch):
-    """Decide what to keep; `fetch(i)` returns line i parsed (used only for the last records).
+def plan_trim(scan, keep_records, untouched_turns, fetch, level=None, limits=None):
+    """Decide what to keep and what to slim; `fetch(i)` returns line i parsed.
+
+    fetch is called only for the last records of the active path and for kept MAY_SLIM lines
+    before the untouched turns (whether `level` would change them).
 
     Pure apart from `fetch`; see the module docstring for the rules.
     """
@@ -268,7 +300,7 @@ def plan_trim(scan, keep_records, untouched_turns, fetch):
                           % (len(kept), scan.records))
         if after_cut > len(kept):
             plan.notes.append("dropped %d lines of other branches after the cut" % (after_cut - len(kept)))
-    _plan_slim(scan, plan, untouched_turns)
+    _plan_slim(scan, plan, untouched_turns, fetch, level, limits)
     if scan.fragment:
         plan.notes.append("last line is truncated (crash or a write in progress): kept verbatim at the end")
     elif scan.unterminated:
@@ -342,8 +374,10 @@ def _id_or_none(value):
     return value if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
-def _plan_slim(scan, plan, untouched_turns):
+def _plan_slim(scan, plan, untouched_turns, fetch, level, limits):
     """Slim kept lines before the last `untouched_turns` user turns (none if there are fewer)."""
+    if level is None:
+        return
     untouched_turns = max(0, int(untouched_turns))
     boundary = len(plan.kept)
     if untouched_turns:
@@ -355,7 +389,8 @@ def _plan_slim(scan, plan, untouched_turns):
                 if seen == untouched_turns:
                     boundary = p
                     break
-    plan.slim = set(i for i in plan.kept[:boundary] if scan.kinds[i] & SLIMMABLE)
+    plan.slim = set(i for i in plan.kept[:boundary]
+                    if scan.kinds[i] & MAY_SLIM and would_slim(fetch(i), level, limits))
 
 
 def write_trimmed(src, sink, scan, plan, level, limits):
@@ -450,7 +485,7 @@ def trim_transcript(ctx, agent, info, tier, policy):
     def analyse(f):
         scan = scan_transcript(f, level, limits)
         plan = plan_trim(scan, keep_records, untouched,
-                         lambda i: parse_line(read_line(f, scan, i)))
+                         lambda i: parse_line(read_line(f, scan, i)), level, limits)
         return scan, plan
 
     try:
