@@ -109,11 +109,12 @@ class HashSink(object):
     header line is subtracted by the caller).
     """
 
-    def __init__(self, fileobj=None):
+    def __init__(self, fileobj=None, count_newlines=True):
         self.fileobj = fileobj
         self._h = hashlib.sha256()
         self.bytes = 0
         self.newlines = 0
+        self._count = count_newlines     # False for backups: nobody asks, and it is a pass over every byte
         self._last = b"\n"
 
     def write(self, data):
@@ -121,7 +122,8 @@ class HashSink(object):
             return 0
         self._h.update(data)
         self.bytes += len(data)
-        self.newlines += data.count(b"\n")
+        if self._count:
+            self.newlines += data.count(b"\n")
         self._last = data[-1:]
         if self.fileobj is not None:
             self.fileobj.write(data)
@@ -220,7 +222,11 @@ class BackupStore(object):
     """The run's backup directory on the host (0700 dirs, 0600 files).
 
     `backup(abs_path, rel_path)` copies the file, fsyncs it, re-reads the copy and checks its
-    sha256 against the bytes read from the source. It returns a dict
+    sha256 against the bytes read from the source. With `expect=(bytes, sha256)` (what the caller
+    read and planned on, e.g. a transcript's scan) it copies exactly the first `bytes` bytes in the
+    kernel (copy_file_range: no pass through Python, a shared extent on reflink file systems) and
+    checks the copy against that sha256; if the file no longer starts with those bytes, it copies
+    the file as it is now, as without `expect`. It returns a dict
     {"path", "sha256", "bytes", "stored_bytes"}; on any failure it removes the partial copy and
     raises BackupError, and the caller must not touch the original.
     """
@@ -238,7 +244,7 @@ class BackupStore(object):
         rel = rel_path.lstrip("/")
         return os.path.join(self.root, rel + (".gz" if self.gzip else ""))
 
-    def backup(self, abs_path, rel_path):
+    def backup(self, abs_path, rel_path, expect=None):
         target = self.target_for(rel_path)
         n = 2
         while not self.dry_run and os.path.lexists(target):
@@ -256,17 +262,14 @@ class BackupStore(object):
         tmp = "%s.%d.part" % (target, os.getpid())
         try:
             makedirs_private(os.path.dirname(target))
+            if expect is not None and not self.gzip and self._copy_expected(abs_path, tmp, expect):
+                return self._install(tmp, target, expect[0], expect[1])
             src_fd = open_nofollow(abs_path)
             with os.fdopen(src_fd, "rb") as src:
                 out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 with os.fdopen(out_fd, "wb") as raw:
                     out = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if self.gzip else raw
-                    sink = HashSink(out)
-                    while True:
-                        b = src.read(CHUNK)
-                        if not b:
-                            break
-                        sink.write(b)
+                    sink = copy_stream(src, HashSink(out, count_newlines=False))
                     if self.gzip:
                         out.close()
                     raw.flush()
@@ -275,19 +278,47 @@ class BackupStore(object):
             FAULTS.hit("backup-synced")
             if self._digest_of_copy(tmp) != sink.sha256:
                 raise BackupError("backup verification failed for %s: copy differs from source" % rel_path)
-            os.rename(tmp, target)
-            FAULTS.hit("backup-renamed")
-            fsync_dir(os.path.dirname(target))
-            FAULTS.hit("backup-done")
+            return self._install(tmp, target, sink.bytes, sink.sha256)
         except BackupError:
             _unlink_quiet(tmp)
             raise
         except OSError as exc:
             _unlink_quiet(tmp)
             raise BackupError(describe_oserror(exc, "backup"))
+
+    def _install(self, tmp, target, size, digest):
+        """Rename a verified, fsynced copy to its name and fsync the folder; the backup's record."""
+        os.rename(tmp, target)
+        FAULTS.hit("backup-renamed")
+        fsync_dir(os.path.dirname(target))
+        FAULTS.hit("backup-done")
         stored = os.stat(target).st_size
         self.stored_bytes += stored
-        return {"path": target, "sha256": sink.sha256, "bytes": sink.bytes, "stored_bytes": stored}
+        return {"path": target, "sha256": digest, "bytes": size, "stored_bytes": stored}
+
+    def _copy_expected(self, abs_path, tmp, expect):
+        """Copy the first expect[0] bytes to `tmp` (0600, fsynced); True when the copy's sha256 is
+        expect[1]. False (and no `tmp`) when the file is shorter or differs: it changed since the
+        caller read it. OSError (a full disk…) propagates."""
+        size, digest = expect
+        src_fd = open_nofollow(abs_path)
+        try:
+            if os.fstat(src_fd).st_size < size:
+                return False
+            out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                copied = kernel_copy(src_fd, out_fd, size)
+                FAULTS.hit("backup-written")
+                os.fsync(out_fd)
+            finally:
+                os.close(out_fd)
+        finally:
+            os.close(src_fd)
+        FAULTS.hit("backup-synced")
+        if copied == size and self._digest_of_copy(tmp) == digest:
+            return True
+        _unlink_quiet(tmp)
+        return False
 
     def _digest_of_copy(self, path):
         h = hashlib.sha256()
@@ -299,6 +330,35 @@ class BackupStore(object):
                     break
                 h.update(b)
         return h.hexdigest()
+
+
+_NO_KERNEL_COPY = (errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EBADF)
+
+
+def kernel_copy(src_fd, out_fd, size):
+    """Copy bytes [0, size) of src_fd to out_fd at the same offsets; returns the bytes copied
+    (fewer when the source is shorter). copy_file_range where the system has it (Linux >= 4.5;
+    an in-kernel copy, or a reflink on btrfs/XFS), else pread/pwrite in CHUNK pieces."""
+    fast = getattr(os, "copy_file_range", None)
+    done = 0
+    while done < size:
+        if fast is not None:
+            try:
+                n = fast(src_fd, out_fd, min(size - done, 1 << 30), done, done)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                fast = None
+                continue
+        else:
+            data = os.pread(src_fd, min(CHUNK, size - done), done)
+            n = 0
+            while n < len(data):
+                n += os.pwrite(out_fd, data[n:], done + n)
+        if n <= 0:
+            break
+        done += n
+    return done
 
 
 def _unlink_quiet(path):

@@ -459,12 +459,13 @@ class BackupWitness(object):
     size and sha256) without reading the file once more.
     """
 
-    def __init__(self, store):
+    def __init__(self, store, expect=None):
         self.store = store
+        self.expect = expect            # (bytes, sha256) the plan was made on
         self.last = None
 
     def backup(self, abs_path, rel_path):
-        self.last = self.store.backup(abs_path, rel_path)
+        self.last = self.store.backup(abs_path, rel_path, expect=self.expect)
         return self.last
 
     def matches(self, size, sha256):
@@ -500,7 +501,7 @@ def trim_transcript(ctx, agent, info, tier, policy):
                            notes=plan.notes)
 
     used = {}
-    witness = BackupWitness(ctx.backups)
+    witness = BackupWitness(ctx.backups, (scan.size, scan.sha256))
 
     def produce(src, sink):
         use_scan, use_plan = scan, plan

@@ -526,39 +526,76 @@ def test_parent_search_finds_far_branch_points_and_ignores_misaligned_bytes():
     assert scan.key("0A1B2C3D") != 0x0a1b2c3d and scan.key("0A1B2C3D") == scan.key("0A1B2C3D")
 
 
-class AppendingBackupStore(fsutil.BackupStore):
-    """A real BackupStore in front of which a live writer appends one line: the file the
+class ChangingBackupStore(fsutil.BackupStore):
+    """A real BackupStore in front of which another writer changes the file once: the file the
     trim planned on is not the file that gets backed up."""
 
-    def __init__(self, root, line, **kwargs):
-        super(AppendingBackupStore, self).__init__(root, **kwargs)
-        self.line = line
+    def __init__(self, root, change, **kwargs):
+        super(ChangingBackupStore, self).__init__(root, **kwargs)
+        self.change = change
 
-    def backup(self, abs_path, rel_path):
-        if self.line is not None:
-            with open(abs_path, "ab") as f:
-                f.write(self.line)
-            self.line = None
-        return super(AppendingBackupStore, self).backup(abs_path, rel_path)
+    def backup(self, abs_path, rel_path, **kwargs):
+        if self.change is not None:
+            self.change(abs_path)
+            self.change = None
+        return super(ChangingBackupStore, self).backup(abs_path, rel_path, **kwargs)
+
+
+def _extra_line(chat):
+    return json.dumps({"type": "message", "id": "feedf00d", "parentId": chat.lines[-1]["id"],
+                       "message": {"role": "user", "content": "one more"}}, separators=(",", ":")).encode() + b"\n"
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_file_grown_before_its_backup_is_planned_again(tmp_path, dry_run):
+def test_file_changed_before_its_backup_is_planned_again(tmp_path, dry_run):
+    """Rewritten in place (same inode, an early byte differs) and grown between the scan and the
+    backup: the backup holds the new bytes and the trim is planned again on exactly those."""
     chat = branchy_chat()
     original = chat.encode()
     path = write(tmp_path, original)
-    extra = json.dumps({"type": "message", "id": "feedf00d", "parentId": chat.lines[-1]["id"],
-                        "message": {"role": "user", "content": "one more"}}, separators=(",", ":")).encode() + b"\n"
-    store = AppendingBackupStore(str(tmp_path / "backups"), extra, dry_run=dry_run)
+    extra = _extra_line(chat)
+    changed = original.replace(b"2026-", b"2027-", 1) + extra
+    assert len(changed) == len(original) + len(extra) and changed[:len(original)] != original
+
+    def rewrite(abs_path):
+        with open(abs_path, "r+b") as f:
+            f.write(changed)
+
+    store = ChangingBackupStore(str(tmp_path / "backups"), rewrite, dry_run=dry_run)
     ctx = RunContext(str(tmp_path), "run1", NOW_MS, dry_run, store, {})
     record = trim_transcript(ctx, "main", info_for(tmp_path, path), {"keep_records": 12, "slim": None}, POLICY)
     assert any("planned again" in note for note in record["notes"])
-    grown = original + extra
-    assert record["before"]["sha256"] == hashlib.sha256(grown).hexdigest()
+    assert record["before"]["sha256"] == hashlib.sha256(changed).hexdigest()
     expected = reference_tail(chat.lines + [json.loads(extra)], 12)
     if dry_run:
-        assert path.read_bytes() == grown
+        assert path.read_bytes() == changed
         return
+    assert open(record["backup"], "rb").read() == changed
     got = parsed_lines(path.read_bytes())
     assert [line["id"] for line in got[1:]] == [line["id"] for line in expected]
     assert got[-1]["id"] == "feedf00d"
+
+
+def test_line_appended_before_the_backup_is_carried(tmp_path):
+    """Appended between the scan and the backup: the backup is exactly the bytes the trim was
+    planned on (copied in the kernel, checked against the scan's sha256), and the new line is
+    carried after the trimmed tail, as any line a live gateway appends during a trim."""
+    chat = branchy_chat()
+    original = chat.encode()
+    path = write(tmp_path, original)
+    extra = _extra_line(chat)
+
+    def append(abs_path):
+        with open(abs_path, "ab") as f:
+            f.write(extra)
+
+    store = ChangingBackupStore(str(tmp_path / "backups"), append)
+    ctx = RunContext(str(tmp_path), "run1", NOW_MS, False, store, {})
+    record = trim_transcript(ctx, "main", info_for(tmp_path, path), {"keep_records": 12, "slim": None}, POLICY)
+    assert record["error"] is None and record["action"] == "trim"
+    assert record["before"]["sha256"] == hashlib.sha256(original).hexdigest()
+    assert open(record["backup"], "rb").read() == original
+    assert os.stat(record["backup"]).st_mode & 0o777 == 0o600
+    assert any("carried %d bytes" % len(extra) in note for note in record["notes"]), record["notes"]
+    got = parsed_lines(path.read_bytes())
+    assert [line["id"] for line in got[1:]] == [line["id"] for line in reference_tail(chat.lines, 12)] + ["feedf00d"]
