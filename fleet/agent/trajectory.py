@@ -206,7 +206,7 @@ def cap_trajectory(ctx, agent, info, policy):
         return file_record(agent, info.rel, info.kind, before=stats(scan.size, scan.records, scan.sha256),
                            notes=[n for n in notes if "truncated" in n])
     used = {}
-    witness = BackupWitness(ctx.backups)
+    witness = BackupWitness(ctx.backups, (scan.size, scan.sha256))
 
     def produce(src, sink):
         use = (scan, lines, notes)
