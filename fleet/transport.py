@@ -171,12 +171,41 @@ def _known_hosts_path(host: Any, ssh_config: dict) -> Path:
     return Path("~/.ssh/known_hosts").expanduser()
 
 
+_PARSED_KNOWN_HOSTS: dict = {}
+_PARSED_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+def parsed_known_hosts(path: Path) -> HostKeys:
+    """`path` parsed once per content (inode, size, mtime) and shared by every host of a run.
+
+    Each connection used to parse the whole file (paramiko's load_host_keys): N hosts sharing one
+    known_hosts cost N parses of N lines, which grows with the square of the fleet. A file
+    changed meanwhile (another fleet recording a key) is parsed again.
+    """
+    st = path.stat()
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _PARSED_KNOWN_HOSTS_LOCK:
+        cached = _PARSED_KNOWN_HOSTS.get(str(path))
+        if cached is None or cached[0] != stamp:
+            cached = _PARSED_KNOWN_HOSTS[str(path)] = (stamp, HostKeys(str(path)))
+        return cached[1]
+
+
+def _known_host_names(conn: fabric.Connection) -> list[str]:
+    """The names paramiko looks a server's key up by (ssh's `[host]:port` form off port 22)."""
+    return [conn.host] if int(conn.port or 22) == 22 else [f"[{conn.host}]:{conn.port}"]
+
+
 def _prepare_client(conn: fabric.Connection, host: Any, accept_new: bool, timeout: float) -> Path:
     """Strict host keys and our timeouts on `conn` (fabric's default is a silent AutoAddPolicy)."""
     path = _known_hosts_path(host, conn.ssh_config)
     client = conn.client
     if path.exists():
-        client.load_host_keys(str(path))
+        # Only this host's entries go into its client; the parse is shared (parsed_known_hosts).
+        known, mine = parsed_known_hosts(path), client.get_host_keys()
+        for name in _known_host_names(conn):
+            for key_type, key in (known.lookup(name) or {}).items():
+                mine.add(name, key_type, key)
     if not _attr(host, "known_hosts") and SYSTEM_KNOWN_HOSTS.exists():
         client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))   # as ssh does; never written to
     if accept_new or _attr(host, "host_key_policy") == "accept-new":

@@ -225,6 +225,34 @@ def test_changed_host_key_is_refused_even_with_accept_new(one_host, tmp_path):
     assert known.read_text().count("\n") == 2    # nothing was added
 
 
+def test_known_hosts_is_parsed_once_per_content_and_again_when_it_changes(one_host, tmp_path):
+    """One parse shared by every host of a run (it used to be one per host: O(N^2) for big
+    fleets); a file another process changed is read again, so a key it recorded counts."""
+    from paramiko.hostkeys import HostKeys
+
+    from fleet.transport import parsed_known_hosts
+
+    fleet_, host = one_host
+    bundle, digest = make_bundle(ECHO_AGENT)
+    others = [fleet.sshd.public_key_line(fleet.sshd.make_keypair(tmp_path / f"k{i}").with_name(f"k{i}.pub"))
+              for i in range(3)]
+    known = tmp_path / "known_hosts"
+    known.write_text("".join(fleet.sshd.known_hosts_line("10.9.0.%d" % i, 22, line) + "\n"
+                             for i, line in enumerate(others)))
+    strict = dataclasses.replace(host, known_hosts=str(known))
+    with pytest.raises(HostKeyRefused):
+        run_agent(strict, {}, bundle=bundle, digest=digest)
+    first = parsed_known_hosts(known)
+    assert parsed_known_hosts(known) is first and len(first.keys()) == 3
+
+    ours = fleet_.hosts[0].server.host_public_key_line()
+    hashed = HostKeys.hash_host(f"[127.0.0.1]:{host.port}")
+    with open(known, "a") as f:                     # as `ssh` with HashKnownHosts yes would add it
+        f.write(f"{hashed} {ours}\n")
+    assert run_agent(strict, {}, bundle=bundle, digest=digest).error is None
+    assert parsed_known_hosts(known) is not first and len(parsed_known_hosts(known).keys()) == 4
+
+
 def test_proxy_jump_reaches_the_host_through_the_jump_host(ssh_fleet):
     fleet_ = ssh_fleet(2, log_level="DEBUG")
     inv = load_inventory(fleet_.inventory)
