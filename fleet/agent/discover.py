@@ -10,6 +10,7 @@ import json
 import os
 import re
 import stat
+from json.decoder import scanstring
 
 from .context import FileInfo
 from .fsutil import describe_oserror, inside, is_safe_id, open_nofollow
@@ -138,7 +139,7 @@ def load_store(path):
     try:
         text = raw.decode("utf-8")
         del raw
-        store = json.loads(text, parse_constant=_reject_constant, parse_float=finite_float)
+        store = loads_store_text(text, BULKY_FIELDS)
         del text
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         if isinstance(exc, RecursionError):
@@ -162,6 +163,81 @@ def load_store(path):
 
 def _reject_constant(name):
     raise ValueError("%s is not a JSON number" % name)
+
+
+_STORE_DECODERS = {}
+
+
+def loads_store_text(text, drop=(), keep_keys=False, reject_constant=_reject_constant):
+    """json.loads(text) (no NaN/Infinity, finite floats) for a sessions.json, one entry at a time.
+
+    Each top-level value is parsed on its own and the fields in `drop` are let go at once (popped,
+    or set to None with keep_keys, so callers still see that the entry had them): a 50 MB store
+    whose entries carry skillsSnapshot/systemPromptReport (~90 % of it, ~8 bytes of Python
+    objects per byte of JSON) never has all of them in memory. Same result and the same errors
+    as json.loads: anything this reader does not take (not an object at the top, bad JSON) is
+    handed to json.loads, which returns it or raises its own precise error.
+    """
+    decoder = _STORE_DECODERS.get(reject_constant)
+    if decoder is None:
+        decoder = _STORE_DECODERS[reject_constant] = json.JSONDecoder(parse_constant=reject_constant,
+                                                                      parse_float=finite_float)
+    try:
+        return _stream_object(text, decoder.scan_once, drop, keep_keys)
+    except (ValueError, StopIteration, IndexError):
+        store = json.loads(text, parse_constant=reject_constant, parse_float=finite_float)
+        if isinstance(store, dict):
+            _drop_fields(store.values(), drop, keep_keys)
+        return store
+
+
+def _drop_fields(entries, drop, keep_keys):
+    for entry in entries:
+        if isinstance(entry, dict):
+            for name in drop:
+                if name in entry:
+                    if keep_keys:
+                        entry[name] = None
+                    else:
+                        del entry[name]
+
+
+_WS = re.compile(r"[ \t\n\r]*").match
+
+
+def _stream_object(text, scan_once, drop, keep_keys):
+    """The top-level JSON object of `text`, its values parsed one by one (see loads_store_text).
+    Raises ValueError/StopIteration/IndexError on anything but a well-formed object."""
+    i = _WS(text, 0).end()
+    if text[i] != "{":
+        raise ValueError("not an object")
+    store = {}
+    i = _WS(text, i + 1).end()
+    if text[i] == "}":
+        i += 1
+    else:
+        while True:
+            if text[i] != '"':
+                raise ValueError("expected a key")
+            key, i = scanstring(text, i + 1, True)
+            i = _WS(text, i).end()
+            if text[i] != ":":
+                raise ValueError("expected ':'")
+            value, i = scan_once(text, _WS(text, i + 1).end())
+            if drop:
+                _drop_fields((value,), drop, keep_keys)
+            store[key] = value            # a repeated key: last value, first place (as json.loads)
+            i = _WS(text, i).end()
+            if text[i] == ",":
+                i = _WS(text, i + 1).end()
+                continue
+            if text[i] != "}":
+                raise ValueError("expected ',' or '}'")
+            i += 1
+            break
+    if _WS(text, i).end() != len(text):
+        raise ValueError("extra data")
+    return store
 
 
 def finite_float(text):

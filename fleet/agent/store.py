@@ -32,7 +32,7 @@ import re
 
 from .context import file_record, stats
 from .archive import copy_verified, delete_file
-from .discover import finite_float
+from .discover import BULKY_FIELDS, finite_float, loads_store_text
 from .fsutil import FileChanged, FileError, describe_oserror, is_safe_id, open_nofollow, safe_rewrite
 from .locks import LOCK_WAIT_S, StoreLock
 
@@ -126,13 +126,16 @@ def _reject_constant(name):
     raise ValueError("%s is not valid JSON" % name)
 
 
-def parse_store_bytes(data, name=STORE_NAME):
+def parse_store_bytes(data, name=STORE_NAME, drop=()):
     """Parse a store's bytes into {key: entry}; raise FileError with one clear line when bad.
 
     Bad: 0 bytes or only whitespace, a byte-order mark, invalid UTF-8 (with the byte offset),
     invalid JSON (with line and column), a top level that is not an object, an entry that is not
     an object, or an entry whose sessionId is missing or not a safe id (OpenClaw would
     misbehave on it, and fleet never uses such a value as a path).
+
+    Entries' fields named in `drop` keep their key but their value becomes None as the entry is
+    parsed (loads_store_text): for fields a prune strips anyway, so they never all sit in memory.
     """
     if not data.strip():
         raise FileError("%s is empty (%d bytes): OpenClaw would load it as {} and its next save would "
@@ -145,7 +148,8 @@ def parse_store_bytes(data, name=STORE_NAME):
     except UnicodeDecodeError as exc:
         raise FileError("%s is not valid UTF-8 (byte %d); left as it was" % (name, exc.start))
     try:
-        store = json.loads(text, parse_constant=_reject_constant, parse_float=finite_float)
+        store = loads_store_text(text, drop, keep_keys=True, reject_constant=_reject_constant)
+        del text
     except RecursionError:
         raise FileError("%s is not valid JSON (nested too deeply); left as it was" % name)
     except ValueError as exc:
@@ -333,6 +337,13 @@ def _age_limit(kind, ages, direct_after, stale_after):
     return min(limits) if limits else None
 
 
+def strippable_bulk(policy):
+    """The bulky fields (BULKY_FIELDS) this policy strips: no prune decision reads them, so the
+    parse may let their values go at once (parse_store_bytes' `drop`)."""
+    strip = (policy or {}).get("strip_fields") or ()
+    return tuple(f for f in BULKY_FIELDS if f in strip)
+
+
 def prune_store(ctx, agent, store_info, policy, lock_wait_s=LOCK_WAIT_S):
     """Prune and strip one agent's store under its lock. Returns (record, removed entries).
 
@@ -347,13 +358,16 @@ def prune_store(ctx, agent, store_info, policy, lock_wait_s=LOCK_WAIT_S):
     empty = stats(getattr(store_info, "size", 0) or 0, 0)
     try:
         data = read_store_bytes(path, rel)
-        store = parse_store_bytes(data, rel)
+        store = parse_store_bytes(data, rel, strippable_bulk(policy))
     except FileError as exc:
         return file_record(agent, rel, "store", empty, error=str(exc)), RemovedEntries()
     before = stats(len(data), len(store), hashlib.sha256(data).hexdigest())
     plan = PrunePlan(store, ctx.now_ms, policy)
     if not plan.actions:
         return file_record(agent, rel, "store", before, notes=plan.notes), plan.removed
+    # The rewrite reads and plans again on the bytes it backs up: let this first parse go, or a
+    # 50 MB store would be held twice at the peak (its parsed form is ~8x its size).
+    data = store = plan = None
     notes = []
     lock = StoreLock(path, ctx.now_ms, dry_run=ctx.dry_run, wait_s=lock_wait_s)
     try:
@@ -387,7 +401,7 @@ def _rewrite(ctx, path, rel, policy):
 
     def produce(src, sink):
         data = src.read()
-        store = parse_store_bytes(data, rel)
+        store = parse_store_bytes(data, rel, strippable_bulk(policy))
         plan = PrunePlan(store, ctx.now_ms, policy)
         holder["plan"] = plan
         # Fresh content with nothing left to do (another writer pruned it): keep its bytes as they are.

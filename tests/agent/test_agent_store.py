@@ -570,3 +570,73 @@ def test_permission_errors_as_an_unprivileged_user_leave_the_store_alone(shared_
     assert out["rec"]["error"] is None and out["removed"] == ["agent:main:cron:j:run:a"]
     assert os.stat(path).st_uid == pw.pw_uid and os.stat(path).st_mode & 0o777 == 0o600
     assert list(load_store(path)) == ["agent:main:main"]
+
+
+# --- the entry-at-a-time store reader (memory) -------------------------------------------
+
+from fleet.agent.discover import loads_store_text  # noqa: E402
+
+SAME_AS_JSON_LOADS = [
+    '{}', ' { } ', '{"a": {"sessionId": "x", "skillsSnapshot": {"skills": [1, 2]}}}',
+    '{"a": 1, "a": {"sessionId": "y"}, "b": []}',                 # repeated key: last value, first place
+    '{\n  "k\\u00e9y": {"sessionId": "s", "n": 1.5e3, "t": true, "z": null}\n}\n',
+    '{"a": {"x": "\\ud83d\\ude00"}, "b": "plain"}',
+]
+BAD = ['', '[]', '"x"', '{"a": 1,}', '{"a" 1}', '{"a": 1} x', '{"a": NaN}', '{"a": 1e400}', '{"a": [1, }',
+       '{"a": 1', '{a: 1}', '\ufeff{}', '{"a": "\x01"}']
+
+
+@pytest.mark.parametrize("text", SAME_AS_JSON_LOADS)
+def test_store_reader_gives_what_json_loads_gives(text):
+    got = loads_store_text(text)
+    assert got == json.loads(text) and list(got) == list(json.loads(text))
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_store_reader_refuses_what_json_loads_refuses_with_its_message(text):
+    from fleet.agent.discover import _reject_constant, finite_float
+    try:
+        expected = json.loads(text, parse_constant=_reject_constant, parse_float=finite_float)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as got:
+            loads_store_text(text)
+        assert str(got.value) == str(exc)
+    else:
+        assert not isinstance(expected, dict) and loads_store_text(text) == expected
+
+
+def test_store_reader_lets_bulky_fields_go_per_entry_and_a_prune_strips_them_the_same(tmp_path):
+    """With the fields dropped at parse time the prune writes the very same bytes, and a parse
+    that drops them holds a fraction of the memory of one that does not."""
+    import tracemalloc
+
+    bulk = {"skills": [{"name": "s%d" % i, "description": "d" * 40, "env": ["A", "B"]} for i in range(400)]}
+    store = {}
+    for i in range(40):
+        store["agent:main:cron:job%d:run:r%d" % (i, i)] = entry("r%d" % i, OLD, skillsSnapshot=bulk)
+        store["agent:main:telegram:direct:u%d" % i] = entry("d%d" % i, FRESH, skillsSnapshot=bulk,
+                                                            systemPromptReport={"text": "p" * 2000})
+    text = json.dumps(store, indent=2)
+    dropped = loads_store_text(text, ("skillsSnapshot", "systemPromptReport"), keep_keys=True)
+    assert list(dropped) == list(store)
+    assert all(e["skillsSnapshot"] is None for e in dropped.values())
+    tracemalloc.start()
+    try:
+        loads_store_text(text)
+        full_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        loads_store_text(text, ("skillsSnapshot", "systemPromptReport"))
+        dropped_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert dropped_peak * 5 < full_peak, (dropped_peak, full_peak)
+
+    state, path = make_agent(tmp_path, store)
+    rec, _ = prune_store(make_ctx(state), "main", store_info(state, path),
+                         {"prune": {"cron_run": 86400}, "strip_fields": ["skillsSnapshot", "systemPromptReport"]})
+    assert rec["error"] is None and rec["actions"] == ["prune", "strip"]
+    expected = {k: {f: v for f, v in e.items() if f not in ("skillsSnapshot", "systemPromptReport")}
+                for k, e in store.items() if ":cron:" not in k}
+    with open(path, "rb") as f:
+        assert f.read() == json.dumps(expected, indent=2).encode() + b"\n"
+    assert "stripped skillsSnapshot from 40 entries" in rec["notes"]
