@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rtt", default="0,40")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/fleetsim-scaling"))
+    ap.add_argument("--user", default="root", help="the account fleet logs in as (see fleetsim.up)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("fleet_scaling needs root (network namespaces); run with sudo")
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     for rtt in rtts:
         base: dict[str, float] = {}
         for n in sizes:
-            rec = fleetsim.up(n, rtt, args.dir)
+            rec = fleetsim.up(n, rtt, args.dir, user=args.user)
             inv = str(args.dir / "inventory.toml")
             try:
                 for label, cmd in (("scan", FLEET + ["scan", "-i", inv, "--json"]),

@@ -101,7 +101,15 @@ def banner_seconds(address: str, port: int, timeout: float = 10.0) -> float:
     return time.perf_counter() - t0
 
 
-def up(hosts: int, rtt_ms: float, directory: Path, data: bool = True) -> dict:
+def up(hosts: int, rtt_ms: float, directory: Path, data: bool = True, user: str = "root") -> dict:
+    """Bring the fleet up; every tool logs in to every host as `user`.
+
+    All simulated hosts are this machine, so they share its accounts: a user whose login shell
+    runs a heavy ~/.bashrc on every non-interactive ssh command (this machine's root runs
+    `pyenv init` there, ~150 ms of CPU per session) makes every host look slow. Another user
+    (`--user fleet-test`: Debian's skeleton .bashrc returns at once when not interactive) owns
+    the state dirs, so its agents can read them.
+    """
     if os.geteuid() != 0:
         raise SystemExit("fleetsim needs root: it creates network namespaces and veth links (run with sudo)")
     if (directory / "fleetsim.json").exists():
@@ -113,8 +121,9 @@ def up(hosts: int, rtt_ms: float, directory: Path, data: bool = True) -> dict:
     client_pub = public_key_line(str(client_key) + ".pub")
     use_netem = rtt_ms > 0 and netem_available()
     now_ms = int(time.time() * 1000)
-    record: dict = {"hosts": [], "rtt_ms": rtt_ms, "delay": "none" if rtt_ms <= 0 else ("netem" if use_netem else "relay")}
-    known, inventory = [], ["[defaults]", 'user = "root"', f'identity_file = "{client_key}"',
+    record: dict = {"hosts": [], "rtt_ms": rtt_ms, "user": user,
+                    "delay": "none" if rtt_ms <= 0 else ("netem" if use_netem else "relay")}
+    known, inventory = [], ["[defaults]", f'user = "{user}"', f'identity_file = "{client_key}"',
                             f'known_hosts = "{directory / "known_hosts"}"', "connect_timeout = 30", ""]
     try:
         for i in range(hosts):
@@ -141,8 +150,10 @@ def up(hosts: int, rtt_ms: float, directory: Path, data: bool = True) -> dict:
                 generate_host(state, TINY_FLEET[i % len(TINY_FLEET)], seed=i, now_ms=now_ms)
             else:
                 state.mkdir(parents=True)
+            if user != "root":
+                subprocess.run(["chown", "-R", f"{user}:", str(state)], check=True)
             server = NamespaceSshd(directory / name / "sshd", ns, listen, (inner, 22), authorized_keys=[client_pub],
-                                   users=("root",), log_level="ERROR")
+                                   users=(user,), log_level="ERROR")
             server.start()
             entry["pids"].append(server.pid)
             entry["sshd_config"] = str(server.config_path)
@@ -211,11 +222,12 @@ def main(argv=None) -> int:
     p_up.add_argument("--rtt", type=float, default=0.0, help="round trip in ms")
     p_up.add_argument("--dir", type=Path, default=Path("/tmp/fleetsim"))
     p_up.add_argument("--no-data", action="store_true", help="empty state dirs (transport-only runs)")
+    p_up.add_argument("--user", default="root", help="the account every tool logs in as (default root; see up())")
     p_down = sub.add_parser("down", help="tear it down (exactly what up started)")
     p_down.add_argument("--dir", type=Path, default=Path("/tmp/fleetsim"))
     args = parser.parse_args(argv)
     if args.cmd == "up":
-        rec = up(args.hosts, args.rtt, args.dir, data=not args.no_data)
+        rec = up(args.hosts, args.rtt, args.dir, data=not args.no_data, user=args.user)
         print(f"{len(rec['hosts'])} hosts up, delay by {rec['delay']}"
               + (f", banner after {rec['banner_s'] * 1000:.0f} ms" if "banner_s" in rec else "")
               + f"; inventory: {args.dir / 'inventory.toml'}")

@@ -65,7 +65,7 @@ import asyncio, json, sys
 import asyncssh
 
 async def one(host, agent, key, known_hosts):
-    async with asyncssh.connect(host["address"], port=22, username="root", client_keys=[key],
+    async with asyncssh.connect(host["address"], port=22, username=host["user"], client_keys=[key],
                                 known_hosts=known_hosts, agent_path=None, config=[]) as conn:
         result = await conn.run(host["command"], input=agent, encoding=None)
         json.loads(result.stdout)
@@ -89,7 +89,7 @@ PYINFRA_DEPLOY = r'''
 from pyinfra import host
 from pyinfra.operations import files, server
 
-dest = "/tmp/fleet-bench-agent-%s.pyz" % host.name
+dest = "/tmp/fleet-bench-agent-%s-%s.pyz" % (host.data.ssh_user, host.name)
 files.put(name="push the fleet agent", src=host.data.agent, dest=dest, mode="600")
 server.shell(name="run the agent's scan",
              commands=["python3 %s scan --state-dir %s" % (dest, host.data.state_dir)])
@@ -113,10 +113,20 @@ def remote_job(state_dir: str) -> str:
 
 
 class Subreaper:
-    """Make orphaned descendants (ssh ControlPersist masters) our children, to end and count them."""
+    """Make orphaned descendants our children, to end and count them (or not).
+
+    Two kinds arrive: a tool's ssh ControlPersist masters (Ansible's), which are ended and counted
+    with that tool; and the simulated hosts' own processes, because their sshd were started from
+    this process: with a non-root login, OpenSSH's per-connection monitor can exit before the
+    session's user process, which then comes to us. Those run inside a host's network namespace;
+    they are reaped once they end and their CPU (the agent's too) is taken back out of the tool's.
+    """
+
+    HZ = os.sysconf("SC_CLK_TCK")
 
     def __init__(self, keep: set[int]):
         self.keep = keep
+        self.my_netns = os.readlink("/proc/self/ns/net")
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(36, 1, 0, 0, 0) != 0:       # PR_SET_CHILD_SUBREAPER
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
@@ -134,13 +144,48 @@ class Subreaper:
                 pids.append(int(entry))
         return pids
 
-    def end_adopted(self) -> None:
-        for pid in self.adopted():
+    def _host_side(self, pid: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{pid}/ns/net") != self.my_netns
+        except OSError:
+            # A zombie has no namespace link any more; one that is not an ssh client is a host's.
             try:
-                os.kill(pid, signal.SIGTERM)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+                return Path(f"/proc/{pid}/comm").read_text().strip() != "ssh"
+            except OSError:
+                return False
+
+    def end_adopted(self, settle_s: float = 5.0) -> float:
+        """End our adopted ssh masters; reap the hosts' processes once they have ended. Returns
+        the CPU seconds of the hosts' processes reaped, to take out of the tool's."""
+        foreign = 0.0
+        deadline = time.monotonic() + settle_s
+        pending = {pid: self._host_side(pid) for pid in self.adopted()}
+        while pending:
+            for pid, host_side in list(pending.items()):
+                if not host_side:
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                        os.waitpid(pid, 0)
+                    except (ProcessLookupError, ChildProcessError):
+                        pass
+                    del pending[pid]
+                    continue
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    del pending[pid]
+                    continue
+                if fields[0] == "Z":
+                    foreign += sum(int(f) for f in fields[11:15]) / self.HZ   # utime stime cutime cstime
+                    try:
+                        os.waitpid(pid, 0)
+                    except ChildProcessError:
+                        pass
+                    del pending[pid]
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return foreign
 
 
 def timed(cmd: list[str], env: dict, reaper: Subreaper, cwd: Path) -> tuple[float, float, int, str]:
@@ -150,9 +195,9 @@ def timed(cmd: list[str], env: dict, reaper: Subreaper, cwd: Path) -> tuple[floa
     proc = subprocess.run(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE)
     wall = time.perf_counter() - t0
-    reaper.end_adopted()
+    foreign = reaper.end_adopted()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) - foreign
     tail = (proc.stderr.decode(errors="replace") + proc.stdout.decode(errors="replace")[-800:])[-1500:]
     return wall, cpu, proc.returncode, tail
 
@@ -160,8 +205,8 @@ def timed(cmd: list[str], env: dict, reaper: Subreaper, cwd: Path) -> tuple[floa
 class Job:
     """Writes every tool's inputs for one simulated fleet, and knows how to start each tool."""
 
-    def __init__(self, sim_dir: Path, work: Path, hosts: list[dict], forks: int):
-        self.sim, self.work, self.hosts, self.forks = sim_dir, work, hosts, forks
+    def __init__(self, sim_dir: Path, work: Path, hosts: list[dict], forks: int, user: str = "root"):
+        self.sim, self.work, self.hosts, self.forks, self.user = sim_dir, work, hosts, forks, user
         self.key, self.known = sim_dir / "client_key", sim_dir / "known_hosts"
         self.agent = work / "agent.pyz"
         self.fleet_state = work / "fleet-state"
@@ -179,7 +224,7 @@ class Job:
 
     def _ssh_line(self, i: int, host: dict) -> str:
         out = self.work / "out" / f"{host['name']}.json"
-        return " ".join(["ssh", *map(shlex.quote, self.ssh_opts), f"root@{host['address']}",
+        return " ".join(["ssh", *map(shlex.quote, self.ssh_opts), f"{self.user}@{host['address']}",
                          shlex.quote(remote_job(host["state_dir"])), "<", shlex.quote(str(self.agent)),
                          ">", shlex.quote(str(out))])
 
@@ -209,7 +254,7 @@ inventory = {self.work / 'ansible_hosts.ini'}
 forks = {self.forks}
 host_key_checking = True
 gathering = explicit
-remote_user = root
+remote_user = {self.user}
 private_key_file = {self.key}
 interpreter_python = /usr/bin/python3
 local_tmp = {self.work / 'ansible-local'}
@@ -223,7 +268,7 @@ control_path_dir = {control_dir}
         return cfg
 
     def _write_pyinfra(self) -> None:
-        hosts = [(h["address"], {"ssh_user": "root", "ssh_key": str(self.key), "ssh_known_hosts_file": str(self.known),
+        hosts = [(h["address"], {"ssh_user": self.user, "ssh_key": str(self.key), "ssh_known_hosts_file": str(self.known),
                                  "ssh_strict_host_key_checking": "yes", "state_dir": h["state_dir"],
                                  "agent": str(self.agent)}) for h in self.hosts]
         (self.work / "pyinfra_inventory.py").write_text(f"sim = {hosts!r}\n")
@@ -232,7 +277,7 @@ control_path_dir = {control_dir}
     def _write_asyncssh(self) -> None:
         (self.work / "asyncssh_job.py").write_text(ASYNCSSH_JOB)
         spec = {"agent": str(self.agent), "key": str(self.key), "known_hosts": str(self.known),
-                "hosts": [dict(h, command=remote_job(h["state_dir"])) for h in self.hosts]}
+                "hosts": [dict(h, command=remote_job(h["state_dir"]), user=self.user) for h in self.hosts]}
         (self.work / "asyncssh_hosts.json").write_text(json.dumps(spec))
 
     def command(self, tool: str) -> tuple[list[str], dict]:
@@ -316,6 +361,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of: " + ", ".join(TOOLS))
     ap.add_argument("--dir", type=Path, default=Path("/tmp/fleetsim-peers"))
     ap.add_argument("--markdown", type=Path, help="also write the result table to this file")
+    ap.add_argument("--user", default="root", help="the account every tool logs in as on the simulated hosts "
+                    "(they are all this machine: see fleetsim.up on a heavy ~/.bashrc)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("peers needs root: the simulated fleet is network namespaces (run with sudo)")
@@ -327,7 +374,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"unknown tools: {', '.join(sorted(unknown))}")
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rec = fleetsim.up(args.hosts, args.rtt, args.dir)
+    rec = fleetsim.up(args.hosts, args.rtt, args.dir, user=args.user)
     work = Path(tempfile.mkdtemp(prefix="fleet-peers-"))
     keep = {pid for h in rec["hosts"] for pid in h["pids"]}
     reaper = Subreaper(keep)
@@ -335,7 +382,7 @@ def main(argv=None) -> int:
     try:
         hosts = [{"name": h["name"], "address": h["address"], "state_dir": str(args.dir / h["name"] / "state")}
                  for h in rec["hosts"]]
-        job = Job(args.dir, work, hosts, forks=args.hosts)
+        job = Job(args.dir, work, hosts, forks=args.hosts, user=args.user)
         for rep in range(args.reps + 1):           # repetition 0 is the warm-up, not counted
             for tool in tools:
                 cmd, env = job.command(tool)
@@ -366,7 +413,7 @@ def main(argv=None) -> int:
         rows.append([tool, f"{wall:.2f}", f"{wall / fleet_wall:.2f}", f"{cpu_ms:.1f}",
                      ",".join(str(s[2]) for s in samples[tool]), target_text(tool, fleet_wall, wall, fleet_cpu)])
     headers = ["tool", "wall s (median)", "wall / fleet's", "controller CPU ms/host", "exit codes", "target (issue 7)"]
-    out = [f"peers: {args.hosts} hosts, RTT {args.rtt:g} ms (delay by {rec['delay']}), {args.reps} reps "
+    out = [f"peers: {args.hosts} hosts, RTT {args.rtt:g} ms (delay by {rec['delay']}), login user {args.user}, {args.reps} reps "
            f"interleaved after one warm-up each; {started}",
            f"machine: {machine()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}",
            "versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), "", table(headers, rows)]
