@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import statistics
@@ -41,6 +40,9 @@ sys.path.insert(0, str(REPO))
 from fleet.plan import build_plan  # noqa: E402
 from fleet.playbook import load_playbook  # noqa: E402
 from fleet.units import parse_size  # noqa: E402
+
+sys.path.insert(0, str(REPO / "bench"))
+from agent_trim import big_transcript  # noqa: E402
 
 PYTHON = shutil.which("python3") or "/usr/bin/python3"   # the host's python, as fleet would find it
 RATIO_TARGET = 0.70
@@ -72,45 +74,6 @@ def longest_line(path: Path) -> int:
     return longest
 
 
-def big_transcript(path: Path, session_id: str, mb: float, line_kb: int, now_ms: int) -> None:
-    """Turns of user -> assistant toolCall -> toolResult of ~line_kb KB -> assistant text."""
-    target = int(mb * 1024 * 1024)
-    rng = random.Random(7)
-    words = ["drwxr-xr-x", "root", "4096", "Nov", "21", "05:40", "node_modules", "error:", "warning",
-             "GET /api/v1/items 200", "\u4f1a\u8b70", "\"quoted\"", "path\\to\\file", "\t", "ok"]
-    base = " ".join(rng.choice(words) + ("\n" if rng.random() < 0.08 else "") for _ in range(line_kb * 200))
-    base = base[: line_kb * 1024]
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now_ms / 1000 - 3600))
-    written, n, parent = 0, 0, None
-    with open(path, "wb") as f:
-        def put(obj: dict) -> None:
-            nonlocal written, parent, n
-            n += 1
-            obj.update(id="%08x" % n, parentId=parent, timestamp=stamp)
-            parent = obj["id"]
-            data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-            f.write(data)
-            written += len(data)
-        f.write(json.dumps({"type": "session", "version": 3, "id": session_id, "timestamp": stamp,
-                            "cwd": "/home/linou"}).encode() + b"\n")
-        turn = 0
-        while written < target:
-            turn += 1
-            put({"type": "message", "message": {"role": "user", "content": [{"type": "text", "text": f"turn {turn}"}]}})
-            call = "toolu_%06d" % turn
-            put({"type": "message", "message": {"role": "assistant", "content": [
-                {"type": "toolCall", "id": call, "name": "exec", "arguments": {"command": "ls -laR /"}}],
-                "usage": {"input": 1000, "output": 20, "totalTokens": 1020}, "stopReason": "toolUse"}})
-            cut = rng.randint(0, 1024)
-            put({"type": "message", "message": {"role": "toolResult", "toolCallId": call, "toolName": "exec",
-                                                "content": [{"type": "text", "text": base[cut:] + base[:cut]}],
-                                                "details": {"exitCode": 0}, "isError": False}})
-            put({"type": "message", "message": {"role": "assistant", "content": [{"type": "text", "text": f"done {turn}"}],
-                                                "usage": {"input": 1000, "output": 5, "totalTokens": 1005},
-                                                "stopReason": "stop"}})
-    os.utime(path, ns=((now_ms - 3600_000) * 1_000_000,) * 2)
-
-
 def generate(kind: str, state: Path, args: argparse.Namespace, now_ms: int) -> None:
     """Write the data set at `state` (its final path: sessions.json names transcripts absolutely)."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -121,7 +84,7 @@ def generate(kind: str, state: Path, args: argparse.Namespace, now_ms: int) -> N
     if kind == "big":
         store = state / "agents" / "main" / "sessions" / "sessions.json"
         entry = json.loads(store.read_text())["agent:main:main"]
-        big_transcript(Path(entry["sessionFile"]), entry["sessionId"], args.big_mb, args.line_kb, now_ms)
+        big_transcript(entry["sessionFile"], args.big_mb, args.line_kb, session_id=entry["sessionId"], now_ms=now_ms)
 
 
 class Host:

@@ -61,14 +61,17 @@ def field_report_transcript(path, mb, records, seed):
                      features=TranscriptFeatures(image=True, branch=True, compactions=2, aborted=20))
 
 
-def big_transcript(path, mb, line_kb):
-    """Turns of user → assistant toolCall → toolResult of ~line_kb KB → assistant text."""
+def big_transcript(path, mb, line_kb, session_id=SID, now_ms=NOW_MS):
+    """Turns of user → assistant toolCall → toolResult of ~line_kb KB → assistant text, every line
+    stamped an hour before `now_ms` (the file's mtime too). Returns the bytes written.
+    bench/agent_throughput.py uses it as well."""
     target = int(mb * 1024 * 1024)
     rng = random.Random(7)
     words = ["drwxr-xr-x", "root", "4096", "Nov", "21", "05:40", "node_modules", "error:", "warning",
              "GET /api/v1/items 200", "\u4f1a\u8b70", "\"quoted\"", "path\\to\\file", "\t", "ok"]
     base = " ".join(rng.choice(words) + ("\n" if rng.random() < 0.08 else "") for _ in range(line_kb * 200))
     base = base[: line_kb * 1024]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now_ms / 1000 - 3600))
     written = 0
     n = 0
     parent = None
@@ -76,14 +79,12 @@ def big_transcript(path, mb, line_kb):
         def put(obj):
             nonlocal written, parent, n
             n += 1
-            obj["id"] = "%08x" % n
-            obj["parentId"] = parent
-            obj["timestamp"] = "2026-11-14T08:00:00.000Z"
+            obj.update(id="%08x" % n, parentId=parent, timestamp=stamp)
             parent = obj["id"]
             data = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
             f.write(data)
             written += len(data)
-        f.write(json.dumps({"type": "session", "version": 3, "id": SID, "timestamp": "2026-11-14T08:00:00.000Z",
+        f.write(json.dumps({"type": "session", "version": 3, "id": session_id, "timestamp": stamp,
                             "cwd": "/home/linou"}).encode() + b"\n")
         turn = 0
         while written < target:
@@ -99,6 +100,7 @@ def big_transcript(path, mb, line_kb):
                                                 "details": {"exitCode": 0}, "isError": False}})
             put({"type": "message", "message": {"role": "assistant", "content": [{"type": "text", "text": "done %d" % turn}],
                                                 "usage": {"input": 1000, "output": 5, "totalTokens": 1005}, "stopReason": "stop"}})
+    os.utime(path, ns=((now_ms - 3600_000) * 1_000_000,) * 2)
     return written
 
 
