@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -43,6 +42,7 @@ from fleet.units import parse_size  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
 from agent_trim import big_transcript  # noqa: E402
+from common import emit, machine, markdown_table  # noqa: E402
 
 PYTHON = shutil.which("python3") or "/usr/bin/python3"   # the host's python, as fleet would find it
 RATIO_TARGET = 0.70
@@ -141,12 +141,6 @@ def measure(kind: str, work: Path, agent: Path, args: argparse.Namespace, now_ms
             "run": (med(run, 0), max(x[1] for x in run))}
 
 
-def table(headers: list[str], rows: list[list]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"  # noqa: E731
-    return "\n".join([line(headers), "| " + " | ".join("-" * w for w in widths) + " |"] + [line(r) for r in rows])
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--total", default="1GB", help="size of the generated data set (default 1GB)")
@@ -195,16 +189,12 @@ def main(argv=None) -> int:
             name = {"cp": "cp -r + sync", "scan": "agent scan", "run": "agent weekly run + sync"}[step]
             rows.append([label, name, f"{wall:.2f}", f"{rate:.0f}", f"{rss:.0f}", target])
         rows.append(["", f"(longest line {r['longest'] / 1024:.0f} KB)", "", "", "", ""])
-    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
     text = "\n".join([
         f"agent throughput, {started}; medians of {args.reps} (peak RSS: the largest); MB = 1,048,576 bytes",
-        f"machine: {os.cpu_count()} CPUs, {mem_kb / 1048576:.0f} GB RAM, Linux {platform.release()}; "
+        f"machine: {machine()}; "
         f"load average at start {load[0]:.2f}; agent python {subprocess.run([PYTHON, '-V'], capture_output=True, text=True).stdout.strip()}",
-        "", table(["data", "step", "wall s", "MB/s", "peak RSS MB", "target (issue 7)"], rows)])
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
+        "", markdown_table(["data", "step", "wall s", "MB/s", "peak RSS MB", "target (issue 7)"], rows)])
+    emit(text, args.markdown)
     return 0
 
 

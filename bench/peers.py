@@ -49,6 +49,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 import fleetsim  # noqa: E402
+from common import emit, machine, markdown_table  # noqa: E402
 
 PEERS_VENV = REPO / "bench" / ".venv-peers"
 PEERS_BIN = PEERS_VENV / "bin"
@@ -330,17 +331,6 @@ def versions() -> dict[str, str]:
             "paramiko (pyinfra)": peers["paramiko"], "asyncssh": peers["asyncssh"], "OpenSSH": ssh}
 
 
-def machine() -> str:
-    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return f"{os.cpu_count()} CPUs, {mem_kb / 1048576:.0f} GB RAM, Linux {platform.release()}"
-
-
-def table(headers: list[str], rows: list[list]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"  # noqa: E731
-    return "\n".join([line(headers), "| " + " | ".join("-" * w for w in widths) + " |"] + [line(r) for r in rows])
-
-
 def target_text(tool: str, fleet_wall: float, wall: float, fleet_cpu_ms: float) -> str:
     if tool in SPEEDUP_TARGETS:
         need = SPEEDUP_TARGETS[tool]
@@ -416,12 +406,9 @@ def main(argv=None) -> int:
     out = [f"peers: {args.hosts} hosts, RTT {args.rtt:g} ms (delay by {rec['delay']}), login user {args.user}, {args.reps} reps "
            f"interleaved after one warm-up each; {started}",
            f"machine: {machine()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}",
-           "versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), "", table(headers, rows)]
+           "versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()), "", markdown_table(headers, rows)]
     text = "\n".join(out)
-    print(text)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
+    emit(text, args.markdown)
     return 0
 
 

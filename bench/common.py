@@ -1,0 +1,28 @@
+"""What the bench scripts share: the machine line and the markdown tables they print."""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Optional
+
+from tabulate import tabulate
+
+
+def machine() -> str:
+    """"2 CPUs, 24 GB RAM, Linux 6.18.44": printed above every result table."""
+    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    return f"{os.cpu_count()} CPUs, {mem_kb / 1048576:.0f} GB RAM, Linux {platform.release()}"
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub markdown table of already formatted cells (kept as they are)."""
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def emit(text: str, markdown: Optional[Path]) -> None:
+    """Print the result, and write it to `markdown` too when asked."""
+    print(text)
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(text + "\n")
