@@ -30,8 +30,8 @@ import re
 from array import array
 
 from .context import file_record, stats
-from .fsutil import FileError, describe_oserror, hash_file, open_nofollow, safe_rewrite
-from .transcript import BackupWitness, copy_range, error_record
+from .fsutil import FileError, describe_oserror, hash_file, open_nofollow
+from .transcript import BackupWitness, copy_range, error_record, rewrite_planned
 
 _ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
                      r"(Z|[+-]\d\d:?\d\d)?$")
@@ -206,11 +206,11 @@ def cap_trajectory(ctx, agent, info, policy):
         return file_record(agent, info.rel, info.kind, before=stats(scan.size, scan.records, scan.sha256),
                            notes=[n for n in notes if "truncated" in n])
     used = {}
-    witness = BackupWitness(ctx.backups, (scan.size, scan.sha256))
+    witness = BackupWitness(ctx.backups, scan)
 
     def produce(src, sink):
         use = (scan, lines, notes)
-        if src.limit != scan.size or not witness.matches(scan.size, scan.sha256):
+        if witness.changed_since_scan(src):
             src.seek(0)
             use = analyse(src)
             use[2].append("the file changed before its backup; the cap was planned again")
@@ -222,12 +222,9 @@ def cap_trajectory(ctx, agent, info, policy):
             copy_range(src, sink, start, start + length)
         used.update(scan=use_scan, lines=use_lines, notes=use[2], sink=sink)
 
-    try:
-        result = safe_rewrite(info.path, info.rel, produce, witness, ctx.dry_run, carry_appends=True)
-    except FileError as exc:
-        return error_record(agent, info, str(exc), scan)
-    except OSError as exc:
-        return error_record(agent, info, describe_oserror(exc, "rewriting " + info.rel), scan)
+    result, failed = rewrite_planned(ctx, agent, info, scan, produce, witness)
+    if failed:
+        return failed
     use_scan = used["scan"]
     kept_runs = len(set(use_scan.run_of[i] for i in used["lines"]))
     notes = list(used["notes"]) + ["kept %d of %d runs" % (kept_runs, len(use_scan.run_ids))]

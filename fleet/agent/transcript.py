@@ -453,23 +453,38 @@ def copy_range(src, sink, start, end):
 
 
 class BackupWitness(object):
-    """Passes backups through to the run's BackupStore and remembers the last one.
+    """Passes a planned rewrite's backup to the run's BackupStore and remembers what it holds.
 
-    produce() then knows whether the backed-up bytes are the ones the plan was made on (same
-    size and sha256) without reading the file once more.
+    The backup is of exactly the bytes `scan` was made on (BackupStore's `expect`) when the file
+    still starts with them; produce() then asks changed_since_scan(src) whether it must plan
+    again on what was backed up, without reading the file once more.
     """
 
-    def __init__(self, store, expect=None):
+    def __init__(self, store, scan):
         self.store = store
-        self.expect = expect            # (bytes, sha256) the plan was made on
+        self.scan = scan
         self.last = None
 
     def backup(self, abs_path, rel_path):
-        self.last = self.store.backup(abs_path, rel_path, expect=self.expect)
+        self.last = self.store.backup(abs_path, rel_path, expect=(self.scan.size, self.scan.sha256))
         return self.last
 
-    def matches(self, size, sha256):
-        return self.last is not None and self.last["bytes"] == size and self.last["sha256"] == sha256
+    def changed_since_scan(self, src):
+        """True when the backed-up bytes (src, a LimitedReader over them) are not the scanned ones."""
+        last = self.last
+        return (src.limit != self.scan.size or last is None or last["bytes"] != self.scan.size
+                or last["sha256"] != self.scan.sha256)
+
+
+def rewrite_planned(ctx, agent, info, scan, produce, witness):
+    """safe_rewrite (appends carried) of a file planned on `scan`: (result, None), or (None, the
+    error record of a file left untouched)."""
+    try:
+        return safe_rewrite(info.path, info.rel, produce, witness, ctx.dry_run, carry_appends=True), None
+    except FileError as exc:
+        return None, error_record(agent, info, str(exc), scan)
+    except OSError as exc:
+        return None, error_record(agent, info, describe_oserror(exc, "rewriting " + info.rel), scan)
 
 
 def trim_transcript(ctx, agent, info, tier, policy):
@@ -501,11 +516,11 @@ def trim_transcript(ctx, agent, info, tier, policy):
                            notes=plan.notes)
 
     used = {}
-    witness = BackupWitness(ctx.backups, (scan.size, scan.sha256))
+    witness = BackupWitness(ctx.backups, scan)
 
     def produce(src, sink):
         use_scan, use_plan = scan, plan
-        if src.limit != scan.size or not witness.matches(scan.size, scan.sha256):
+        if witness.changed_since_scan(src):
             # The file changed between our first look and its backup: decide again on the
             # bytes that were backed up.
             src.seek(0)
@@ -514,12 +529,9 @@ def trim_transcript(ctx, agent, info, tier, policy):
         used.update(scan=use_scan, plan=use_plan, sink=sink)
         used["slimmed"] = write_trimmed(src, sink, use_scan, use_plan, level, limits)
 
-    try:
-        result = safe_rewrite(info.path, info.rel, produce, witness, ctx.dry_run, carry_appends=True)
-    except FileError as exc:
-        return error_record(agent, info, str(exc), scan)
-    except OSError as exc:
-        return error_record(agent, info, describe_oserror(exc, "rewriting " + info.rel), scan)
+    result, failed = rewrite_planned(ctx, agent, info, scan, produce, witness)
+    if failed:
+        return failed
     use_scan, use_plan, sink = used["scan"], used["plan"], used["sink"]
     notes = list(use_plan.notes)
     if use_plan.slim:
