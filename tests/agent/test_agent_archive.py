@@ -13,6 +13,7 @@ from fleet.agent.fsutil import BackupStore, archive_timestamp
 from fleet.agent.locks import ms_to_iso
 from fleet.agent.store import load_store, prune_store
 from procs import dead_pid
+from trees import tree
 
 NOW = 1763700000000
 DAY_MS = 86400 * 1000
@@ -54,16 +55,6 @@ def transcript(sid, records):
 def sha(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def tree(root):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            out[os.path.relpath(p, root)] = (sha(p) if os.path.isfile(p) else None, st.st_mtime_ns)
-    return out
 
 
 def session_files(sessions, sid):

@@ -17,6 +17,7 @@ from pathlib import Path
 from fleet.agent.fsutil import archive_timestamp
 from fleet.agent.main import main
 from fleet.agent.runops import OperationMissing, load_operation, pick_tier
+from trees import tree
 
 REPO = Path(__file__).resolve().parents[2]
 NOW_MS = int(time.time() * 1000)
@@ -102,16 +103,7 @@ def run_plan(plan: dict) -> tuple[int, dict, list]:
 
 
 def snapshot(root: Path) -> dict:
-    snap = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            digest = None
-            if stat.S_ISREG(st.st_mode):
-                digest = hashlib.sha256(Path(p).read_bytes()).hexdigest()
-            snap[p] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
-    return snap
+    return tree(root, absolute=True)
 
 
 def sha(path: Path) -> str:

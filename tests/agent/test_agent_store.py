@@ -14,6 +14,7 @@ from fleet.agent.locks import ms_to_iso
 from fleet.agent.store import PROTECTED, classify_key, load_store, prune_store, rotate_store
 from fleet.agent.fsutil import FileError
 from procs import dead_pid
+from trees import tree
 
 NOW = 1763700000000
 DAY = 86400
@@ -103,21 +104,6 @@ def entry(sid, updated=OLD, **extra):
         e["updatedAt"] = updated
     e.update(extra)
     return e
-
-
-def tree(root):
-    """Every path under root with its bytes' sha256, mode and mtime: what "nothing written" means."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            digest = None
-            if os.path.isfile(p) and not os.path.islink(p):
-                with open(p, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
-            out[os.path.relpath(p, root)] = (digest, st.st_mode, st.st_mtime_ns, st.st_size)
-    return out
 
 
 def sha(path):
