@@ -161,13 +161,13 @@ def scan_transcript(f, level=None, limits=None):
     lineno = 0
     key = scan.key
     # Bound once: this loop runs for every line of files of millions of lines.
-    update, scan_once, hex8, role_kinds = digest.update, _scan_once, _HEX8, _ROLE_KINDS
+    update, scan_once = digest.update, _scan_once
     add_offset, add_id, add_parent, add_kind = (scan.offsets.append, scan.ids.append,
                                                 scan.parent_ids.append, scan.kinds.append)
     for raw in f:
         update(raw)
         lineno += 1
-        # Fast path, the common case: one JSON object and the line's end (parse_line's first try).
+        # parse_line's first try, inline: one JSON object and the line's end.
         try:
             text = raw.decode("utf-8")
             obj, end = scan_once(text, 0)
@@ -175,43 +175,28 @@ def scan_transcript(f, level=None, limits=None):
                 obj = None
         except (ValueError, StopIteration, RecursionError):
             obj = None
-        if type(obj) is dict and lineno > 1:
-            kind = obj.get("type")
-            if kind == "message":
-                message = obj.get("message")
-                role = message.get("role") if type(message) is dict else None
-                kind = role_kinds.get(role, OTHER) if type(role) is str else OTHER
-            else:
-                kind = COMPACTION if kind == "compaction" else OTHER
-            value = obj.get("id")
-            line_id = int(value, 16) if type(value) is str and len(value) == 8 and hex8(value) else key(value)
-            value = obj.get("parentId")
-            parent_id = int(value, 16) if type(value) is str and len(value) == 8 and hex8(value) else key(value)
-            if level is not None and _may_slim(kind, level, raw):
-                kind |= MAY_SLIM
-        else:
-            terminated = raw.endswith(b"\n")
-            obj = parse_line(raw)
+        if type(obj) is not dict:
+            obj = parse_line(raw)          # its second opinion (json.loads), for the rare rest
             if obj is None and raw.strip():
-                if not terminated and lineno > 1:
+                if not raw.endswith(b"\n") and lineno > 1:
                     scan.fragment = (pos, len(raw))
                     pos += len(raw)
                     continue
                 if lineno == 1:
                     raise FileError("line 1 is not a transcript header (not valid JSON); left untouched")
                 raise FileError("line %d is not valid JSON; left untouched" % lineno)
-            if lineno == 1:
-                if obj is None or obj.get("type") != "session":
-                    raise FileError("line 1 is not a transcript header ({\"type\":\"session\"}); left untouched")
-                kind, line_id, parent_id = OTHER, NO_KEY, NO_KEY
-            elif obj is None:
-                kind, line_id, parent_id = BLANK, NO_KEY, NO_KEY
-            else:
-                kind = line_kind(obj)
-                line_id = key(obj.get("id"))
-                parent_id = key(obj.get("parentId"))
-                if level is not None and _may_slim(kind, level, raw):
-                    kind |= MAY_SLIM
+        if lineno == 1:
+            if obj is None or obj.get("type") != "session":
+                raise FileError("line 1 is not a transcript header ({\"type\":\"session\"}); left untouched")
+            kind, line_id, parent_id = OTHER, NO_KEY, NO_KEY
+        elif obj is None:
+            kind, line_id, parent_id = BLANK, NO_KEY, NO_KEY
+        else:
+            kind = line_kind(obj)
+            line_id = key(obj.get("id"))
+            parent_id = key(obj.get("parentId"))
+            if level is not None and _may_slim(kind, level, raw):
+                kind |= MAY_SLIM
         pos += len(raw)
         add_offset(pos)
         add_id(line_id)
