@@ -10,7 +10,7 @@ import json
 import os
 import re
 import stat
-from json.decoder import scanstring
+from json.decoder import WHITESPACE, scanstring
 
 from .context import FileInfo
 from .fsutil import describe_oserror, inside, is_safe_id, open_nofollow
@@ -202,7 +202,7 @@ def _drop_fields(entries, drop, keep_keys):
                         del entry[name]
 
 
-_WS = re.compile(r"[ \t\n\r]*").match
+_WS = WHITESPACE.match             # json's own idea of white space between tokens
 
 
 def _stream_object(text, scan_once, drop, keep_keys):
