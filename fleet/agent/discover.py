@@ -139,6 +139,10 @@ def load_store(path):
     try:
         text = raw.decode("utf-8")
         del raw
+        # Discovery keeps every agent's store for the whole run (references, health, kinds); the
+        # rebuildable bulky fields are ~90 % of a store and none of that reads them, so they are
+        # let go as each entry is parsed. The store pass re-reads the file under its lock, so
+        # nothing written back ever lacks them.
         store = loads_store_text(text, BULKY_FIELDS)
         del text
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -152,12 +156,6 @@ def load_store(path):
     for key, entry in store.items():
         if not isinstance(entry, dict):
             return store, ("store-shape", "entry %r is a JSON %s, not an object" % (key, json_type(entry)))
-    for entry in store.values():
-        # Discovery keeps every agent's store for the whole run (references, health, kinds);
-        # these rebuildable fields are ~90 % of a store and none of that reads them. The store
-        # pass re-reads the file under its lock, so nothing written back ever lacks them.
-        for bulky in BULKY_FIELDS:
-            entry.pop(bulky, None)
     return store, None
 
 

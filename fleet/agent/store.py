@@ -32,7 +32,7 @@ import re
 
 from .context import file_record, stats
 from .archive import copy_verified, delete_file
-from .discover import BULKY_FIELDS, finite_float, loads_store_text
+from .discover import BULKY_FIELDS, finite_float, json_type, loads_store_text
 from .fsutil import FileChanged, FileError, describe_oserror, is_safe_id, open_nofollow, safe_rewrite
 from .locks import LOCK_WAIT_S, StoreLock
 
@@ -158,11 +158,11 @@ def parse_store_bytes(data, name=STORE_NAME, drop=()):
         raise FileError("%s is not valid JSON (%s); left as it was" % (name, where))
     if not isinstance(store, dict):
         raise FileError("%s holds a JSON %s at the top level, not an object of session entries; "
-                        "left as it was" % (name, _json_type(store)))
+                        "left as it was" % (name, json_type(store)))
     problems = []
     for key, entry in store.items():
         if not isinstance(entry, dict):
-            problems.append("entry %r is a JSON %s, not an object" % (key, _json_type(entry)))
+            problems.append("entry %r is a JSON %s, not an object" % (key, json_type(entry)))
             continue
         sid = entry.get("sessionId")
         if sid is None:
@@ -173,13 +173,6 @@ def parse_store_bytes(data, name=STORE_NAME, drop=()):
         more = "" if len(problems) <= 3 else " (and %d more)" % (len(problems) - 3)
         raise FileError("%s: %s%s; left as it was" % (name, "; ".join(problems[:3]), more))
     return store
-
-
-def _json_type(value):
-    for types, name in ((dict, "object"), (list, "array"), (str, "string"), (bool, "boolean")):
-        if isinstance(value, types):
-            return name
-    return "null" if value is None else "number"
 
 
 def read_store_bytes(path, name=STORE_NAME):
