@@ -20,6 +20,7 @@ import argparse
 import ipaddress
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -112,6 +113,11 @@ def up(hosts: int, rtt_ms: float, directory: Path, data: bool = True, user: str 
     """
     if os.geteuid() != 0:
         raise SystemExit("fleetsim needs root: it creates network namespaces and veth links (run with sudo)")
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise SystemExit(f"fleetsim: no user {user!r} on this machine to log in as: create it "
+                         "(`scripts/setup.sh test` creates fleet-test) or pass another --user")
     if (directory / "fleetsim.json").exists():
         down(directory)
     shutil.rmtree(directory, ignore_errors=True)
