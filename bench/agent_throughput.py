@@ -5,8 +5,8 @@
 
 Two data sets, each a whole OpenClaw state dir:
 
-- gen: `python -m fleet.gen STATE --agents 15 --total 1GB --seed 1` (fleet.gen's realistic mix);
-- big: a one-agent state (fleet.gen, 2 MB) whose main transcript is replaced by one of `--big-mb`
+- gen: `python -m fleet.demo.gen STATE --agents 15 --total 1GB --seed 1` (fleet.demo.gen's realistic mix);
+- big: a one-agent state (fleet.demo.gen, 2 MB) whose main transcript is replaced by one of `--big-mb`
   MB made of `--line-kb` KB tool results (the size that hangs OpenClaw's gateway).
 
 For each: `cp -r` + `sync` of the state dir (the floor: a backup must read and write every byte
@@ -36,8 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fleet.plan import build_plan  # noqa: E402
-from fleet.playbook import load_playbook  # noqa: E402
+from fleet.control.plan import build_plan  # noqa: E402
+from fleet.config.playbook import load_playbook  # noqa: E402
 from fleet.units import parse_size  # noqa: E402
 
 sys.path.insert(0, str(REPO / "bench"))
@@ -79,7 +79,7 @@ def generate(kind: str, state: Path, args: argparse.Namespace, now_ms: int) -> N
     env = dict(os.environ, PYTHONPATH=str(REPO))
     total = args.total if kind == "gen" else "2MB"
     agents = args.agents if kind == "gen" else 1
-    subprocess.run([sys.executable, "-m", "fleet.gen", str(state), "--agents", str(agents), "--total", total,
+    subprocess.run([sys.executable, "-m", "fleet.demo.gen", str(state), "--agents", str(agents), "--total", total,
                     "--seed", "1", "--now-ms", str(now_ms)], env=env, check=True, stdout=subprocess.DEVNULL)
     if kind == "big":
         store = state / "agents" / "main" / "sessions" / "sessions.json"

@@ -4,7 +4,7 @@
 verify, parse every line, write the kept part, fsync, rename), so the ratio says what the
 trim costs over the cheapest safe copy. Two cases:
 
-- field report: a 9.2 MB / 4,040-record transcript (fleet.gen) → keep 100 + slim tool-output;
+- field report: a 9.2 MB / 4,040-record transcript (fleet.demo.gen) → keep 100 + slim tool-output;
 - big: a transcript of `--big-mb` MB made of `--line-kb` KB tool results (default 444 MB of
   600 KB lines, the size that hangs OpenClaw's gateway) → keep 100 + slim tool-output.
 
@@ -33,9 +33,9 @@ SID = "0f5d59ee-034e-47d9-ac97-d383e6c022b8"
 CHILD = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
-from fleet.agent import fsutil
-from fleet.agent.context import FileInfo, RunContext
-from fleet.agent.transcript import trim_transcript
+from fleet.hostside import fsutil
+from fleet.hostside.context import FileInfo, RunContext
+from fleet.hostside.transcript import trim_transcript
 path, state, keep, slim, dry = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6] == "dry"
 if keep < 0:
     print(json.dumps({"elapsed": 0.0})); sys.exit(0)
@@ -54,7 +54,7 @@ def field_report_transcript(path, mb, records, seed):
     sys.path.insert(0, REPO)
     from pathlib import Path
 
-    from fleet.gen.transcript import TranscriptFeatures, write_transcript
+    from fleet.demo.gen.transcript import TranscriptFeatures, write_transcript
     write_transcript(Path(path), session_id=SID, rng=random.Random(seed), n_records=records,
                      n_bytes=int(mb * 1024 * 1024), start_ms=NOW_MS - 30 * 86400000, end_ms=NOW_MS,
                      cwd="/home/linou/.openclaw/workspace",

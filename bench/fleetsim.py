@@ -31,8 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fleet.gen import TINY_FLEET, generate_host  # noqa: E402
-from fleet.sshd import (SshdServer, known_hosts_line, make_keypair, pid_alive, public_key_line,  # noqa: E402
+from fleet.demo.gen import TINY_FLEET, generate_host  # noqa: E402
+from fleet.demo.sshd import (SshdServer, known_hosts_line, make_keypair, pid_alive, public_key_line,  # noqa: E402
                         stop_sshd_pid)
 
 NET = ipaddress.ip_network("10.213.0.0/16")

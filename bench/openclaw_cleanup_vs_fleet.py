@@ -85,7 +85,7 @@ def fleet_playbook(playbook, hours):
 
 def fleet_agent_sqlite(node, pkg):
     def work(state):
-        from fleet.bundle import export_agent
+        from fleet.control.bundle import export_agent
         agent = state.parent / "fleet-agent.pyz"
         export_agent(agent)
         openclaw = genuine.OpenClaw(node, pkg, state)

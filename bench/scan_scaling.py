@@ -3,7 +3,7 @@
     .venv/bin/python bench/scan_scaling.py [--sizes 1,10,30] [--repeat 3]
 
 Each host is its own sshd on 127.0.0.1 with its own host key, its own agent cache (sshd's
-`SetEnv XDG_CACHE_HOME`) and a copy of one small generated OpenClaw state dir (fleet.gen's tiny
+`SetEnv XDG_CACHE_HOME`) and a copy of one small generated OpenClaw state dir (fleet.demo.gen's tiny
 agent). For each K it runs `fleet scan --json` as a subprocess: once cold (every host receives
 the agent) and `--repeat` times warm (agent cached: one exec channel per host), and prints the wall
 time, the controller's CPU (user+sys of the `fleet` process, from getrusage(RUSAGE_CHILDREN)
@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fleet.gen import HostSpec, generate_host, tiny_agent  # noqa: E402
-from fleet.sshd import SshdServer, make_keypair, public_key_line, write_known_hosts  # noqa: E402
+from fleet.demo.gen import HostSpec, generate_host, tiny_agent  # noqa: E402
+from fleet.demo.sshd import SshdServer, make_keypair, public_key_line, write_known_hosts  # noqa: E402
 
 NOW_MS = 1763700000000
 
@@ -65,7 +65,7 @@ def run_scan(inventory: Path, state: Path) -> tuple[float, float, dict]:
 def cli_startup() -> tuple[float, float]:
     """Wall and CPU seconds of a process that only imports fleet's CLI, controller and transport."""
     cpu0, t0 = child_cpu(), time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import fleet.cli, fleet.controller, fleet.transport"],
+    subprocess.run([sys.executable, "-c", "import fleet.cli, fleet.control.controller, fleet.control.transport"],
                    check=True, cwd=ROOT)
     return time.perf_counter() - t0, child_cpu() - cpu0
 

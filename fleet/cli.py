@@ -38,7 +38,7 @@ def _exit(code: int) -> None:
 @inventory_app.command("check")
 def inventory_check(inventory: Path = InventoryOpt) -> None:
     """Validate the inventory; list hosts, groups and agents. Exit 2 on any error."""
-    from fleet.inventory import describe_inventory, load_inventory
+    from fleet.config.inventory import describe_inventory, load_inventory
 
     inv = load_inventory(inventory)
     for warning in inv.warnings:
@@ -54,7 +54,7 @@ def playbook_check(
     """Validate a playbook and show what it will do. Exit 2 on any error."""
     import json
 
-    from fleet.playbook import describe_playbook, load_playbook
+    from fleet.config.playbook import describe_playbook, load_playbook
 
     pb = load_playbook(playbook)
     for warning in pb.warnings:
@@ -76,7 +76,7 @@ def scan(
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Read-only: sizes, record counts and health of every store and transcript on every host."""
-    from fleet.controller import scan_command
+    from fleet.control.controller import scan_command
 
     _exit(scan_command(inventory=inventory, limit=limit, forks=forks, json_out=json_out,
                        fail_on=fail_on, accept_new_host_keys=accept_new_host_keys))
@@ -94,7 +94,7 @@ def run(
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Back up, then trim and prune per PLAYBOOK on all selected hosts in parallel; print before/after."""
-    from fleet.controller import run_command
+    from fleet.control.controller import run_command
 
     _exit(run_command(playbook=playbook, inventory=inventory, limit=limit, forks=forks, dry_run=dry_run,
                       json_out=json_out, notify=notify, accept_new_host_keys=accept_new_host_keys))
@@ -111,7 +111,7 @@ def report(
     top: int = typer.Option(10, "--top", help="How many of the largest files to list."),
 ) -> None:
     """Re-render a recorded run (default: the latest)."""
-    from fleet.reporting import report_command
+    from fleet.report.render import report_command
 
     _exit(report_command(run_id=run_id, fmt=fmt, output=output, trend=trend, host=host, agent=agent, top=top))
 
@@ -119,7 +119,7 @@ def report(
 @app.command()
 def history(json_out: bool = JsonOpt, limit: int = typer.Option(50, "--last", help="How many runs to list.")) -> None:
     """List recorded runs."""
-    from fleet.reporting import history_command
+    from fleet.report.render import history_command
 
     _exit(history_command(json_out=json_out, last=limit))
 
@@ -136,7 +136,7 @@ def restore(
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Put a run's backups back, verifying checksums; refuse files changed since, unless --force."""
-    from fleet.restore import restore_command
+    from fleet.control.restore import restore_command
 
     _exit(restore_command(run_id=run_id, host=host, agent=agent, inventory=inventory, dry_run=dry_run,
                           force=force, json_out=json_out, accept_new_host_keys=accept_new_host_keys))
@@ -145,7 +145,7 @@ def restore(
 @agent_app.command("export")
 def agent_export(path: Path = typer.Argument(..., help="Where to write the self-contained agent.")) -> None:
     """Write the self-contained agent to PATH, runnable as `python3 PATH --help`."""
-    from fleet.bundle import export_agent
+    from fleet.control.bundle import export_agent
 
     digest = export_agent(path)
     typer.echo(f"wrote {path} (sha256 {digest})")
@@ -159,7 +159,7 @@ def demo(
     directory: Optional[Path] = typer.Option(None, "--dir", help="Where the demo fleet lives (default: ~/.local/state/fleet/demo)."),
 ) -> None:
     """Build a local demo fleet with realistic bloated sessions and run the cleanup on it."""
-    from fleet.demo import demo_command
+    from fleet.demo.demofleet import demo_command
 
     _exit(demo_command(down=down, build_only=build_only, playbook=playbook, directory=directory))
 
@@ -176,7 +176,7 @@ def schedule_install(
     notify: bool = typer.Option(True, "--notify/--no-notify"),
 ) -> None:
     """Install a recurring run on this control host."""
-    from fleet.schedule import install_command
+    from fleet.schedule.schedules import install_command
 
     _exit(install_command(name=name, playbook=playbook, at=at, inventory=inventory, limit=limit,
                           backend=backend, unit_dir=unit_dir, notify=notify))
@@ -185,7 +185,7 @@ def schedule_install(
 @schedule_app.command("list")
 def schedule_list(json_out: bool = JsonOpt, unit_dir: Optional[Path] = typer.Option(None, "--unit-dir")) -> None:
     """List installed schedules."""
-    from fleet.schedule import list_command
+    from fleet.schedule.schedules import list_command
 
     _exit(list_command(json_out=json_out, unit_dir=unit_dir))
 
@@ -193,7 +193,7 @@ def schedule_list(json_out: bool = JsonOpt, unit_dir: Optional[Path] = typer.Opt
 @schedule_app.command("remove")
 def schedule_remove(name: str = typer.Argument(...), unit_dir: Optional[Path] = typer.Option(None, "--unit-dir")) -> None:
     """Remove an installed schedule (only fleet's own lines or units)."""
-    from fleet.schedule import remove_command
+    from fleet.schedule.schedules import remove_command
 
     _exit(remove_command(name=name, unit_dir=unit_dir))
 
@@ -201,7 +201,7 @@ def schedule_remove(name: str = typer.Argument(...), unit_dir: Optional[Path] = 
 @schedule_app.command("run")
 def schedule_run(name: str = typer.Argument(...)) -> None:
     """Run an installed schedule now (what the timer calls). Exit 3 if it is already running."""
-    from fleet.schedule import run_scheduled_command
+    from fleet.schedule.schedules import run_scheduled_command
 
     _exit(run_scheduled_command(name=name))
 

@@ -1,7 +1,7 @@
 """The one exception root of fleet and the exit codes of the CLI.
 
 Exceptions are for "the whole command cannot continue". A host that fails is
-data (`fleet.results.HostResult`), never an exception thrown through the others.
+data (`fleet.report.results.HostResult`), never an exception thrown through the others.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from fleet.sshd import LOOPBACK, SshdServer, make_keypair, public_key_line, write_known_hosts
+from fleet.demo.sshd import LOOPBACK, SshdServer, make_keypair, public_key_line, write_known_hosts
 
 TEST_USER = "fleet-test"
 Populate = Callable[[Path, int], object]
@@ -29,11 +29,11 @@ GEN_NOW_MS = 1_795_000_000_000
 
 
 def generated(hosts=None, seed: int = 1, now_ms: int = GEN_NOW_MS) -> Populate:
-    """A `populate` callable: host i gets `hosts[i % len(hosts)]` (default: fleet.gen.TINY_FLEET).
+    """A `populate` callable: host i gets `hosts[i % len(hosts)]` (default: fleet.demo.gen.TINY_FLEET).
 
         fleet = ssh_fleet(2, populate=generated())      # small but complete OpenClaw state per host
     """
-    from fleet.gen import TINY_FLEET, generate_host
+    from fleet.demo.gen import TINY_FLEET, generate_host
 
     specs = tuple(hosts or TINY_FLEET)
 

@@ -1,6 +1,6 @@
 """The hostile and broken input corpus, through the real exported agent (issue 8, item 3).
 
-For every case in tests/hostile/corpus/ the bundled agent (fleet.bundle.export_agent) runs as a
+For every case in tests/hostile/corpus/ the bundled agent (fleet.control.bundle.export_agent) runs as a
 subprocess, first `scan`, then `run` with a plan that enables every operation at its most eager
 setting. Each time it must:
 
@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 
 from corpus_builder import SECRET, build_case, files_containing, load_cases, snapshot, under
-from fleet.bundle import export_agent
+from fleet.control.bundle import export_agent
+from helpers import oldest_python
 
 CASES = load_cases()
 RUN_ID = "20261121T101500Z-h0stil"
@@ -150,11 +151,6 @@ OLDEST_PYTHON_CASES = ["transcript-deep-nesting", "legacy-deep-nesting", "trajec
 
 @pytest.mark.parametrize("name", OLDEST_PYTHON_CASES)
 def test_corpus_case_on_oldest_python(name, agent_pyz, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-    try:
-        from test_agent_py38 import oldest_python
-    finally:
-        sys.path.pop(0)
     case = next(c for c in CASES if c["name"] == name)
     state, outside, keep = build_case(case, tmp_path / "root")
     try:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from corpus_builder import conversation, snapshot, under
-from fleet.bundle import export_agent
+from fleet.control.bundle import export_agent
 
 USER = "fleet-test"
 PYTHON = "/usr/bin/python3"

@@ -7,12 +7,12 @@ orphan > 24 h) only act on older ones. Rather than edit OpenClaw's files, the co
 """
 import sys
 
-import fleet.controller
+import fleet.control.controller
 from fleet.cli import main
 
 if __name__ == "__main__":
     hours = float(sys.argv[1])
-    real_now_ms = fleet.controller.now_ms
-    fleet.controller.now_ms = lambda: real_now_ms() + int(hours * 3600 * 1000)
+    real_now_ms = fleet.control.controller.now_ms
+    fleet.control.controller.now_ms = lambda: real_now_ms() + int(hours * 3600 * 1000)
     sys.argv = ["fleet"] + sys.argv[2:]
     main()

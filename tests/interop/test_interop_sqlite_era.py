@@ -29,8 +29,8 @@ from genuine import JSON_ERA, MAIN_KEY, SQLITE_ERA, OpenClaw
 from judge import host_files, listed_keys, run_fleet, sent_text, write_inventory
 from mock_model import MockModel
 
-from fleet.agent import sqlite_era
-from fleet.bundle import export_agent
+from fleet.hostside import sqlite_era
+from fleet.control.bundle import export_agent
 
 pytestmark = pytest.mark.timeout(1500)
 DB = "agents/main/agent/openclaw-agent.sqlite"

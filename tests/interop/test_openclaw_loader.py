@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.bundle import export_agent
-from fleet.gen import KB, generate_agent
+from fleet.control.bundle import export_agent
+from fleet.demo.gen import KB, generate_agent
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("load_transcript.mjs")

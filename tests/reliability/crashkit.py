@@ -2,7 +2,7 @@
 the real exported agent run as a subprocess (optionally killed at write step N), and the check
 that nothing was lost.
 
-The agent's fault hook (fleet/agent/fsutil.py `_FaultPoints`): with $FLEET_AGENT_FAULT_LOG every
+The agent's fault hook (fleet/hostside/fsutil.py `_FaultPoints`): with $FLEET_AGENT_FAULT_LOG every
 write step appends "N PHASE STEP" to a file; with $FLEET_AGENT_FAULT_AT=N the agent SIGKILLs itself
 at step N. Steps are counted in the same order on every run of the same plan on the same files, so
 one logging run enumerates them all and each crash run dies at a known one.
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from fleet.bundle import export_agent
-from fleet.gen import KB, HostSpec, generate_host, tiny_agent
+from fleet.control.bundle import export_agent
+from fleet.demo.gen import KB, HostSpec, generate_host, tiny_agent
 
 GEN_NOW_MS = 1_795_000_000_000      # the clock the generated data is relative to
 DAY_MS = 86_400_000

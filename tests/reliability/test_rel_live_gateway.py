@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 import crashkit as ck
-from fleet.gen import KB, HostSpec, generate_host, tiny_agent
+from fleet.demo.gen import KB, HostSpec, generate_host, tiny_agent
 
 WRITER = Path(__file__).with_name("gateway_writer.py")
 RUNS = 3
@@ -210,9 +210,9 @@ def test_a_store_renamed_in_at_the_last_moment_is_put_back(tmp_path, monkeypatch
     """A lock-less gateway renames its store in after fleet's last re-check, just before fleet's own
     rename (the window a plain rename cannot see): the exchange notices, puts the gateway's version
     back, and the prune is redone on it, so the gateway's new entry and update survive."""
-    from fleet.agent import fsutil
-    from fleet.agent.context import FileInfo, RunContext
-    from fleet.agent.store import prune_store
+    from fleet.hostside import fsutil
+    from fleet.hostside.context import FileInfo, RunContext
+    from fleet.hostside.store import prune_store
 
     now = int(time.time() * 1000)
     sessions = tmp_path / "state" / "agents" / "main" / "sessions"

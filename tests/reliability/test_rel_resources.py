@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import crashkit as ck
-from fleet.gen import KB, MB, HostSpec, generate_host, tiny_agent
+from fleet.demo.gen import KB, MB, HostSpec, generate_host, tiny_agent
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import crashkit as ck
-from fleet.gen import TINY_FLEET, generate_host
+from fleet.demo.gen import TINY_FLEET, generate_host
 
 PLAYBOOK = """\
 description = "reliability: every operation has work on crashkit's state"

@@ -1,0 +1,51 @@
+"""SQLite-era settings travel from the inventory (`openclaw_cmd`) and playbook (`[sqlite]`) into plans."""
+from pathlib import Path
+
+import pytest
+
+from fleet.cli import main
+from fleet.config.inventory import load_inventory
+from fleet.control.plan import build_plan
+from fleet.config.playbook import load_playbook
+
+
+def _inventory(tmp_path: Path, extra: str) -> Path:
+    path = tmp_path / "inventory.toml"
+    path.write_text('[hosts.db]\nconnection = "local"\nstate_dir = "/srv/openclaw"\n' + extra)
+    return path
+
+
+@pytest.mark.parametrize("value, expected", [('"openclaw"', ("openclaw",)),
+                                             ('["/usr/bin/node", "/opt/oc/openclaw.mjs"]',
+                                              ("/usr/bin/node", "/opt/oc/openclaw.mjs"))])
+def test_openclaw_cmd_reaches_the_sqlite_section_of_a_weekly_plan(tmp_path, value, expected):
+    host = load_inventory(_inventory(tmp_path, f"openclaw_cmd = {value}\n")).hosts["db"]
+    assert host.openclaw_cmd == expected
+    plan = build_plan(host, "run", "20261121T000000Z-000001", 0, playbook=load_playbook("weekly"))
+    assert plan["operations"]["sqlite"]["openclaw_cmd"] == list(expected)
+    assert plan["operations"]["sqlite"]["trajectory_keep_runs"] == 5
+
+
+def test_without_openclaw_cmd_the_plan_says_no_command_so_the_agent_changes_no_database(tmp_path):
+    host = load_inventory(_inventory(tmp_path, "")).hosts["db"]
+    plan = build_plan(host, "run", "20261121T000000Z-000001", 0, playbook=load_playbook("weekly"))
+    assert plan["operations"]["sqlite"]["openclaw_cmd"] is None
+
+
+def test_empty_openclaw_cmd_is_an_inventory_error_naming_the_key(tmp_path, capsys):
+    inv = _inventory(tmp_path, 'openclaw_cmd = ""\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["inventory", "check", "-i", str(inv)])
+    assert exc.value.code == 2
+    assert "hosts.db.openclaw_cmd" in capsys.readouterr().err
+
+
+def test_vacuum_without_a_stopped_gateway_is_a_playbook_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    book = tmp_path / "vac.toml"
+    book.write_text("[sqlite]\nvacuum = true\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["playbook", "check", str(book)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "sqlite.vacuum" in err and "gateway_stopped" in err

@@ -1,0 +1,214 @@
+"""What several test files share: the in-process CLI runner, recorded-run builders, a recording
+HTTP server, small local fleets, the oldest Python on this machine, and report-table readers.
+
+Test files import from here, never from each other."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import secrets
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fleet.cli import main
+from fleet.report.render import TOTAL_LABEL
+from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult, Stats
+from fleet.units import human_mb
+
+
+def run_cli(argv, capsys):
+    """Run the real `fleet` entry point in-process; return (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = 0 if exc.code is None else exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def expectations(path: Path) -> list[str]:
+    """What a fixture says the user must read: its `# expect: …` lines."""
+    return [line.split("# expect:", 1)[1].strip() for line in path.read_text().splitlines()
+            if line.startswith("# expect:")]
+
+
+PYENV = Path.home() / ".pyenv" / "versions"
+
+
+SESSION_ID = "0f5d59ee-034e-47d9-ac97-d383e6c022b8"
+
+
+def markdown_tables(text: str) -> dict[str, list[dict]]:
+    """Parse the github tables under each ### heading into lists of {header: cell}."""
+    tables, heading, lines = {}, None, []
+    for line in text.splitlines() + ["### end"]:
+        if line.startswith("### "):
+            if heading and lines:
+                headers = [c.strip() for c in lines[0].strip("|").split("|")]
+                tables[heading] = [dict(zip(headers, (c.strip() for c in row.strip("|").split("|"))))
+                                   for row in lines[2:]]
+            heading, lines = line[4:], []
+        elif line.startswith("|"):
+            lines.append(line)
+    return tables
+
+
+
+def oldest_python() -> Path:
+    found = []
+    for d in PYENV.glob("3.*") if PYENV.is_dir() else ():
+        m = re.match(r"^3\.(\d+)\.\d+$", d.name)
+        exe = d / "bin" / ("python3.%s" % m.group(1)) if m else None
+        if m and int(m.group(1)) >= 8 and exe.exists():
+            found.append((int(m.group(1)), exe))
+    if not found:
+        pytest.fail("no pyenv Python >= 3.8 under %s: install 3.8 (scripts/setup.sh test) to check the "
+                    "agent's oldest supported version" % PYENV)
+    return min(found)[1]
+
+
+TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+
+
+def make_local_fleet(root: Path, tool_chars: int = 4000, turns: int = 300) -> Path:
+    """An inventory with one `connection = "local"` host whose OpenClaw state has one ~1.3 MB
+    transcript (the emergency playbook slims it); returns the inventory's path."""
+    sessions = root / "openclaw" / "agents" / "main" / "sessions"
+    sessions.mkdir(parents=True)
+    lines = [{"type": "session", "version": 3, "id": SESSION_ID, "timestamp": "2026-11-01T00:00:00.000Z",
+              "cwd": "/tmp"}]
+    parent = None
+    for turn in range(turns):
+        for role in ("user", "assistant", "toolResult"):
+            line_id = f"{len(lines):08x}"
+            text = "x" * tool_chars if role == "toolResult" else f"{role} {turn}"
+            message = {"role": role, "content": [{"type": "text", "text": text}]}
+            if role == "toolResult":
+                message.update(toolCallId=f"call{turn}", toolName="exec", isError=False)
+            lines.append({"type": "message", "id": line_id, "parentId": parent,
+                          "timestamp": "2026-11-01T00:00:01.000Z", "message": message})
+            parent = line_id
+    transcript = sessions / f"{SESSION_ID}.jsonl"
+    transcript.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (sessions / "sessions.json").write_text(json.dumps(
+        {"agent:main:main": {"sessionId": SESSION_ID, "updatedAt": 1763700000000,
+                             "sessionFile": str(transcript)}}, indent=2))
+    inventory = root / "inventory.toml"
+    inventory.write_text(f'[hosts.control]\nconnection = "local"\nstate_dir = "{root / "openclaw"}"\n')
+    return inventory
+
+
+class RecordingServer:
+    """A real HTTP server in a thread: answers like Telegram's sendMessage, keeps what it got."""
+
+    def __init__(self, status: int = 200, answer: dict | None = None):
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append({"path": self.path, "content_type": self.headers.get("Content-Type"),
+                                 "json": json.loads(body)})
+                reply = json.dumps(answer or {"ok": True, "result": {"message_id": len(received)}}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+
+ECHO_AGENT = """\
+import json, os, sys
+plan = json.load(sys.stdin)
+sys.stderr.write('{"event": "done"}\\n')
+print(json.dumps({"protocol": 1, "plan": plan, "argv": sys.argv[1:], "user": os.environ.get("USER"),
+                  "home": os.path.expanduser("~")}))
+"""
+
+
+def make_bundle(main_py: str) -> tuple[bytes, str]:
+    """A zipapp with `main_py` as __main__ and a nonce, so its digest is new to every cache."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", main_py + f"# {secrets.token_hex(8)}\n")
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def assert_markdown_adds_up(md: str, doc: dict) -> None:
+    """The markdown report's per-host and per-agent tables agree with the JSON document, and
+    the agents of each host add up to the host, the hosts to the fleet (exact bytes)."""
+    tables = markdown_tables(md)
+    per_host = {r["host"]: r for r in tables["Per host"]}
+    for h in doc["hosts"]:
+        if not h["ok"]:
+            assert h["host"] not in per_host
+            continue
+        assert per_host[h["host"]]["before"] == human_mb(h["before_bytes"])
+        assert per_host[h["host"]]["after"] == human_mb(h["after_bytes"])
+        assert int(per_host[h["host"]]["files"]) == len(h["files"])
+    assert per_host[TOTAL_LABEL]["before"] == human_mb(doc["totals"]["before_bytes"])
+    assert per_host[TOTAL_LABEL]["after"] == human_mb(doc["totals"]["after_bytes"])
+    assert per_host[TOTAL_LABEL]["freed"] == human_mb(doc["totals"]["freed_bytes"])
+
+    # Per host × agent: each row is the sum of that agent's files in the JSON, and the agents of
+    # a host add up to the host's exact totals.
+    sums: dict[tuple[str, str], list[int]] = {}
+    for h in doc["hosts"]:
+        for f in h["files"]:
+            s = sums.setdefault((h["host"], f["agent"]), [0, 0, 0])
+            s[0] += f["before"]["bytes"]
+            s[1] += f["after"]["bytes"]
+            s[2] += 1
+    rows = [r for r in tables["Per host and agent"] if r["host"] != TOTAL_LABEL]
+    assert {(r["host"], r["agent"]) for r in rows} == set(sums)
+    for r in rows:
+        before, after, files = sums[(r["host"], r["agent"])]
+        assert (r["before"], r["after"], int(r["files"])) == (human_mb(before), human_mb(after), files)
+    for h in doc["hosts"]:
+        if h["ok"]:
+            assert sum(v[0] for k, v in sums.items() if k[0] == h["host"]) == h["before_bytes"]
+            assert sum(v[1] for k, v in sums.items() if k[0] == h["host"]) == h["after_bytes"]
+    assert sum(v[0] for v in sums.values()) == doc["totals"]["before_bytes"]
+    assert sum(v[1] for v in sums.values()) == doc["totals"]["after_bytes"]
+    total = [r for r in tables["Per host and agent"] if r["host"] == TOTAL_LABEL][0]
+    assert total["before"] == human_mb(doc["totals"]["before_bytes"])
+    fleet = tables["Fleet"][0]
+    assert (int(fleet["hosts"]), int(fleet["ok"]), int(fleet["failed"])) == (
+        doc["totals"]["hosts"], doc["totals"]["hosts_ok"], doc["totals"]["hosts_failed"])
+
+
+def make_run(run_id="20261121T101500Z-3fa2c1", kind="run", dry_run=False, day=21, sizes=((9646899, 188743),),
+             hosts=("pc-a",)) -> RunResult:
+    host_results = []
+    for host in hosts:
+        files = tuple(FileResult("main", f"agents/main/sessions/s{i}.jsonl", "transcript",
+                                 "none" if kind == "scan" else "trim", () if kind == "scan" else ("trim",),
+                                 Stats(b, 4040, "a" * 64), Stats(b if kind == "scan" else a, 100, "b" * 64),
+                                 backup=None if kind == "scan" else f"/home/x/.openclaw/fleet-backups/{run_id}/s{i}",
+                                 backup_sha256=None if kind == "scan" else "a" * 64)
+                      for i, (b, a) in enumerate(sizes))
+        host_results.append(HostResult(host, True, elapsed_s=1.5, files=files,
+                                       health=(HealthFinding("main", "warning", "transcript-size", "big"),)))
+    return RunResult(run_id, kind, None if kind == "scan" else "weekly", dry_run,
+                     f"2026-11-{day:02d}T10:15:00Z", f"2026-11-{day:02d}T10:16:00Z", tuple(host_results))
