@@ -11,7 +11,7 @@ protocol over any byte stream (an SSH channel or a local subprocess, see fleet/c
 3. collect the agent's stdout/stderr/exit code, with a deadline and a cancel token.
 
 Bootstrap failures (no python, python < 3.8, damaged transfer, unwritable cache) come back as an
-`AgentRun.error` that names the host. docs/agent-protocol.md documents the handshake.
+`AgentExec.error` that names the host. docs/agent-protocol.md documents the handshake.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ runpy.run_path(entry, run_name="__main__")
 
 
 @dataclass
-class AgentRun:
+class AgentExec:
     """What one exec of the agent produced. `error` is set when no agent result can exist."""
 
     stdout: str
@@ -231,7 +231,7 @@ class Stream:
 
 def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bundle: bytes,
               deadline: float, timeout_s: float, cancel: threading.Event,
-              on_running: Optional[Callable[[], None]]) -> AgentRun:
+              on_running: Optional[Callable[[], None]]) -> AgentExec:
     """Send the plan, answer the handshake, collect the agent's output until it exits."""
     started = time.monotonic()
     out, err = bytearray(), bytearray()
@@ -246,7 +246,7 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
             reason = "interrupted" if cancel.is_set() else (
                 f"timed out after {timeout_s:g}s; fleet closed the session (the agent writes "
                 f"atomically: no file is left half-written)")
-            return AgentRun(out.decode(errors="replace"), err.decode(errors="replace"), None, 1, cached,
+            return AgentExec(out.decode(errors="replace"), err.decode(errors="replace"), None, 1, cached,
                             time.monotonic() - started, reason, interrupted=cancel.is_set())
         chunk_out, chunk_err, finished = stream.read(_POLL_S)
         out += chunk_out
@@ -272,10 +272,10 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
     code = stream.exit_code()
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if code is None and cancel.is_set():    # the token closed the connection under us
-        return AgentRun(stdout, stderr, None, 1, cached, time.monotonic() - started, "interrupted",
+        return AgentExec(stdout, stderr, None, 1, cached, time.monotonic() - started, "interrupted",
                         interrupted=True)
     error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
-    return AgentRun(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
+    return AgentExec(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
 
 
 def _pop_handshake(out: bytearray) -> tuple[Optional[str], bytearray]:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 from fleet.control.bundle import agent_bundle, agent_digest
 from fleet.errors import ConnectionFailed
 from fleet.report.results import HostResult, parse_agent_output
-from fleet.control.transport import CancelToken, HostKeyRefused, run_agent
+from fleet.control.transport import CancelToken, HostKeyRefused, exec_agent
 
 DEFAULT_MAX_FORKS = 50
 FDS_PER_HOST = 8            # socket, jump-host socket, subprocess pipes, paramiko's wake-up pipes
@@ -68,7 +68,7 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
             return _interrupted(host, started, progress)
         progress(host.name, "connecting", "" if attempt == 1 else "second attempt")
         try:
-            run = run_agent(host, plan, bundle=bundle, digest=digest, accept_new_host_keys=accept_new_host_keys,
+            run = exec_agent(host, plan, bundle=bundle, digest=digest, accept_new_host_keys=accept_new_host_keys,
                             cancel=cancel, on_running=lambda: progress(host.name, "running", ""))
         except HostKeyRefused as exc:
             return _failed(host, str(exc), started, progress)

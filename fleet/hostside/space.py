@@ -15,43 +15,19 @@ own, with the same message, and leaves its file untouched.
 """
 import os
 
-from .archive import archive_time_ms
+from . import ops as operations
 
 MB = 1024.0 * 1024.0
 BLOCK = 4096  # a copy takes whole blocks: small files cost more than their size
 
 
 def backup_need(ctx, af, ops):
-    """Bytes of backups this agent's run may take at most (see the module docstring)."""
-    sizes = []
-    tiers = (ops.get("transcripts") or {}).get("tiers") or ()
-    lowest = min([t["over_bytes"] for t in tiers]) if tiers else None
-    now_ms = ctx.now_ms
-    for info in af.files:
-        if info.rel in af.problems:
-            continue
-        if info.kind == "store" and "store" in ops and af.store_usable:
-            sizes.append(info.size)
-        elif info.kind == "transcript" and lowest is not None and info.size > lowest:
-            sizes.append(info.size)
-        elif info.kind == "trajectory" and "trajectories" in ops and info.path.endswith(".jsonl"):
-            sizes.append(info.size)
-        elif info.kind == "legacy" and "legacy" in ops:
-            sizes.append(info.size)
-        elif info.kind == "orphan" and _older(info.mtime_ns // 1000000, now_ms, ops, "orphans", "archive_after_s"):
-            sizes.append(info.size)
-        elif info.kind == "archive" and _older(archive_time_ms(info), now_ms, ops, "archives", "delete_after_s"):
-            sizes.append(info.size)
-        elif info.kind == "temp" and _older(info.mtime_ns // 1000000, now_ms, ops, "temp", "remove_after_s"):
-            sizes.append(info.size)
+    """Bytes of backups this agent's run may take at most (see the module docstring): every file
+    some planned operation may change, as that operation's `backup_need` says (ops/)."""
+    planned = [(op, ops[op.SECTION]) for op in operations.OPERATIONS if op.SECTION in ops]
+    sizes = [info.size for info in af.files if info.rel not in af.problems
+             and any(op.backup_need(ctx, af, section, info) for op, section in planned)]
     return sum((size + BLOCK - 1) // BLOCK * BLOCK for size in sizes)
-
-
-def _older(ms, now_ms, ops, section, key):
-    if section not in ops:
-        return False
-    limit = (ops[section] or {}).get(key)
-    return limit is not None and now_ms - ms > float(limit) * 1000.0
 
 
 def free_bytes(path):

@@ -127,7 +127,7 @@ def cap_trajectories(path, keep_runs):
     return removed
 
 
-def run_agent(ctx, af, cfg, records):
+def clean_database(ctx, af, cfg, records):
     """The plan's `sqlite` section on one SQLite-era agent; returns the agent's records.
 
     Nothing happens without `openclaw_cmd` (a note says so). A dry run asks OpenClaw's
@@ -209,19 +209,19 @@ def _summary(doc):
     return json.dumps(keep, sort_keys=True)[:400]
 
 
-def run_steps(run, ops):
-    """runops' step for a SQLite-era agent (`run` is runops.AgentRun): the plan's `sqlite`
-    section, or a note when the plan has none. Every file of the agent gets its record here."""
+def run_steps(run, section):
+    """The pass of a SQLite-era agent (`run` is runops.AgentWork; `section` the plan's `sqlite`
+    section, or None for a note that the plan has none). Every file of the agent gets its record here."""
     from .scan import untouched_record
     af, ctx = run.af, run.ctx
     base = scan_agent(af, [untouched_record(af, info) for info in af.files])
-    if "sqlite" not in ops:
+    if section is None:
         run.notes.append("SQLite era: no `sqlite` section in the plan; sessions are left to "
                          "`openclaw sessions cleanup`")
         records = base
     else:
         try:
-            records, notes = run_agent(ctx, af, ops["sqlite"], base)
+            records, notes = clean_database(ctx, af, section, base)
             run.notes.extend(notes)
         except (FileError, sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
             records = base

@@ -2,7 +2,7 @@
 
 `parse_agent_output` turns what the agent printed into a HostResult; it is a pure function,
 tested on recorded outputs. `RunResult.to_json()` is the `--json` document of
-shared/spec/contract.md ("fleet.run/1" / "fleet.scan/1").
+docs/contract.md ("fleet.run/1" / "fleet.scan/1").
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-PROTOCOL_VERSION = 1
+from fleet.hostside.terms import PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)

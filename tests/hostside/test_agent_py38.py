@@ -80,8 +80,10 @@ def test_every_agent_module_imports_on_python38(tmp_path, old_python):
     """Modules a scan or run does not reach still load on 3.8 (no 3.9+ syntax or annotations)."""
     pyz = tmp_path / "fleet-agent.pyz"
     export_agent(pyz)
-    names = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "fleet" / "hostside").glob("*.py")
-                   if p.stem != "__main__")
+    src = Path(__file__).resolve().parents[2] / "fleet" / "hostside"
+    names = sorted(".".join(p.relative_to(src).with_suffix("").parts) for p in src.rglob("*.py")
+                   if p.stem != "__main__" and "__pycache__" not in p.parts)
+    assert "ops.store" in names
     code = ("import importlib, sys; sys.path.insert(0, %r)\n"
             "for n in %r: importlib.import_module('fleet_agent.' + n)\nprint('ok')") % (str(pyz), names)
     proc = subprocess.run([str(old_python), "-c", code], capture_output=True, text=True, timeout=60)
