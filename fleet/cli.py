@@ -76,10 +76,11 @@ def scan(
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Read-only: sizes, record counts and health of every store and transcript on every host."""
-    from fleet.control.controller import scan_command
+    from fleet.control.controller import scan as scan_hosts
+    from fleet.control.finish import Report, finish
 
-    _exit(scan_command(inventory=inventory, limit=limit, forks=forks, json_out=json_out,
-                       fail_on=fail_on, accept_new_host_keys=accept_new_host_keys))
+    report = Report(json_out=json_out, fail_on=fail_on)
+    _exit(finish(scan_hosts(inventory, limit, forks, accept_new_host_keys), report))
 
 
 @app.command()
@@ -94,10 +95,11 @@ def run(
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Back up, then trim and prune per PLAYBOOK on all selected hosts in parallel; print before/after."""
-    from fleet.control.controller import run_command
+    from fleet.control.controller import run as run_playbook
+    from fleet.control.finish import Report, finish
 
-    _exit(run_command(playbook=playbook, inventory=inventory, limit=limit, forks=forks, dry_run=dry_run,
-                      json_out=json_out, notify=notify, accept_new_host_keys=accept_new_host_keys))
+    report = Report(json_out=json_out, notify_with=inventory if notify else None)
+    _exit(finish(run_playbook(playbook, inventory, limit, forks, dry_run, accept_new_host_keys), report))
 
 
 @app.command()
@@ -136,10 +138,11 @@ def restore(
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Put a run's backups back, verifying checksums; refuse files changed since, unless --force."""
-    from fleet.control.restore import restore_command
+    from fleet.control.finish import Report, finish
+    from fleet.control.restore import restore as restore_run
 
-    _exit(restore_command(run_id=run_id, host=host, agent=agent, inventory=inventory, dry_run=dry_run,
-                          force=force, json_out=json_out, accept_new_host_keys=accept_new_host_keys))
+    report = Report(json_out=json_out)
+    _exit(finish(restore_run(run_id, inventory, host, agent, dry_run, force, accept_new_host_keys), report))
 
 
 @agent_app.command("export")

@@ -162,7 +162,6 @@ class AgentExec:
     stdout: str
     stderr: str
     exit_code: Optional[int]
-    channels_opened: int
     cached: Optional[bool]
     elapsed: float
     error: Optional[str] = None
@@ -246,7 +245,7 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
             reason = "interrupted" if cancel.is_set() else (
                 f"timed out after {timeout_s:g}s; fleet closed the session (the agent writes "
                 f"atomically: no file is left half-written)")
-            return AgentExec(out.decode(errors="replace"), err.decode(errors="replace"), None, 1, cached,
+            return AgentExec(out.decode(errors="replace"), err.decode(errors="replace"), None, cached,
                             time.monotonic() - started, reason, interrupted=cancel.is_set())
         chunk_out, chunk_err, finished = stream.read(_POLL_S)
         out += chunk_out
@@ -272,10 +271,10 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
     code = stream.exit_code()
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if code is None and cancel.is_set():    # the token closed the connection under us
-        return AgentExec(stdout, stderr, None, 1, cached, time.monotonic() - started, "interrupted",
+        return AgentExec(stdout, stderr, None, cached, time.monotonic() - started, "interrupted",
                         interrupted=True)
     error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
-    return AgentExec(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
+    return AgentExec(stdout, stderr, code, cached, time.monotonic() - started, error)
 
 
 def _pop_handshake(out: bytearray) -> tuple[Optional[str], bytearray]:

@@ -321,7 +321,7 @@ def _run_ssh(host: Host, command: str, plan_bytes: bytes, bundle: bytes, accept_
     try:
         _connect(conn, hops, host, connect_timeout)
         if cancel.is_set():
-            return AgentExec("", "", None, 0, None, 0.0, "interrupted", interrupted=True)
+            return AgentExec("", "", None, None, 0.0, "interrupted", interrupted=True)
         try:
             channel = conn.transport.open_session(timeout=connect_timeout)
             channel.exec_command(command)

@@ -56,14 +56,11 @@ def demo_command(down: bool, build_only: bool, playbook: str, directory: Optiona
     inventory = build_demo(directory)
     if build_only:
         return 0
-    try:
-        from fleet.control.controller import run_command
-    except ImportError as exc:
-        typer.echo(f"The cleanup step is not there yet ({exc}); the demo fleet is built and running.")
-        return 0
+    from fleet.control.controller import run
+    from fleet.control.finish import finish
+
     typer.echo(f"\nRunning the {playbook!r} playbook on the demo fleet:\n")
-    return run_command(playbook=playbook, inventory=inventory, limit=None, forks=None, dry_run=False,
-                       json_out=False, notify=False, accept_new_host_keys=False)
+    return finish(run(playbook, inventory))
 
 
 def stop_demo(directory: Path) -> List[str]:

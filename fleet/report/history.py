@@ -33,6 +33,7 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from fleet.home import control_dir
 from fleet.errors import FleetError, UnknownRunError
 from fleet.report.results import RunResult
 
@@ -45,17 +46,8 @@ class HistoryError(FleetError):
     """The history database cannot be opened, read or written (exit 1)."""
 
 
-def state_dir() -> Path:
-    """fleet's state folder on the control host (not created here)."""
-    if os.environ.get("FLEET_STATE_DIR"):
-        return Path(os.environ["FLEET_STATE_DIR"]).expanduser()
-    if os.environ.get("XDG_STATE_HOME"):
-        return Path(os.environ["XDG_STATE_HOME"]).expanduser() / "fleet"
-    return Path.home() / ".local" / "state" / "fleet"
-
-
 def db_path() -> Path:
-    return state_dir() / DB_NAME
+    return control_dir() / DB_NAME
 
 
 # --- schema -------------------------------------------------------------------------------

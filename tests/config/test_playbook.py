@@ -30,7 +30,6 @@ def test_there_are_at_least_15_kinds_of_playbook_mistake():
 @pytest.mark.parametrize("command", ["playbook check", "run"])
 @pytest.mark.parametrize("path", BAD_PLAYBOOKS, ids=lambda p: p.stem)
 def test_bad_playbook_exits_2_naming_file_table_and_key(path, command, capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
     if command == "run":
         # A valid inventory: the playbook's mistakes alone must stop the run before any host.
         inventory = tmp_path / "inventory.toml"
@@ -221,7 +220,6 @@ def test_fleet_run_weekly_works_from_any_folder(tmp_path, monkeypatch, capsys):
     # The real run path on a local host (dry run): the shipped playbook is found from an
     # unrelated folder and the agent accepts what it compiles to.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
     sessions = tmp_path / "claw" / "agents" / "main" / "sessions"
     sessions.mkdir(parents=True)
     (sessions / "sessions.json").write_text("{}\n")

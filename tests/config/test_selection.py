@@ -102,7 +102,6 @@ def test_a_retry_file_may_name_itself_without_looping(inv, tmp_path):
 def test_an_unknown_limit_stops_scan_through_the_cli(inv, capsys, tmp_path, monkeypatch):
     from fleet.cli import main
 
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
     with pytest.raises(SystemExit) as exit_info:
         main(["scan", "-i", str(inv.path), "--limit", "servers,t4400"])
     _, err = capsys.readouterr()

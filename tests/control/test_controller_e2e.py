@@ -52,7 +52,6 @@ def populate(state_dir: Path, index: int) -> None:
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
     """Run `fleet ARGS` in-process; return (exit status, stdout, stderr)."""
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -36,12 +36,6 @@ for _ in range(600):
 """
 
 
-@pytest.fixture(autouse=True)
-def fleet_state_dir(monkeypatch, tmp_path):
-    """Nothing here may touch the control host's real fleet state."""
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-
-
 @pytest.fixture
 def one_host(ssh_fleet, monkeypatch, tmp_path):
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))

@@ -12,12 +12,6 @@ from fleet.report.results import HostResult, RunResult, parse_agent_output
 OUTPUTS = Path(__file__).parent / "data" / "agent_outputs"
 
 
-@pytest.fixture(autouse=True)
-def fleet_state_dir(monkeypatch, tmp_path):
-    """Nothing here may touch the control host's real fleet state."""
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-
-
 def parse(case: str, host: str = "t440") -> HostResult:
     recorded = json.loads((OUTPUTS / f"{case}.json").read_text())
     return parse_agent_output(host, recorded["stdout"], recorded["stderr"], recorded["exit_code"], 0.5)
