@@ -204,9 +204,9 @@ def schedule_remove(name: str = typer.Argument(...), unit_dir: Optional[Path] = 
 @schedule_app.command("run")
 def schedule_run(name: str = typer.Argument(...)) -> None:
     """Run an installed schedule now (what the timer calls). Exit 3 if it is already running."""
-    from fleet.schedule.schedules import run_scheduled_command
+    from fleet.schedule.run import run_schedule
 
-    _exit(run_scheduled_command(name=name))
+    _exit(run_schedule(name))
 
 
 def _click_exceptions():

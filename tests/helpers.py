@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fleet.cli import main
-from fleet.report.render import TOTAL_LABEL
+from fleet.report.tables import TOTAL_LABEL
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult, Stats
 from fleet.units import human_mb
 

@@ -2,7 +2,7 @@
 
 `load_inventory` validates the whole file before anything runs and raises
 `fleet.errors.InventoryError` carrying every problem at once, each naming file, table and key.
-The keys are documented in docs/inventory.md (the contract's keys are in shared/spec/contract.md).
+The keys are documented in docs/inventory.md (the ones users may rely on are in docs/contract.md).
 Quoting values for a shell is the transport's job; this layer only refuses values that cannot be
 right (a port of 70000, an address with spaces, a user name starting with "-").
 """
@@ -95,6 +95,13 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+
+def _not_an_option(t: Table, key: str, value: Any) -> Any:
+    """`value`, after noting a problem if it starts with '-' (ssh would read it as an option)."""
+    if isinstance(value, str) and value.startswith("-"):
+        t.add(key, f"must not start with '-', got {describe_value(value)}")
+    return value
+
 def load_inventory(path: Path) -> Inventory:
     """Read and validate `path`; return the inventory with every default applied.
 
@@ -148,10 +155,9 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
     t.check_keys(HOST_KEYS, hints)
     s: dict[str, Any] = {}
     if "address" in t:
-        s["address"] = t.string("address", pattern=_ADDRESS_RE,
-                                pattern_hint="expected a host name or IP address (no spaces, no user@: use \"user\")")
-        if isinstance(s["address"], str) and s["address"].startswith("-"):
-            t.add("address", f"must not start with '-', got {describe_value(s['address'])}")
+        s["address"] = _not_an_option(t, "address", t.string(
+            "address", pattern=_ADDRESS_RE,
+            pattern_hint="expected a host name or IP address (no spaces, no user@: use \"user\")"))
     if "port" in t:
         s["port"] = t.integer("port", minimum=1, maximum=65535)
     if "user" in t:
@@ -190,10 +196,8 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
         if key in t:
             s[key] = _read_timeout(t, key)
     if "proxy_jump" in t:
-        s["proxy_jump"] = t.string("proxy_jump", pattern=_PROXY_RE,
-                                   pattern_hint="expected [user@]host[:port][,…] without spaces")
-        if isinstance(s["proxy_jump"], str) and s["proxy_jump"].startswith("-"):
-            t.add("proxy_jump", f"must not start with '-', got {describe_value(s['proxy_jump'])}")
+        s["proxy_jump"] = _not_an_option(t, "proxy_jump", t.string(
+            "proxy_jump", pattern=_PROXY_RE, pattern_hint="expected [user@]host[:port][,…] without spaces"))
     if "groups" in t:
         groups = t.string_list("groups", item_check=_check_name)
         s["groups"] = tuple(groups) if groups is not None else ()

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 from fleet.config.inventory import Host
 from fleet.control.runner import run_plans
-from fleet.report.render import printable
+from fleet.report.tables import printable
 from fleet.report.results import HostResult
 
 

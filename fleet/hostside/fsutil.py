@@ -523,21 +523,18 @@ class LimitedReader(object):
             whence = 0
         return self._f.seek(min(pos, self.limit), whence)
 
+    def _allowed(self, n):
+        """How many of `n` bytes (None or < 0: all) may be read before the limit."""
+        left = max(0, self.limit - self._f.tell())
+        return left if n is None or n < 0 or n > left else n
+
     def read(self, n=-1):
-        left = self.limit - self._f.tell()
-        if left <= 0:
-            return b""
-        if n is None or n < 0 or n > left:
-            n = left
-        return self._f.read(n)
+        n = self._allowed(n)
+        return self._f.read(n) if n else b""
 
     def readline(self, n=-1):
-        left = self.limit - self._f.tell()
-        if left <= 0:
-            return b""
-        if n is None or n < 0 or n > left:
-            n = left
-        return self._f.readline(n)
+        n = self._allowed(n)
+        return self._f.readline(n) if n else b""
 
     def __iter__(self):
         while True:

@@ -72,6 +72,10 @@ class AgentWork(object):
     def pending(self, *kinds):
         return [f for f in self.af.files if f.kind in kinds and not self.handled(f)]
 
+    def readable(self, *kinds):
+        """The pending files of `kinds` that discovery could read (no problem noted for them)."""
+        return [f for f in self.pending(*kinds) if f.rel not in self.af.problems]
+
     def add(self, rec):
         if not isinstance(rec, dict) or "path" not in rec:
             self.errors.append("an operation returned a malformed record: %r" % (rec,))
@@ -125,7 +129,7 @@ class AgentWork(object):
     def sweep(self, kinds, name, label, load, section):
         """Housekeeping: `load()` gives the function (ImportError when this build lacks `name`),
         called once on every pending, readable file of `kinds`."""
-        infos = [i for i in self.pending(*kinds) if i.rel not in self.af.problems]
+        infos = self.readable(*kinds)
         if not infos:
             return
         try:

@@ -351,10 +351,3 @@ def remove_command(name: str, unit_dir: Path | None) -> int:
     for note in notes:
         print(f"  {note}")
     return int(ExitStatus.OK)
-
-
-def run_scheduled_command(name: str) -> int:
-    """What the timer calls; see fleet.schedule.run (exit 3 when the schedule is still running)."""
-    from fleet.schedule.run import run_schedule
-
-    return run_schedule(name)

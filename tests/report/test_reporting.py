@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from fleet.report import history
 from fleet.cli import main
-from fleet.report.render import DRY_RUN_BANNER, change, render_run
+from fleet.report.render import render_run
+from fleet.report.tables import DRY_RUN_BANNER, change
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult, Stats
 from helpers import assert_markdown_adds_up, markdown_tables
 

@@ -34,13 +34,10 @@ def backup_need(ctx, af, s, info):
 
 
 def run(work, s):
-    af, ctx = work.af, work.ctx
     set_phase("trim")
     try:
         from ..legacy import trim_legacy
     except ImportError:
         return work.missing("legacy.trim_legacy")
-    for info in work.pending("legacy"):
-        if info.rel in af.problems:
-            continue
-        work.per_file(info, "legacy trim", lambda i=info: trim_legacy(ctx, af.agent, i, s))
+    for info in work.readable("legacy"):
+        work.per_file(info, "legacy trim", lambda i=info: trim_legacy(work.ctx, work.af.agent, i, s))

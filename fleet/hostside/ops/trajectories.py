@@ -33,16 +33,14 @@ def backup_need(ctx, af, s, info):
 
 
 def run(work, s):
-    af, ctx = work.af, work.ctx
     set_phase("trim")
     try:
         from ..trajectory import cap_trajectory
     except ImportError:
         return work.missing("trajectory.cap_trajectory")
-    for info in work.pending("trajectory"):
-        if not info.path.endswith(".jsonl") or info.rel in af.problems:
-            continue
-        transcript = os.path.join(os.path.dirname(info.path), "%s%s.jsonl" % (
-            info.session_id, "" if info.topic is None else "-topic-%d" % info.topic))
-        work.per_file(info, "trajectory cap", lambda i=info, t=transcript: work.unless_in_use(
-            i, lambda: cap_trajectory(ctx, af.agent, i, s), t))
+    for info in work.readable("trajectory"):
+        if info.path.endswith(".jsonl"):
+            transcript = os.path.join(os.path.dirname(info.path), "%s%s.jsonl" % (
+                info.session_id, "" if info.topic is None else "-topic-%d" % info.topic))
+            work.per_file(info, "trajectory cap", lambda i=info, t=transcript: work.unless_in_use(
+                i, lambda: cap_trajectory(work.ctx, work.af.agent, i, s), t))

@@ -85,7 +85,6 @@ def backup_need(ctx, af, s, info):
 
 
 def run(work, s):
-    af, ctx = work.af, work.ctx
     set_phase("trim")
     if not s.get("tiers"):
         return
@@ -93,9 +92,8 @@ def run(work, s):
         from ..transcript import trim_transcript
     except ImportError:
         return work.missing("transcript.trim_transcript")
-    for info in work.pending("transcript"):
+    for info in work.readable("transcript"):
         tier = pick_tier(s["tiers"], info.size)
-        if tier is None or info.rel in af.problems:
-            continue
-        work.per_file(info, "transcript trim", lambda i=info, t=tier: work.unless_in_use(
-            i, lambda: trim_transcript(ctx, af.agent, i, t, s)))
+        if tier is not None:
+            work.per_file(info, "transcript trim", lambda i=info, t=tier: work.unless_in_use(
+                i, lambda: trim_transcript(work.ctx, work.af.agent, i, t, s)))
