@@ -66,6 +66,19 @@ def playbook_check(
         typer.echo(describe_playbook(pb))
 
 
+@playbook_app.command("compile")
+def playbook_compile(
+    playbook: str = typer.Argument(..., help="Playbook name (weekly, emergency, daily-prune, maintenance) or path."),
+    json_out: bool = typer.Option(True, "--json", help="Print the plan as JSON (the only format)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="The run id (default: a new one, as fleet run makes)."),
+    clock_ms: Optional[int] = typer.Option(None, "--now-ms", help="The run's clock in epoch ms (default: now)."),
+) -> None:
+    """Print the plan `fleet run PLAYBOOK` sends, for the Ansible collection's module. Exit 2 on any error."""
+    from fleet.control.plan_compile import compile_command
+
+    _exit(compile_command(playbook, run_id, clock_ms))
+
+
 @app.command()
 def scan(
     inventory: Path = InventoryOpt,
@@ -140,6 +153,18 @@ def restore(
 
     _exit(restore_command(run_id=run_id, host=host, agent=agent, inventory=inventory, dry_run=dry_run,
                           force=force, json_out=json_out, accept_new_host_keys=accept_new_host_keys))
+
+
+@app.command("import-ansible")
+def import_ansible(
+    file: Path = typer.Argument(..., help="The fleet.openclaw.fleet_results callback's file, ansible.posix.json "
+                                          "output, or a mapping of hosts to the module's results."),
+    json_out: bool = JsonOpt,
+) -> None:
+    """Record the results of the Ansible collection's module as a fleet run (history, report, restore)."""
+    from fleet.report.ansible_import import import_command
+
+    _exit(import_command(path=file, json_out=json_out))
 
 
 @agent_app.command("export")
