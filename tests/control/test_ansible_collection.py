@@ -12,6 +12,7 @@ counts, record counts and sha256 must be the same.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -113,13 +114,13 @@ def ansible_files(fleet, tmp: Path, collections_path: Path) -> dict:
     return env
 
 
-def playbook(env: dict, tmp: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
+def playbook(env: dict, tmp: Path, results: Path, *extra: str, expect: int = 0) -> subprocess.CompletedProcess:
     fleet_command = f"{sys.executable} -m fleet"
     done = subprocess.run([ansible_tool("ansible-playbook"), "-i", str(tmp / "hosts.ini"), str(EXAMPLE),
                            "-e", f"fleet_command={fleet_command!r}", *extra],
                           env=dict(env, FLEET_ANSIBLE_RESULTS=str(results)), capture_output=True, text=True,
                           timeout=180, cwd=tmp)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
     return done
 
 
@@ -209,3 +210,43 @@ def test_ansible_runs_the_weekly_plan_as_fleet_run_does(ssh_fleet, collections, 
     code, out = cli(["run", "weekly", "-i", inventory, "--json"], capsys)
     assert code == 0
     assert_same_runs(real_doc, json.loads(out))
+
+
+def test_collection_embeds_the_exported_agent_and_documents_itself(collections):
+    from fleet import __version__
+    from fleet.control.bundle import agent_bundle, agent_digest
+
+    root = collections / "ansible_collections" / "fleet" / "openclaw"
+    manifest = json.loads((root / "MANIFEST.json").read_text())
+    assert manifest["collection_info"]["version"] == __version__
+    embedded: dict = {}
+    exec((root / "plugins" / "module_utils" / "fleet_agent.py").read_text(), embedded)
+    assert embedded["AGENT_SHA256"] == agent_digest()
+    assert base64.b64decode(embedded["AGENT_PYZ_B64"]) == agent_bundle()
+
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(collections), ANSIBLE_NOCOLOR="1")
+    done = subprocess.run([ansible_tool("ansible-doc"), "--json", "fleet.openclaw.cleanup"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)["fleet.openclaw.cleanup"]
+    assert {"plan", "run_id", "now_ms", "state_dir", "agents", "openclaw_cmd"} <= set(doc["doc"]["options"])
+    assert doc["doc"]["options"]["plan"]["required"] is True
+    assert {"files", "health", "backup", "summary", "rc"} <= set(doc["return"])
+    assert "fleet playbook compile" in doc["examples"]
+    done = subprocess.run([ansible_tool("ansible-doc"), "-t", "callback", "--json", "fleet.openclaw.fleet_results"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "path" in json.loads(done.stdout)["fleet.openclaw.fleet_results"]["doc"]["options"]
+
+
+def test_an_unreachable_host_is_a_failed_host_of_the_imported_run(ssh_fleet, collections, tmp_path, capsys):
+    fleet = ssh_fleet(2, populate=populate)
+    fleet.stop("host2")
+    env = ansible_files(fleet, tmp_path, collections)
+    # ansible-playbook exits 4 when a host was unreachable.
+    playbook(env, tmp_path, tmp_path / "check.json", "--check", expect=4)
+    code, out = cli(["import-ansible", str(tmp_path / "check.json"), "--json"], capsys)
+    assert code == 1
+    hosts = {h["host"]: h for h in json.loads(out)["hosts"]}
+    assert hosts["host1"]["ok"] and hosts["host1"]["files"]
+    assert not hosts["host2"]["ok"] and hosts["host2"]["error"].startswith("unreachable: ")
