@@ -160,11 +160,13 @@ def import_ansible(
     file: Path = typer.Argument(..., help="The fleet.openclaw.fleet_results callback's file, ansible.posix.json "
                                           "output, or a mapping of hosts to the module's results."),
     json_out: bool = JsonOpt,
+    notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers configured in fleet.toml."),
+    inventory: Path = InventoryOpt,
 ) -> None:
     """Record the results of the Ansible collection's module as a fleet run (history, report, restore)."""
     from fleet.report.ansible_import import import_command
 
-    _exit(import_command(path=file, json_out=json_out))
+    _exit(import_command(path=file, json_out=json_out, notify=notify, inventory=inventory))
 
 
 @agent_app.command("export")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -142,15 +142,28 @@ def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str) -> list[Run
     return runs
 
 
-def import_command(path: Path, json_out: bool) -> int:
-    """`fleet import-ansible FILE`: record each run in FILE, print it like `fleet run`; the exit status."""
+def import_command(path: Path, json_out: bool, notify: bool = False, inventory: Path = Path("inventory.toml")) -> int:
+    """`fleet import-ansible FILE`: record each run in FILE and print it like `fleet run` (one JSON
+    document per run with --json); with `notify`, send its notice as `fleet run --notify` does
+    (fleet.toml beside `inventory`). The exit status."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"cannot read the Ansible results {path}: {exc}") from exc
     outcomes, meta = read_outcomes(doc, str(path))
     runs = build_runs(outcomes, meta, str(path))
+    if notify:
+        from fleet.report.notify import check_notify_config
+
+        check_notify_config(Path(inventory))     # a broken fleet.toml stops here (exit 2), nothing recorded
     for run in runs:
+        if notify:
+            from fleet.report.notify import send_run_notice
+
+            problems = send_run_notice(run, Path(inventory))   # never raises: problems are data
+            for problem in problems:
+                print(f"fleet: warning: {problem}", file=sys.stderr)
+            run = replace(run, extra={**run.extra, "notify": {"sent": not problems, "problems": problems}})
         record_run(run)
         print(json.dumps(run.to_json()) if json_out else render_run(run, "table"))
         print(f"fleet: recorded Ansible run {run.run_id} ({len(run.hosts)} host(s)) from {path}", file=sys.stderr)

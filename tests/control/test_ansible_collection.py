@@ -172,12 +172,17 @@ def test_ansible_runs_the_weekly_plan_as_fleet_run_does(ssh_fleet, collections, 
 
     # For real, recorded by the playbook itself (fleet_import_file: no callback needed, as in AWX).
     playbook(env, tmp_path, tmp_path / "real.json", "-e", f"fleet_import_file={tmp_path / 'registered.json'}")
+    registered = json.loads((tmp_path / "registered.json").read_text())
+    assert sorted(registered) == ["host1", "host2"]
+    code, out = cli(["report", registered["host1"]["run_id"], "--format", "json"], capsys)
+    assert code == 0
+    recorded_by_playbook = json.loads(out)
+    # The callback's file of the same run records the same run (and replaces the record).
     code, out = cli(["import-ansible", str(tmp_path / "real.json"), "--json"], capsys)
     assert code == 0
     real_doc = json.loads(out)
     assert real_doc["dry_run"] is False and real_doc["run_id"] != check_doc["run_id"]
-    registered = json.loads((tmp_path / "registered.json").read_text())
-    assert sorted(registered) == ["host1", "host2"]
+    assert (real_doc["hosts"], real_doc["totals"]) == (recorded_by_playbook["hosts"], recorded_by_playbook["totals"])
     changed = [f for h in real_doc["hosts"] for f in h["files"] if f["action"] not in ("none", "skip")]
     assert {"trim", "prune", "archive"} <= {f["action"] for f in changed}
     assert {h.name: snapshot(h.state_dir) for h in fleet.hosts} != original

@@ -22,7 +22,7 @@ from fleet.hostside.main import execute
 from fleet.hostside.protocol import validate_plan
 from fleet.report import history
 from fleet.report.results import parse_agent_output
-from helpers import run_cli
+from helpers import RecordingServer, run_cli
 
 RUN_ID = "20261204T100000Z-a1b2c3"
 KB = 1024
@@ -125,6 +125,19 @@ def test_check_mode_and_real_runs_in_one_file_are_two_runs(tmp_path, capsys):
     assert {(r["run_id"], r["dry_run"]) for r in history.list_runs()} == {
         ("20261204T100000Z-000001", True), ("20261204T100100Z-000002", False)}
     assert out.count("DRY RUN") == 1
+
+
+def test_notify_sends_the_imported_runs_notice(two_hosts, tmp_path, capsys):
+    hook = RecordingServer()
+    try:
+        (tmp_path / "fleet.toml").write_text(f'[notify.webhook]\nurl = "{hook.url}/hook"\n')
+        path = write(tmp_path, {n: r for n, (r, _) in two_hosts.items()})
+        code, _, err = run_cli(["import-ansible", path, "--notify", "-i", str(tmp_path / "inventory.toml")], capsys)
+    finally:
+        hook.close()
+    assert code == 0, err
+    assert len(hook.received) == 1 and RUN_ID in json.dumps(hook.received[0]["json"])
+    assert history.load_run(RUN_ID).extra["notify"] == {"sent": True, "problems": []}
 
 
 @pytest.mark.parametrize("content, says", [
