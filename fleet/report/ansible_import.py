@@ -19,6 +19,7 @@ unreadable or holds no result of the module.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +33,8 @@ from fleet.report.results import HostResult, RunResult, parse_agent_output
 CALLBACK_SCHEMA = "fleet.ansible-results/1"
 MODULE_ACTIONS = ("fleet.openclaw.cleanup", "cleanup")
 MODULE_MARK = "agent_sha256"        # a key every result of the module carries, failed ones too
+# The agent's rule for run ids (docs/agent-protocol.md): the id names the hosts' backup folders.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,10 @@ def read_outcomes(doc: Any, source: str) -> tuple[list[Outcome], dict]:
                     if _ours(result, result.get("action") if isinstance(result, dict) else None):
                         outcomes.append(Outcome(str(host), _status(result), result, f"{p}.{t}"))
     elif isinstance(doc, dict) and doc and all(isinstance(v, dict) for v in doc.values()):
-        outcomes = [Outcome(str(h), _status(r), r, "") for h, r in doc.items() if _ours(r)]
+        # Registered results: a host the module never answered has a stub saying so (the example
+        # playbook writes {"unreachable": true, "msg": …}); it is a failed host of the run.
+        outcomes = [Outcome(str(h), _status(r), r, "") for h, r in doc.items()
+                    if _ours(r) or r.get("unreachable")] if any(_ours(r) for r in doc.values()) else []
         meta = {}
     else:
         raise UsageError(f"{source}: not an Ansible result fleet can read (expected the fleet.openclaw.fleet_results "
@@ -109,7 +115,8 @@ def _iso_seconds(value: str | None) -> str | None:
 
 
 def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str) -> list[RunResult]:
-    """One RunResult per run id, hosts in the order Ansible reported them (last result wins)."""
+    """One RunResult per run id, hosts by name (Ansible reports them as they finish; a host's last
+    result in the run wins)."""
     outcomes = list(outcomes)
     ids_by_task: dict[str, list[str]] = {}
     for o in outcomes:
@@ -120,6 +127,10 @@ def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str) -> list[Run
     if not all_ids:
         raise UsageError(f"{source}: no result of fleet.openclaw.cleanup names a run id (every host failed before "
                          "its agent ran); nothing to import")
+    unsafe = [rid for rid in all_ids if not SAFE_ID.fullmatch(rid)]
+    if unsafe:
+        raise UsageError(f"{source}: run id {unsafe[0]!r} is not one the agent makes or accepts "
+                         "(letters, digits, '.', '_', '-'); nothing imported")
     hosts: dict[str, dict[str, Outcome]] = {rid: {} for rid in all_ids}
     for o in outcomes:
         rid = run_id_of(o.result)
@@ -127,7 +138,7 @@ def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str) -> list[Run
             hosts[target][o.host] = o
     runs = []
     for rid in all_ids:
-        chosen = list(hosts[rid].values())
+        chosen = sorted(hosts[rid].values(), key=lambda o: o.host)
         docs = [o.result for o in chosen if "protocol" in o.result]
         playbooks = {d.get("playbook") for d in docs if d.get("playbook")}
         starts = sorted(filter(None, (_iso_seconds(d.get("started_at")) for d in docs)))

@@ -113,6 +113,15 @@ def test_unreachable_and_failed_hosts_are_failed_hosts_of_the_run(two_hosts, tmp
     assert [r["ok"] for r in history.list_runs()] == [False]
 
 
+def test_registered_results_keep_the_hosts_the_module_never_answered(two_hosts, tmp_path, capsys):
+    ok, _ = two_hosts["pc-a"]
+    stub = {"unreachable": True, "msg": "no result: unreachable, or failed before the module ran"}
+    code, out, _ = run_cli(["import-ansible", write(tmp_path, {"pc-a": ok, "nas": stub}), "--json"], capsys)
+    assert code == 1
+    hosts = {h["host"]: h for h in json.loads(out)["hosts"]}
+    assert hosts["pc-a"]["ok"] and hosts["nas"]["error"] == f"unreachable: {stub['msg']}"
+
+
 def test_check_mode_and_real_runs_in_one_file_are_two_runs(tmp_path, capsys):
     generate_host(tmp_path / "h", HostSpec("h", (tiny_agent("main", 24 * KB, 30),)), seed=3,
                   now_ms=int(time.time() * 1000))
@@ -146,6 +155,8 @@ def test_notify_sends_the_imported_runs_notice(two_hosts, tmp_path, capsys):
      "holds no result of the fleet.openclaw.cleanup module"),
     (json.dumps([1, 2]), "not an Ansible result fleet can read"),
     (json.dumps({"a": {"unreachable": True, "msg": "down", "agent_sha256": None}}), "names a run id"),
+    (json.dumps({"a": {"protocol": 1, "run_id": "../../etc", "agent_sha256": "x", "files": []}}),
+     "is not one the agent makes"),
 ])
 def test_unreadable_files_exit_2_and_record_nothing(tmp_path, capsys, content, says):
     path = tmp_path / "results.json"

@@ -81,8 +81,12 @@ class CallbackModule(CallbackBase):
         action = getattr(task, "action", None)
         if action not in MODULE_NAMES:
             return
+        # ansible-core >= 2.19 names it `result`; older releases only have `_result`.
+        data = getattr(result, "result", None)
+        if data is None:
+            data = result._result
         self.results.append({"host": host.get_name(), "task": task.get_name(), "action": action,
-                             "status": status, "result": _plain(dict(result._result))})
+                             "status": status, "result": _plain(dict(data))})
 
     def v2_runner_on_ok(self, result):
         self._record(result, "ok")
