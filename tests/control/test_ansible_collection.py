@@ -114,13 +114,14 @@ def ansible_files(fleet, tmp: Path, collections_path: Path) -> dict:
     return env
 
 
-def playbook(env: dict, tmp: Path, results: Path, *extra: str, expect: int = 0) -> subprocess.CompletedProcess:
+def playbook(env: dict, tmp: Path, results: Path, *extra: str, expect: int | None = 0) -> subprocess.CompletedProcess:
     fleet_command = f"{sys.executable} -m fleet"
     done = subprocess.run([ansible_tool("ansible-playbook"), "-i", str(tmp / "hosts.ini"), str(EXAMPLE),
                            "-e", f"fleet_command={fleet_command!r}", *extra],
                           env=dict(env, FLEET_ANSIBLE_RESULTS=str(results)), capture_output=True, text=True,
                           timeout=180, cwd=tmp)
-    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
+    if expect is not None:
+        assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-2000:]
     return done
 
 
@@ -244,14 +245,27 @@ def test_collection_embeds_the_exported_agent_and_documents_itself(collections):
     assert "path" in json.loads(done.stdout)["fleet.openclaw.fleet_results"]["doc"]["options"]
 
 
-def test_an_unreachable_host_is_a_failed_host_of_the_imported_run(ssh_fleet, collections, tmp_path, capsys):
+def test_unreachable_hosts_and_bad_files_fail_as_in_fleet_run(ssh_fleet, collections, tmp_path, capsys):
     fleet = ssh_fleet(2, populate=populate)
+    # host1's big transcript gets a line that is not JSON: the agent leaves that file alone and
+    # reports its error; the task fails (fail_on_file_errors), the host's other files are done.
+    big = max((fleet.host("host1").state_dir / "agents" / "main" / "sessions").glob("*.jsonl"),
+              key=lambda p: p.stat().st_size)
+    lines = big.read_bytes().splitlines(keepends=True)
+    broken = b"".join(lines[:50] + [b"{not json\n"] + lines[50:])
+    big.write_bytes(broken)
     fleet.stop("host2")
     env = ansible_files(fleet, tmp_path, collections)
-    # ansible-playbook exits 4 when a host was unreachable.
-    playbook(env, tmp_path, tmp_path / "check.json", "--check", expect=4)
-    code, out = cli(["import-ansible", str(tmp_path / "check.json"), "--json"], capsys)
+    done = playbook(env, tmp_path, tmp_path / "real.json", expect=None)
+    assert done.returncode not in (0, 1), done.stdout[-2000:]
+    assert "1 file(s) could not be handled" in done.stdout and big.name in done.stdout
+    assert big.read_bytes() == broken
+    code, out = cli(["import-ansible", str(tmp_path / "real.json"), "--json"], capsys)
     assert code == 1
-    hosts = {h["host"]: h for h in json.loads(out)["hosts"]}
-    assert hosts["host1"]["ok"] and hosts["host1"]["files"]
+    run = json.loads(out)
+    hosts = {h["host"]: h for h in run["hosts"]}
+    errors = [f for f in hosts["host1"]["files"] if f["error"]]
+    assert hosts["host1"]["ok"] and [f["path"] for f in errors] == [big.relative_to(fleet.host("host1").state_dir).as_posix()]
+    assert any(f["action"] != "none" for f in hosts["host1"]["files"] if not f["error"])
     assert not hosts["host2"]["ok"] and hosts["host2"]["error"].startswith("unreachable: ")
+    assert (run["totals"]["hosts_failed"], run["totals"]["file_errors"]) == (1, 1)
