@@ -218,6 +218,22 @@ def test_ansible_runs_the_weekly_plan_as_fleet_run_does(ssh_fleet, collections, 
     assert_same_runs(real_doc, json.loads(out))
 
 
+SPEC_VS_DOCS = """
+import importlib.util, sys, yaml
+spec = importlib.util.spec_from_file_location("cleanup", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+assert set(documented) == set(module.ARGUMENT_SPEC), (set(documented) ^ set(module.ARGUMENT_SPEC))
+for name, arg in module.ARGUMENT_SPEC.items():
+    doc = documented[name]
+    for key in ("type", "elements", "default"):
+        assert doc.get(key) == arg.get(key), (name, key, doc.get(key), arg.get(key))
+    assert bool(doc.get("required")) == bool(arg.get("required")), name
+print(len(documented), "options agree")
+"""
+
+
 def test_collection_embeds_the_exported_agent_and_documents_itself(collections):
     from fleet import __version__
     from fleet.control.bundle import agent_bundle, agent_digest
@@ -239,6 +255,11 @@ def test_collection_embeds_the_exported_agent_and_documents_itself(collections):
     assert doc["doc"]["options"]["plan"]["required"] is True
     assert {"files", "health", "backup", "summary", "rc"} <= set(doc["return"])
     assert "fleet playbook compile" in doc["examples"]
+    # The documented options are the module's argument spec (what ansible-test's validate-modules checks).
+    check = subprocess.run([str(Path(ansible_tool("ansible-doc")).with_name("python")), "-c", SPEC_VS_DOCS,
+                            str(root / "plugins" / "modules" / "cleanup.py")], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert check.returncode == 0 and check.stdout.strip() == "8 options agree", check.stdout + check.stderr
     done = subprocess.run([ansible_tool("ansible-doc"), "-t", "callback", "--json", "fleet.openclaw.fleet_results"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

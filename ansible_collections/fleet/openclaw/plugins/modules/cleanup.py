@@ -179,6 +179,17 @@ except ImportError:  # the collection was copied from the repository instead of 
     AGENT_PYZ_B64 = AGENT_SHA256 = None
 
 UNCHANGED_ACTIONS = ("none", "skip")
+# Kept equal to DOCUMENTATION's options (tests/control/test_ansible_collection.py compares them).
+ARGUMENT_SPEC = dict(
+    plan=dict(type="dict", required=True),
+    run_id=dict(type="str"),
+    now_ms=dict(type="int"),
+    state_dir=dict(type="str"),
+    agents=dict(type="list", elements="str"),
+    openclaw_cmd=dict(type="list", elements="str"),
+    python=dict(type="str"),
+    fail_on_file_errors=dict(type="bool", default=True),
+)
 
 
 def host_plan(plan, params, check_mode):
@@ -248,19 +259,7 @@ def write_agent(folder):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            plan=dict(type="dict", required=True),
-            run_id=dict(type="str"),
-            now_ms=dict(type="int"),
-            state_dir=dict(type="str"),
-            agents=dict(type="list", elements="str"),
-            openclaw_cmd=dict(type="list", elements="str"),
-            python=dict(type="str"),
-            fail_on_file_errors=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     playbook = params["plan"].get("playbook")
     base = {"changed": False, "playbook": playbook, "agent_sha256": AGENT_SHA256, "rc": None, "stderr_tail": ""}
