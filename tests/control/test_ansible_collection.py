@@ -277,13 +277,20 @@ def test_unreachable_hosts_and_bad_files_fail_as_in_fleet_run(ssh_fleet, collect
     big.write_bytes(broken)
     fleet.stop("host2")
     env = ansible_files(fleet, tmp_path, collections)
-    done = playbook(env, tmp_path, tmp_path / "real.json", expect=None)
+    # A plan compiled beforehand (how AWX runs it, without fleet on the controller): the play makes
+    # a fresh run id and clock of its own.
+    code, plan_text = cli(["playbook", "compile", "weekly", "--json"], capsys)
+    assert code == 0
+    (tmp_path / "weekly.plan.json").write_text(plan_text)
+    done = playbook(env, tmp_path, tmp_path / "real.json", "-e", f"fleet_plan_file={tmp_path / 'weekly.plan.json'}",
+                    expect=None)
     assert done.returncode not in (0, 1), done.stdout[-2000:]
     assert "1 file(s) could not be handled" in done.stdout and big.name in done.stdout
     assert big.read_bytes() == broken
     code, out = cli(["import-ansible", str(tmp_path / "real.json"), "--json"], capsys)
     assert code == 1
     run = json.loads(out)
+    assert run["run_id"] != json.loads(plan_text)["run_id"] and re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", run["run_id"])
     hosts = {h["host"]: h for h in run["hosts"]}
     errors = [f for f in hosts["host1"]["files"] if f["error"]]
     assert hosts["host1"]["ok"] and [f["path"] for f in errors] == [big.relative_to(fleet.host("host1").state_dir).as_posix()]
