@@ -69,12 +69,14 @@ def playbook_check(
 @playbook_app.command("compile")
 def playbook_compile(
     playbook: str = typer.Argument(..., help="Playbook name (weekly, emergency, daily-prune, maintenance) or path."),
-    json_out: bool = typer.Option(True, "--json", help="Print the plan as JSON (the only format)."),
+    json_out: bool = typer.Option(True, "--json", show_default=False, help="Print the plan as JSON (the only format)."),
     run_id: Optional[str] = typer.Option(None, "--run-id", help="The run id (default: a new one, as fleet run makes)."),
     clock_ms: Optional[int] = typer.Option(None, "--now-ms", help="The run's clock in epoch ms (default: now)."),
 ) -> None:
     """Print the plan `fleet run PLAYBOOK` sends, for the Ansible collection's module. Exit 2 on any error."""
     from fleet.control.plan_compile import compile_command
+
+    del json_out   # accepted as `playbook check --json` is; JSON is the only output
 
     _exit(compile_command(playbook, run_id, clock_ms))
 
@@ -161,7 +163,8 @@ def import_ansible(
                                           "output, or a mapping of hosts to the module's results."),
     json_out: bool = JsonOpt,
     notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers configured in fleet.toml."),
-    inventory: Path = InventoryOpt,
+    inventory: Path = typer.Option(Path("inventory.toml"), "-i", "--inventory",
+                                   help="Inventory whose folder holds fleet.toml (for --notify)."),
 ) -> None:
     """Record the results of the Ansible collection's module as a fleet run (history, report, restore)."""
     from fleet.report.ansible_import import import_command
