@@ -26,7 +26,7 @@ from pathlib import Path
 
 from fleet import __version__
 from fleet.control.bundle import agent_bundle
-from fleet.hostside import AGENT_VERSION, PROTOCOL_VERSION
+from fleet.hostside.protocol import AGENT_VERSION, PROTOCOL_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION_SRC = REPO / "ansible_collections" / "fleet" / "openclaw"
