@@ -164,7 +164,7 @@ def import_ansible(
     json_out: bool = JsonOpt,
     notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers configured in fleet.toml."),
     inventory: Path = typer.Option(Path("inventory.toml"), "-i", "--inventory",
-                                   help="Inventory whose folder holds fleet.toml (for --notify)."),
+                                   help="The fleet the run belongs to (its fleet.toml for --notify)."),
 ) -> None:
     """Record the results of the Ansible collection's module as a fleet run (history, report, restore)."""
     from fleet.report.ansible_import import import_command

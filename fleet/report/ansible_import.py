@@ -114,7 +114,7 @@ def _iso_seconds(value: str | None) -> str | None:
     return value.split(".")[0].rstrip("Z") + "Z"
 
 
-def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str) -> list[RunResult]:
+def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str, inventory: str | None = None) -> list[RunResult]:
     """One RunResult per run id, hosts by name (Ansible reports them as they finish; a host's last
     result in the run wins)."""
     outcomes = list(outcomes)
@@ -149,20 +149,22 @@ def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str) -> list[Run
             started_at=starts[0] if starts else (meta.get("started_at") or ""),
             finished_at=ends[-1] if ends else (meta.get("finished_at") or ""),
             hosts=tuple(host_result(o) for o in chosen),
-            extra={"source": "ansible", "ansible": {"file": source, "playbook": meta.get("playbook")}}))
+            extra={"source": "ansible", "ansible": {"file": source, "playbook": meta.get("playbook")},
+                   **({"inventory": inventory} if inventory else {})}))
     return runs
 
 
 def import_command(path: Path, json_out: bool, notify: bool = False, inventory: Path = Path("inventory.toml")) -> int:
-    """`fleet import-ansible FILE`: record each run in FILE and print it like `fleet run` (one JSON
-    document per run with --json); with `notify`, send its notice as `fleet run --notify` does
-    (fleet.toml beside `inventory`). The exit status."""
+    """`fleet import-ansible FILE`: record each run in FILE under the fleet of `inventory` and print
+    it like `fleet run` (one JSON document per run with --json); with `notify`, send its notice as
+    `fleet run --notify` does (fleet.toml beside `inventory`). The exit status."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"cannot read the Ansible results {path}: {exc}") from exc
     outcomes, meta = read_outcomes(doc, str(path))
-    runs = build_runs(outcomes, meta, str(path))
+    # The fleet the run belongs to, named as `fleet run -i` names it: the inventory's absolute path.
+    runs = build_runs(outcomes, meta, str(path), str(Path(inventory).expanduser().resolve()))
     if notify:
         from fleet.report.notify import check_notify_config
 

@@ -297,3 +297,19 @@ def test_unreachable_hosts_and_bad_files_fail_as_in_fleet_run(ssh_fleet, collect
     assert any(f["action"] != "none" for f in hosts["host1"]["files"] if not f["error"])
     assert not hosts["host2"]["ok"] and hosts["host2"]["error"].startswith("unreachable: ")
     assert (run["totals"]["hosts_failed"], run["totals"]["file_errors"]) == (1, 1)
+
+
+def test_a_plan_with_backups_to_the_controller_is_refused_before_anything_runs(ssh_fleet, collections, tmp_path,
+                                                                               capsys):
+    fleet = ssh_fleet(1, populate=populate)
+    original = snapshot(fleet.hosts[0].state_dir)
+    env = ansible_files(fleet, tmp_path, collections)
+    code, plan_text = cli(["playbook", "compile", "weekly", "--json"], capsys)
+    plan = json.loads(plan_text)
+    plan["backup"]["to"] = "controller"
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    done = playbook(env, tmp_path, tmp_path / "real.json", "-e", f"fleet_plan_file={tmp_path / 'plan.json'}",
+                    expect=2)
+    assert "the plan sends backups to the controller" in done.stdout
+    assert snapshot(fleet.hosts[0].state_dir) == original
+    assert not (fleet.hosts[0].state_dir / "fleet-backups").exists()

@@ -146,7 +146,9 @@ def test_notify_sends_the_imported_runs_notice(two_hosts, tmp_path, capsys):
         hook.close()
     assert code == 0, err
     assert len(hook.received) == 1 and RUN_ID in json.dumps(hook.received[0]["json"])
-    assert history.load_run(RUN_ID).extra["notify"] == {"sent": True, "problems": []}
+    recorded = history.load_run(RUN_ID)
+    assert recorded.extra["notify"] == {"sent": True, "problems": []}
+    assert recorded.extra["inventory"] == str((tmp_path / "inventory.toml").resolve())
 
 
 @pytest.mark.parametrize("content, says", [

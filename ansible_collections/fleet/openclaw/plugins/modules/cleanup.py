@@ -266,6 +266,13 @@ def main():
     if AGENT_PYZ_B64 is None:
         module.fail_json(msg="this copy of fleet.openclaw has no embedded agent: install the collection built "
                              "by fleet's scripts/build-collection.sh", **base)
+    backup_to = (params["plan"].get("backup") or {}).get("to")
+    if backup_to not in (None, "host"):
+        # Backups to the controller travel on fleet's own connection to the agent; under Ansible
+        # nothing receives them, so such a plan is refused before anything runs.
+        module.fail_json(msg="the plan sends backups to the controller (backup to = %r): under Ansible the "
+                             "backups stay on the host; compile a playbook whose [backup] to is \"host\" "
+                             "or a folder on the host" % (backup_to,), **base)
     plan = host_plan(params["plan"], params, module.check_mode)
     if not plan["run_id"] or plan["now_ms"] is None:
         module.fail_json(msg="the plan has no run_id/now_ms and none was given: compile it with "
