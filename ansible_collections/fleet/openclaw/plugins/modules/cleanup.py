@@ -215,6 +215,7 @@ def host_plan(plan, params, check_mode):
 
 
 def summarize(files):
+    """Totals of the agent's file records, counted as fleet's run totals count them."""
     return {
         "files": len(files),
         "files_changed": sum(1 for f in files if f.get("action") not in UNCHANGED_ACTIONS),
@@ -225,6 +226,7 @@ def summarize(files):
 
 
 def last_json_line(text):
+    """The agent's result: its one JSON line on stdout (a login shell may print before it)."""
     for line in reversed(text.strip().splitlines()):
         try:
             doc = json.loads(line)
@@ -236,6 +238,7 @@ def last_json_line(text):
 
 
 def fatal_from(stderr):
+    """The agent's own reason when it could not run: its last {"event": "fatal"} line on stderr."""
     for line in reversed(stderr.strip().splitlines()):
         try:
             event = json.loads(line)
