@@ -8,7 +8,10 @@ and installed with `ansible-galaxy collection install`, as a user would.
 The end-to-end test runs examples/weekly.yml with `ansible-playbook` on two real sshd hosts, in check
 mode and for real, imports both runs, renders the real one in every format, restores it, and
 then runs `fleet run weekly` (dry and real) on a copy of the same data: every file's action, byte
-counts, record counts and sha256 must be the same.
+counts, record counts and sha256 must be the same. The others: the built collection embeds the
+exported agent and documents what the module does; bad files and unreachable hosts fail as in
+`fleet run`; a plan compiled beforehand (the AWX way) gets a fresh run id; backups to the controller
+are refused.
 """
 from __future__ import annotations
 
