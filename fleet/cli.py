@@ -66,6 +66,21 @@ def playbook_check(
         typer.echo(describe_playbook(pb))
 
 
+@playbook_app.command("compile")
+def playbook_compile(
+    playbook: str = typer.Argument(..., help="Playbook name (weekly, emergency, daily-prune, maintenance) or path."),
+    json_out: bool = typer.Option(True, "--json", show_default=False, help="Print the plan as JSON (the only format)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="The run id (default: a new one, as fleet run makes)."),
+    clock_ms: Optional[int] = typer.Option(None, "--now-ms", help="The run's clock in epoch ms (default: now)."),
+) -> None:
+    """Print the plan `fleet run PLAYBOOK` sends, for the Ansible collection's module. Exit 2 on any error."""
+    from fleet.control.plan_compile import compile_command
+
+    del json_out   # accepted as `playbook check --json` is; JSON is the only output
+
+    _exit(compile_command(playbook, run_id, clock_ms))
+
+
 @app.command()
 def scan(
     inventory: Path = InventoryOpt,
@@ -143,6 +158,21 @@ def restore(
 
     report = Report(json_out=json_out)
     _exit(finish(restore_run(run_id, inventory, host, agent, dry_run, force, accept_new_host_keys), report))
+
+
+@app.command("import-ansible")
+def import_ansible(
+    file: Path = typer.Argument(..., help="The fleet.openclaw.fleet_results callback's file, ansible.posix.json "
+                                          "output, or a mapping of hosts to the module's results."),
+    json_out: bool = JsonOpt,
+    notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers configured in fleet.toml."),
+    inventory: Path = typer.Option(Path("inventory.toml"), "-i", "--inventory",
+                                   help="The fleet the run belongs to (its fleet.toml for --notify)."),
+) -> None:
+    """Record the results of the Ansible collection's module as a fleet run (history, report, restore)."""
+    from fleet.report.ansible_import import import_command
+
+    _exit(import_command(path=file, json_out=json_out, notify=notify, inventory=inventory))
 
 
 @agent_app.command("export")

@@ -40,6 +40,11 @@ if [ "$mode" = test ]; then
   scripts/install-openclaw.sh 2026.7.1 2026.9.6 >/dev/null
 fi
 
+if [ "$mode" = test ]; then
+  # ansible-core in its own venv (.venv-ansible) for the Ansible collection's tests, cached.
+  scripts/setup-ansible.sh
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if [ "$mode" = test ]; then spec=".[test]"; else spec="."; fi
 stamp=".venv/.fleet-installed-$mode"
