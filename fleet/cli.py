@@ -170,9 +170,15 @@ def import_ansible(
                                    help="The fleet the run belongs to (its fleet.toml for --notify)."),
 ) -> None:
     """Record the results of the Ansible collection's module as a fleet run (history, report, restore)."""
-    from fleet.report.ansible_import import import_command
+    from fleet.control.finish import Report, finish
+    from fleet.report.ansible_import import import_runs
 
-    _exit(import_command(path=file, json_out=json_out, notify=notify, inventory=inventory))
+    report = Report(json_out=json_out, notify_with=inventory if notify else None)   # before anything is recorded
+    statuses = []
+    for run in import_runs(file, inventory):
+        statuses.append(finish(run, report))
+        typer.echo(f"fleet: recorded Ansible run {run.run_id} ({len(run.hosts)} host(s)) from {file}", err=True)
+    _exit(max(statuses, default=0))
 
 
 @agent_app.command("export")

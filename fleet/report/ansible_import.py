@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from fleet.errors import ExitStatus, UsageError
-from fleet.report.history import record_run
-from fleet.report.render import render_run
+from fleet.errors import UsageError
 from fleet.report.results import HostResult, RunResult, parse_agent_output
 
 CALLBACK_SCHEMA = "fleet.ansible-results/1"
@@ -154,30 +151,13 @@ def build_runs(outcomes: Iterable[Outcome], meta: dict, source: str, inventory: 
     return runs
 
 
-def import_command(path: Path, json_out: bool, notify: bool = False, inventory: Path = Path("inventory.toml")) -> int:
-    """`fleet import-ansible FILE`: record each run in FILE under the fleet of `inventory` and print
-    it like `fleet run` (one JSON document per run with --json); with `notify`, send its notice as
-    `fleet run --notify` does (fleet.toml beside `inventory`). The exit status."""
+def import_runs(path: Path, inventory: Path = Path("inventory.toml")) -> list[RunResult]:
+    """The runs in the Ansible results file `path`, as fleet runs of the fleet of `inventory`
+    (named as `fleet run -i` names it: the inventory's absolute path). UsageError (exit 2, nothing
+    recorded) for a file that cannot be read or holds no result of the module."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"cannot read the Ansible results {path}: {exc}") from exc
     outcomes, meta = read_outcomes(doc, str(path))
-    # The fleet the run belongs to, named as `fleet run -i` names it: the inventory's absolute path.
-    runs = build_runs(outcomes, meta, str(path), str(Path(inventory).expanduser().resolve()))
-    if notify:
-        from fleet.report.notify import check_notify_config
-
-        check_notify_config(Path(inventory))     # a broken fleet.toml stops here (exit 2), nothing recorded
-    for run in runs:
-        if notify:
-            from fleet.report.notify import send_run_notice
-
-            problems = send_run_notice(run, Path(inventory))   # never raises: problems are data
-            for problem in problems:
-                print(f"fleet: warning: {problem}", file=sys.stderr)
-            run = replace(run, extra={**run.extra, "notify": {"sent": not problems, "problems": problems}})
-        record_run(run)
-        print(json.dumps(run.to_json()) if json_out else render_run(run, "table"))
-        print(f"fleet: recorded Ansible run {run.run_id} ({len(run.hosts)} host(s)) from {path}", file=sys.stderr)
-    return int(ExitStatus.OK if all(r.ok for r in runs) else ExitStatus.FAILED)
+    return build_runs(outcomes, meta, str(path), str(Path(inventory).expanduser().resolve()))
