@@ -373,7 +373,7 @@ def history_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
 
 def history_command(json_out: bool, last: int) -> int:
     """`fleet history`: recorded runs, newest first."""
-    from fleet.report.history import list_runs
+    from fleet.report.history import empty_history_message, list_runs
 
     if last < 1:
         raise UsageError(f"--last must be 1 or more, got {last}")
@@ -381,8 +381,12 @@ def history_command(json_out: bool, last: int) -> int:
     if json_out:
         emit(json.dumps({"schema": "fleet.history/1", "runs": runs}, indent=2, ensure_ascii=False) + "\n", None)
     elif not runs:
-        emit("no runs recorded yet; `fleet scan` or `fleet run` records one\n", None)
+        emit(empty_history_message() + "\n", None)
     else:
         headers, rows = history_rows(runs)
+        if len({r["fleet"] for r in runs}) > 1:      # --all-fleets over several: say whose run each is
+            headers.append("fleet")
+            for row, r in zip(rows, runs):
+                row.append(r["fleet"] or "(before fleets)")
         emit(text_table(headers, rows, "simple") + "\n", None)
     return 0

@@ -119,7 +119,7 @@ def _now() -> str:
 
 def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
     """Record the skipped run in history and send its notice; returns problems (never raises)."""
-    from fleet.report.history import record_run
+    from fleet.report.history import fleet_key, record_run
     from fleet.report.results import RunResult
 
     now = _now()
@@ -129,7 +129,7 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
                        extra={"schedule": schedule.name, "reason": reason})
     problems = []
     try:
-        record_run(result, meta={"argv": schedule.command})
+        record_run(result, meta={"argv": schedule.command, "fleet": fleet_key(schedule.inventory)})
     except Exception as exc:  # noqa: BLE001 - the overlap message matters more than the record
         problems.append(f"could not record the skipped run in history: {exc}")
     if schedule.notify:
@@ -221,11 +221,11 @@ def _run(schedule: Schedule) -> int:
 
 def _notify_scan(schedule: Schedule, inventory: Path) -> None:
     """scan_command has no notify switch: send the notice of the scan it just recorded."""
-    from fleet.report.history import load_run
+    from fleet.report.history import fleet_key, load_run
     from fleet.report.notify import send_run_notice
 
     try:
-        result = load_run(None)
+        result = load_run(None, fleet=fleet_key(inventory))      # this fleet's latest, not another's
     except FleetError as exc:
         problems = [f"notify: no recorded scan to report: {exc}"]
     else:
