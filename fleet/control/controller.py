@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fleet.errors import ExitStatus, UsageError
-from fleet.report.history import record_run, state_dir
+from fleet.report.history import fleet_key, record_run, state_dir
 from fleet.config.inventory import load_inventory
 from fleet.control.plan import build_plan, new_run_id, now_ms
 from fleet.report.render import printable, render_run
@@ -53,11 +53,15 @@ class LiveProgress:
     SHOWN_STATES = ("ok", "failed", "interrupted", "retrying")
 
     def __init__(self, host_names: list[str]):
+        from fleet.logs import quiet, verbosity
+
         self.lines: dict[str, tuple[str, str]] = {name: ("waiting", "") for name in host_names}
         self.lock = threading.Lock()
         self.live = None
         self.console = None
-        if _stderr_is_terminal():
+        # -q: the result and errors only; -v: the log already says each step, with the host's name.
+        self.silent = quiet() or verbosity() > 0
+        if _stderr_is_terminal() and not self.silent:
             # rich only for a person watching: its import is ~25 ms of every scheduled or piped run.
             from rich.console import Console
             from rich.live import Live
@@ -81,7 +85,7 @@ class LiveProgress:
             self.lines[host] = (state, detail)
             if self.live:
                 self.live.update(self._render())
-            elif state in self.SHOWN_STATES:
+            elif state in self.SHOWN_STATES and not self.silent:
                 line = self._line(host, state, detail)
                 if self.console is not None:
                     self.console.print(line, markup=False, soft_wrap=True)
@@ -169,7 +173,7 @@ def _execute(kind: str, inventory: Path, limit: Optional[str], forks: Optional[i
     results = _run_hosts(hosts, plan_for, forks, accept_new_host_keys)
     return RunResult(run_id=run_id, kind=kind, playbook=playbook.name if playbook is not None else None,
                      dry_run=dry_run, started_at=_iso(started), finished_at=_iso(datetime.now(timezone.utc)),
-                     hosts=tuple(results))
+                     hosts=tuple(results), extra={"inventory": fleet_key(inventory)})   # its fleet's history
 
 
 def _finish(result: RunResult, json_out: bool, extra_failure: bool = False) -> int:

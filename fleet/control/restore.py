@@ -2,14 +2,16 @@
 
 Order of work: load the run from the history (unknown id → exit 2), build one restore plan per
 host from the run's file records (only files that have a backup; `--host` / `--agent` narrow
-it), check every host is still in the inventory, run the plans in parallel through
+it; `-l/--limit` selects hosts from the inventory as every command does), check every host is
+still in the inventory, run the plans in parallel through
 `fleet.control.runner.run_plans` (plan mode "restore"), record the restore as a run of its own
 (kind "restore", `restored_run` naming the original) and print it like any run: before/after.
 
 The agent does the careful part (fleet/hostside/restore.py): it verifies each backup's sha256,
 refuses a file that changed after the run unless `--force`, backs up what it overwrites and
 writes atomically. Exit status: 0 all restored (or already as in the backup); 1 a host failed
-or a file was refused or could not be restored; 2 bad run id or usage; 130 interrupted.
+or a file was refused or could not be restored; 2 bad run id or usage (an unknown host, group or
+agent included); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -72,6 +74,15 @@ def restore_sections(run: RunResult, host: Optional[str], agent: Optional[str], 
     return sections
 
 
+def check_agent(run: RunResult, agent: Optional[str]) -> None:
+    """UsageError (exit 2) when `agent` has no file in `run`, naming the agents it has."""
+    if agent is None:
+        return
+    agents = sorted({f.agent for h in run.hosts for f in h.files if f.agent})
+    if agent not in agents:
+        raise UsageError(f"run {run.run_id} has no agent {agent!r} (agents: {', '.join(agents) or 'none'})")
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -101,7 +112,8 @@ def _plan_for(sections: dict[str, dict], run_id: str, clock: int, dry_run: bool)
 
 
 def restore_command(run_id: str, host: Optional[str], agent: Optional[str], inventory: Path, dry_run: bool,
-                    force: bool, json_out: bool, accept_new_host_keys: bool) -> int:
+                    force: bool, json_out: bool, accept_new_host_keys: bool, limit: Optional[str] = None,
+                    forks: Optional[int] = None) -> int:
     """`fleet restore RUN_ID`: restore the run's backups; the exit status."""
     from fleet.control.controller import LiveProgress
     from fleet.report.history import load_run, record_run
@@ -110,11 +122,22 @@ def restore_command(run_id: str, host: Optional[str], agent: Optional[str], inve
     from fleet.report.render import render_run
     from fleet.control.runner import run_plans
 
+    from fleet.config.selection import select_hosts
+    from fleet.report.history import fleet_key
+
     original = load_run(run_id)
     _check_restorable(original)
+    check_agent(original, agent)
     sections = restore_sections(original, host, agent, force)
+    if limit is not None:
+        # The same selection as scan and run (unknown names are exit 2), narrowed to the run's hosts.
+        chosen = {h.name for h in select_hosts(load_inventory(Path(inventory)), limit)}
+        sections = {name: section for name, section in sections.items() if name in chosen}
+    if forks is not None and forks < 1:
+        raise UsageError(f"--forks must be at least 1, got {forks}")
     if not sections:
-        what = " ".join(x for x in (f"host {host}" if host else "", f"agent {agent}" if agent else "") if x)
+        what = " ".join(x for x in (f"host {host}" if host else "", f"--limit {limit}" if limit else "",
+                                    f"agent {agent}" if agent else "") if x)
         print(f"fleet: run {original.run_id} has no backups to restore{' for ' + what if what else ''}",
               file=sys.stderr)
         return int(ExitStatus.OK)
@@ -128,11 +151,12 @@ def restore_command(run_id: str, host: Optional[str], agent: Optional[str], inve
     restore_id = new_run_id(started)
     progress = LiveProgress([h.name for h in targets])
     with progress:
-        results = run_plans(targets, _plan_for(sections, restore_id, now_ms(), dry_run),
+        results = run_plans(targets, _plan_for(sections, restore_id, now_ms(), dry_run), forks=forks,
                             accept_new_host_keys=accept_new_host_keys, progress=progress)
     result = RunResult(run_id=restore_id, kind="restore", playbook=None, dry_run=dry_run,
                        started_at=_iso(started), finished_at=_iso(datetime.now(timezone.utc)),
-                       hosts=tuple(results), extra={"restored_run": original.run_id, "force": bool(force)})
+                       hosts=tuple(results), extra={"restored_run": original.run_id, "force": bool(force),
+                                                    "inventory": fleet_key(inventory)})
     try:
         record_run(result)
     except Exception as exc:  # noqa: BLE001 - the restore happened; losing its record is a warning

@@ -43,6 +43,7 @@ __all__ = ["AgentRun", "CancelToken", "ConnectionFailed", "HostKeyRefused", "run
 
 # paramiko logs a failed handshake as a traceback; the host's error already says what happened.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+log = logging.getLogger("fleet.transport")     # -v / --log-file (fleet.logs)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 3600.0
@@ -310,7 +311,21 @@ def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> 
         failed.retryable = bool(re.search(r"banner|reset|EOF|not active|closed|no existing session", text, re.I))
         raise failed from exc
     except OSError as exc:
+        if getattr(exc, "filename", None):
+            # Opening a key file is the only file access of a connect: say which one and where it came from.
+            raise ConnectionFailed(f"{where}: identity file {exc.filename}: {exc.strerror or exc} (set by identity_file "
+                                   f"in the inventory or IdentityFile in ssh_config)") from exc
         raise ConnectionFailed(f"{where}: {exc.strerror or exc}") from exc
+
+
+def _log_connecting(host: Any, conn: fabric.Connection, hops: list) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    keys = conn.connect_kwargs.get("key_filename") or []
+    via = f" via {' -> '.join(f'{h.host}:{h.port}' for h, _ in hops[1:][::-1])}" if len(hops) > 1 else ""
+    log.info("%s: connecting to %s@%s:%s%s (identity: %s; known_hosts: %s; connect timeout %gs)",
+             _attr(host, "name", conn.host), conn.user, conn.host, conn.port, via,
+             ", ".join(str(k) for k in keys) or "ssh-agent or ~/.ssh defaults", hops[0][1], conn.connect_timeout)
 
 
 def _retryable(message: str) -> ConnectionFailed:
@@ -325,7 +340,9 @@ def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_n
     conn, hops = _connection(host, accept_new, connect_timeout)
     key = cancel.register(conn.close) if isinstance(cancel, CancelToken) else None
     try:
+        _log_connecting(host, conn, hops)
         _connect(conn, hops, host, connect_timeout)
+        log.debug("%s: authenticated; starting the agent: %s", host.name, command)
         if cancel.is_set():
             return AgentRun("", "", None, 0, None, 0.0, "interrupted", interrupted=True)
         try:
