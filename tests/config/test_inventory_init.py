@@ -124,7 +124,7 @@ def test_probe_failure_is_a_comment_not_an_error(ssh_fleet, user, capsys):
     text = Path("inventory.toml").read_text()
     assert "# left out: probe: could not look:" in text and "connection refused" in text
     assert "# [hosts.host1]" in text                         # commented out, to bring back by hand
-    assert "1 host could not be probed (host1)" in err and "0 hosts" in err
+    assert "2 hosts could not be probed (host1, gitserver)" in err and "0 hosts" in err
 
 
 def test_init_never_overwrites_without_force_and_keeps_a_copy(user, capsys):
