@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from fleet.errors import UsageError
 
@@ -251,7 +251,3 @@ def write_inventory_file(path: Path, text: str, force: bool) -> Path | None:
             os.unlink(tmp)
         raise
     return kept
-
-
-def host_names(draft: Draft) -> Iterable[str]:
-    return [h.name for h in draft.hosts]

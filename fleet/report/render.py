@@ -306,7 +306,7 @@ def render_run(result: RunResult, fmt: str, top: int = 10) -> str:
 # --- commands -----------------------------------------------------------------------------
 
 def filter_result(result: RunResult, host: str | None, agent: str | None) -> RunResult:
-    """The run narrowed to one host and/or one agent; UsageError if the run has no such host."""
+    """The run narrowed to one host and/or one agent; UsageError if the run has no such host or agent."""
     hosts = result.hosts
     if host:
         hosts = tuple(h for h in hosts if h.host == host)
@@ -314,6 +314,10 @@ def filter_result(result: RunResult, host: str | None, agent: str | None) -> Run
             names = ", ".join(h.host for h in result.hosts) or "none"
             raise UsageError(f"run {result.run_id} has no host {host!r} (hosts: {names})")
     if agent:
+        agents = sorted({x.agent for h in hosts for x in (*h.files, *h.health) if x.agent})
+        if agent not in agents:
+            where = f" on {host}" if host else ""
+            raise UsageError(f"run {result.run_id} has no agent {agent!r}{where} (agents: {', '.join(agents) or 'none'})")
         hosts = tuple(replace(h, files=tuple(f for f in h.files if f.agent == agent),
                               health=tuple(x for x in h.health if x.agent == agent)) for h in hosts)
     return replace(result, hosts=hosts)

@@ -50,6 +50,8 @@ def test_restore_limit_agent_and_check(ssh_fleet, capsys):
     assert code == 2 and "nosuch" in err and "host1" in err
     code, out, err = run_cli(["restore", run, "-i", inv, "--host", "nosuch"], capsys)
     assert code == 2 and "nosuch" in err
+    code, out, err = run_cli(["report", run, "--agent", "nosuch"], capsys)        # report too
+    assert code == 2 and "no agent 'nosuch'" in err and "ops" in err
 
     code, out, err = run_cli(["restore", run, "-i", inv, "-l", "all:!host1", "--check", "--json"], capsys)
     assert code == 0, err

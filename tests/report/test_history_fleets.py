@@ -10,7 +10,6 @@ import shutil
 import pytest
 
 from helpers import run_cli
-from fleet.report import history
 from sshfleet import generated
 
 
