@@ -342,7 +342,8 @@ def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_n
     try:
         _log_connecting(host, conn, hops)
         _connect(conn, hops, host, connect_timeout)
-        log.debug("%s: authenticated; starting the agent: %s", host.name, command)
+        log.debug("%s: authenticated as %s; opening a session for the agent's bootstrap (%d bytes of sh)",
+                  host.name, conn.user, len(command))
         if cancel.is_set():
             return AgentRun("", "", None, 0, None, 0.0, "interrupted", interrupted=True)
         try:
