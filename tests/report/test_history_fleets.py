@@ -75,3 +75,39 @@ def test_a_folder_without_runs_names_the_fleets_that_have_some(two_fleets, monke
     assert str(two_fleets / "real" / "inventory.toml") in err and "--all-fleets" in err
     code, out, err = run_cli(["history"], capsys)
     assert code == 0 and "--all-fleets" in out and str(two_fleets / "real" / "inventory.toml") in out
+
+
+def test_demo_runs_never_mix_with_a_real_fleet_of_the_same_host_names(tmp_path, monkeypatch, capsys):
+    """The issue's case: the demo's pc-a and t440 beside a real fleet with hosts of those names."""
+    from fleet.demo import sshd
+    from fleet.demo.gen import HostSpec, generate_host, tiny_agent
+
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
+    monkeypatch.setattr(sshd, "SSHD_BINARY", str(tmp_path / "no-sshd-here"))   # the demo's local fallback
+    real = tmp_path / "real"
+    lines = []
+    for name in ("pc-a", "t440"):
+        generate_host(real / name, HostSpec(name, (tiny_agent("main", 24 * 1024, 30),)), seed=3,
+                      now_ms=1_795_000_000_000)
+        lines += [f"[hosts.{name}]", 'connection = "local"', f'state_dir = "{real / name}"', ""]
+    (real / "inventory.toml").write_text("\n".join(lines))
+    monkeypatch.chdir(real)
+    code, out, err = run_cli(["scan", "--json"], capsys)
+    assert code == 0, err
+    real_run = json.loads(out)["run_id"]
+
+    code, out, err = run_cli(["demo", "--build-only", "--dir", str(tmp_path / "demo")], capsys)
+    assert code == 0, err
+    demo_inventory = tmp_path / "demo" / "inventory.toml"
+    assert f"fleet history -i {demo_inventory}" in out
+    code, out, err = run_cli(["scan", "-i", str(demo_inventory)], capsys)        # as the demo suggests
+    assert code == 0, err
+
+    code, out, err = run_cli(["history", "--json"], capsys)
+    assert [r["run_id"] for r in json.loads(out)["runs"]] == [real_run]
+    code, out, err = run_cli(["report", "--trend", "--format", "json"], capsys)
+    sizes = {a["host"]: a["last_bytes"] for a in json.loads(out)["agents"] if a["agent"] == "main"}
+    assert set(sizes) == {"pc-a", "t440"} and max(sizes.values()) < 1024 * 1024   # not the demo's 9 MB
+    code, out, err = run_cli(["history", "-i", str(demo_inventory), "--json"], capsys)
+    demo_runs = json.loads(out)["runs"]
+    assert demo_runs and real_run not in {r["run_id"] for r in demo_runs}
