@@ -151,3 +151,11 @@ def test_init_without_ssh_config_says_what_to_give(user, capsys):
     assert code == 2
     assert str(user / ".ssh" / "config") in err and "--from-ansible" in err
     assert not Path("inventory.toml").exists()
+
+
+def test_init_from_a_broken_ansible_inventory_writes_nothing(user, capsys):
+    Path("hosts.ini").write_text("[web]\npc-a ansible_port=70000 ansible_become=yes\n")
+    code, out, err = run_cli(["inventory", "init", "--from-ansible", "hosts.ini"], capsys)
+    assert code == 2
+    assert "inventory.toml (not written)" in err and "hosts.pc-a.port" in err and "70000" in err
+    assert not Path("inventory.toml").exists() and not list(Path(".").glob(".inventory.toml.*"))
