@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import tempfile
 import threading
@@ -83,7 +84,12 @@ def probe_host(host: Any, accept_new_host_keys: bool = False) -> ProbeResult:
         conn, hops = _connection(host, accept_new_host_keys, host.connect_timeout)
         log.info("%s: probing %s@%s:%s (read-only)", host.name, conn.user, conn.host, conn.port)
         _connect(conn, hops, host, host.connect_timeout)
-        _, stdout, stderr = conn.client.exec_command(PROBE_SCRIPT, timeout=host.connect_timeout + 20)
+        # /bin/sh whatever the login shell is (fish, tcsh), as the agent's bootstrap does.
+        # With become_user, look where the agent will run: that user's home.
+        command = f"exec /bin/sh -c {shlex.quote(PROBE_SCRIPT)}"
+        if host.become_user:
+            command = f"exec sudo -n -u {shlex.quote(host.become_user)} -H -- /bin/sh -c {shlex.quote(PROBE_SCRIPT)}"
+        _, stdout, _ = conn.client.exec_command(command, timeout=host.connect_timeout + 20)
         text = stdout.read().decode("utf-8", "replace")
         log.debug("%s: probe said: %s", host.name, text.strip().replace("\n", " | "))
         return parse_probe_output(host.name, text)
