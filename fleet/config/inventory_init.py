@@ -18,9 +18,11 @@ replaced with `force`, after a verified copy was kept beside it.
 from __future__ import annotations
 
 import filecmp
+import glob
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -33,7 +35,8 @@ from fleet.errors import UsageError
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 _PATTERN_CHARS = set("*?!")
 DEFAULT_SSH_CONFIG = "~/.ssh/config"
-_KEY_ORDER = ("address", "port", "user", "identity_file", "connection", "python", "state_dir", "agents", "groups")
+_KEY_ORDER = ("address", "port", "user", "identity_file", "known_hosts", "proxy_jump", "connection", "python",
+              "state_dir", "agents", "groups")
 
 
 @dataclass
@@ -57,54 +60,107 @@ class Draft:
     notes: list[str] = field(default_factory=list)
 
 
-def ssh_config_aliases(path: Path) -> list[tuple[str, int]]:
-    """(alias, line) of every `Host` alias that names one machine, in file order, once each."""
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: file not found; give an ssh_config with --from-ssh-config FILE "
                          f"or an Ansible inventory with --from-ansible FILE") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read: {exc}") from None
-    seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+
+
+def read_ssh_config(path: Path, depth: int = 0) -> tuple[list[str], list[tuple[str, str]], bool]:
+    """(lines with every `Include` replaced by the files it names, (alias, where) of each concrete
+    `Host` alias in order, whether an Include was followed).
+
+    Includes are read as ssh does: relative to ~/.ssh, globs in lexical order, in place (so an
+    Include inside a Host block stays inside it). Aliases with `*`, `?` or `!` are patterns, not
+    machines, and are left out.
+    """
+    lines: list[str] = []
+    aliases: list[tuple[str, str]] = []
+    included = False
+    for number, raw in enumerate(_read(path).splitlines(), 1):
+        keyword, _, rest = raw.strip().replace("=", " ", 1).partition(" ")
+        keyword = keyword.lower()
+        if keyword == "include" and depth < 16:
+            included = True
+            for pattern in shlex.split(rest):
+                pattern = os.path.expanduser(pattern)
+                if not os.path.isabs(pattern):
+                    pattern = os.path.join(os.path.expanduser("~/.ssh"), pattern)
+                for name in sorted(glob.glob(pattern)):
+                    sub_lines, sub_aliases, _ = read_ssh_config(Path(name), depth + 1)
+                    lines += sub_lines
+                    aliases += sub_aliases
             continue
-        keyword, _, rest = line.replace("=", " ", 1).partition(" ")
-        if keyword.lower() != "host":
-            continue
-        for alias in rest.split():
-            alias = alias.strip('"')
-            if alias and not _PATTERN_CHARS & set(alias) and alias not in seen:
-                seen[alias] = number
-    return list(seen.items())
+        lines.append(raw)
+        if keyword == "host":
+            for alias in rest.split():
+                alias = alias.strip('"')
+                if alias and not _PATTERN_CHARS & set(alias):
+                    aliases.append((alias, f"{path.name if depth else 'ssh_config'} line {number}"))
+    return lines, aliases, included
 
 
 def from_ssh_config(path: Path) -> Draft:
-    """A draft with one host per concrete `Host` alias of the ssh_config at `path`."""
+    """A draft with one host per concrete `Host` alias of the ssh_config at `path`.
+
+    fleet's SSH library (paramiko) does not follow `Include`: when the file includes others, what
+    ssh would use for each host (HostName, Port, User, IdentityFile, ProxyJump, UserKnownHostsFile)
+    is written into the inventory instead of left to ssh_config.
+    """
     import paramiko
 
     from fleet.config.inventory import _NAME_RE   # one rule for names, the validator's
 
     path = Path(os.path.expanduser(str(path)))
-    aliases = ssh_config_aliases(path)
-    config = paramiko.SSHConfig.from_path(str(path))
-    hosts, skipped = [], []
-    for alias, line in aliases:
+    lines, aliases, included = read_ssh_config(path)
+    config = paramiko.SSHConfig.from_text("\n".join(lines))
+    hosts, skipped, named = [], [], set()
+    for alias, where in aliases:
+        if alias in named:
+            continue
+        named.add(alias)
         if not _NAME_RE.fullmatch(alias):
-            skipped.append(f"{alias} (line {line}): not a valid fleet host name")
+            skipped.append(f"{alias} ({where}): not a valid fleet host name")
             continue
         seen = config.lookup(alias)
         shown = [f"{k} {seen[k.lower()]}" for k in ("HostName", "User", "Port", "ProxyJump")
                  if k.lower() in seen and not (k == "HostName" and seen["hostname"] == alias)]
         if seen.get("identityfile"):
             shown.append("IdentityFile " + ", ".join(seen["identityfile"]))
-        hosts.append(DraftHost(alias, notes=[f"ssh_config line {line}: " + (", ".join(shown) or "no settings")]))
+        host = DraftHost(alias, notes=[f"{where}: " + (", ".join(shown) or "no settings")])
+        if included:
+            host.keys = _resolved_keys(alias, seen)
+        hosts.append(host)
     draft = Draft(source=str(path), hosts=hosts, skipped=skipped)
     if path != Path(os.path.expanduser(DEFAULT_SSH_CONFIG)):
         draft.defaults["ssh_config"] = str(path.resolve())
+    if included:
+        draft.notes.append("the ssh_config includes other files, which fleet's SSH library does not read: "
+                           "each host's settings are copied here")
     return draft
+
+
+def _resolved_keys(alias: str, seen: dict) -> dict[str, Any]:
+    """What ssh would use for `alias`, as inventory.toml keys (for an ssh_config with Include)."""
+    keys: dict[str, Any] = {}
+    if seen.get("hostname", alias) != alias:
+        keys["address"] = seen["hostname"]
+    if str(seen.get("port", "")).isdigit():
+        keys["port"] = int(seen["port"])
+    if seen.get("user"):
+        keys["user"] = seen["user"]
+    if seen.get("identityfile"):
+        files = list(seen["identityfile"])
+        keys["identity_file"] = files[0] if len(files) == 1 else files
+    if seen.get("proxyjump") and seen["proxyjump"].lower() != "none":
+        keys["proxy_jump"] = seen["proxyjump"]
+    if seen.get("userknownhostsfile"):
+        keys["known_hosts"] = seen["userknownhostsfile"].split()[0]
+    return keys
 
 
 def from_ansible(path: Path) -> Draft:

@@ -37,11 +37,18 @@ def user(tmp_path, monkeypatch):
     return home
 
 
-def ssh_config_for(fleet, home: Path) -> Path:
+def ssh_config_for(fleet, home: Path, include_last: bool = False) -> Path:
+    """~/.ssh/config for the fleet; with `include_last` the last host sits in ~/.ssh/config.d/lab,
+    pulled in by `Include config.d/*` as many people's configs do."""
     lines = []
     for host in fleet.hosts:
-        lines += [f"Host {host.name}", f"    HostName {host.address}", f"    Port {host.port}", f"    User {fleet.user}",
-                  f"    IdentityFile {fleet.identity_file}", f"    UserKnownHostsFile {fleet.known_hosts}", ""]
+        block = [f"Host {host.name}", f"    HostName {host.address}", f"    Port {host.port}", f"    User {fleet.user}",
+                 f"    IdentityFile {fleet.identity_file}", f"    UserKnownHostsFile {fleet.known_hosts}", ""]
+        if include_last and host is fleet.hosts[-1]:
+            (home / ".ssh" / "config.d").mkdir()
+            (home / ".ssh" / "config.d" / "lab").write_text("\n".join(block))
+            block = ["Include config.d/*", ""]
+        lines += block
     # What else a real ~/.ssh/config holds: a host that is not an OpenClaw host (here nothing
     # listens on its port), patterns, and `Host *`.
     lines += ["Host gitserver", "    HostName 127.0.0.1", "    Port 1", "",
@@ -53,7 +60,7 @@ def ssh_config_for(fleet, home: Path) -> Path:
 
 def test_three_commands_from_ssh_config_to_a_dry_run(ssh_fleet, user, capsys):
     fleet = ssh_fleet(2, populate=generated(), state_env=True)
-    ssh_config_for(fleet, user)
+    ssh_config_for(fleet, user, include_last=True)
     before = {h.name: snapshot(h.state_dir) for h in fleet.hosts}
 
     code, out, err = run_cli(["inventory", "init", "--probe"], capsys)                 # 1
@@ -64,8 +71,11 @@ def test_three_commands_from_ssh_config_to_a_dry_run(ssh_fleet, user, capsys):
     assert "# [hosts.gitserver]" in written                         # probed, unreachable: commented out
     for host in fleet.hosts:
         assert data["hosts"][host.name]["state_dir"] == str(host.state_dir)   # found by the probe
-        assert "address" not in data["hosts"][host.name]           # ssh_config stays the one place
-    assert "# ssh_config line 1: HostName 127.0.0.1" in written and "probe: OpenClaw state dir" in written
+        # fleet's SSH library does not follow Include: what ssh would use is copied in.
+        assert data["hosts"][host.name]["port"] == host.port
+        assert data["hosts"][host.name]["known_hosts"] == str(fleet.known_hosts)
+    assert "# ssh_config line 1: HostName 127.0.0.1" in written and "# lab line 1: HostName" in written
+    assert "probe: OpenClaw state dir" in written and "includes other files" in written
     assert "wrote inventory.toml" in err and "2 hosts" in err
 
     code, out, err = run_cli(["inventory", "check"], capsys)                           # 2
@@ -132,7 +142,8 @@ def test_init_never_overwrites_without_force_and_keeps_a_copy(user, capsys):
     code, out, err = run_cli(["inventory", "init"], capsys)
     assert code == 0, err
     first = Path("inventory.toml").read_text()
-    assert list(tomllib.loads(first)["hosts"]) == ["pc-a", "t440", "t440.lan"]
+    assert tomllib.loads(first)["hosts"] == {"pc-a": {}, "t440": {}, "t440.lan": {}}   # ssh_config stays the one place
+    assert "# ssh_config line 1: HostName 192.0.2.1" in first and "# ssh_config line 3: User me" in first
 
     Path("inventory.toml").write_text(first + "# my own edit\n")
     code, out, err = run_cli(["inventory", "init"], capsys)
