@@ -1,4 +1,4 @@
-"""The inventory (`inventory.toml`): which hosts fleet works on and how to reach them.
+"""The inventory (`inventory.toml`, or an Ansible inventory): which hosts fleet works on and how to reach them.
 
 `load_inventory` validates the whole file before anything runs and raises
 `fleet.errors.InventoryError` carrying every problem at once, each naming file, table and key.
@@ -16,7 +16,8 @@ from typing import Any
 
 from fleet.hostside.fsutil import is_safe_id
 from fleet.errors import InventoryError
-from fleet.config.validate import Problems, Table, describe_value, join_path, read_toml, suggestion
+from fleet.config.ansible import read_inventory_tables
+from fleet.config.validate import Problems, Table, describe_value, join_path, suggestion
 
 HOST_KEY_POLICIES = ("strict", "accept-new")
 CONNECTIONS = ("ssh", "local")
@@ -111,7 +112,9 @@ def load_inventory(path: Path) -> Inventory:
     """
     path = Path(path)
     problems = Problems(path)
-    data = read_toml(path, problems, missing_hint="pass the inventory with -i FILE (default: ./inventory.toml)")
+    # An Ansible inventory (INI or YAML) is read into the same tables, so one validator checks both.
+    data = read_inventory_tables(path, problems, missing_hint="pass the inventory with -i FILE (default: "
+                                                              "./inventory.toml, or an Ansible inventory)")
     if data is None:
         problems.raise_if_any(InventoryError)
     base_dir = path.parent

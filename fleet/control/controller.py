@@ -19,6 +19,7 @@ from fleet.config.selection import select_hosts
 from fleet.control.plan import build_plan, new_run_id, now_ms
 from fleet.control.progress import run_hosts
 from fleet.errors import UsageError
+from fleet.report.history import fleet_key
 from fleet.report.results import RunResult
 
 
@@ -50,7 +51,7 @@ def _execute(kind: str, inventory: Path, limit: Optional[str], forks: Optional[i
     results = run_hosts(hosts, plan_for, forks, accept_new_host_keys)
     return RunResult(run_id=run_id, kind=kind, playbook=playbook.name if playbook is not None else None,
                      dry_run=dry_run, started_at=iso(started), finished_at=iso(datetime.now(timezone.utc)),
-                     hosts=tuple(results))
+                     hosts=tuple(results), extra={"inventory": fleet_key(inventory)})   # its fleet's history
 
 
 def scan(inventory: Path, limit: Optional[str] = None, forks: Optional[int] = None,

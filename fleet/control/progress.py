@@ -28,11 +28,15 @@ class LiveProgress:
     SHOWN_STATES = ("ok", "failed", "interrupted", "retrying")
 
     def __init__(self, host_names: list[str]):
+        from fleet.logs import quiet, verbosity
+
         self.lines: dict[str, tuple[str, str]] = {name: ("waiting", "") for name in host_names}
         self.lock = threading.Lock()
         self.live = None
         self.console = None
-        if _stderr_is_terminal():
+        # -q: the result and errors only; -v: the log already says each step, with the host's name.
+        self.silent = quiet() or verbosity() > 0
+        if _stderr_is_terminal() and not self.silent:
             # rich only for a person watching: its import is ~25 ms of every scheduled or piped run.
             from rich.console import Console
             from rich.live import Live
@@ -56,7 +60,7 @@ class LiveProgress:
             self.lines[host] = (state, detail)
             if self.live:
                 self.live.update(self._render())
-            elif state in self.SHOWN_STATES:
+            elif state in self.SHOWN_STATES and not self.silent:
                 line = self._line(host, state, detail)
                 if self.console is not None:
                     self.console.print(line, markup=False, soft_wrap=True)

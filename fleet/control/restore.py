@@ -2,14 +2,16 @@
 
 Order of work: load the run from the history (unknown id → exit 2), build one restore plan per
 host from the run's file records (only files that have a backup; `--host` / `--agent` narrow
-it; nothing to restore is an error), check every host is still in the inventory, run the plans in
-parallel (plan mode "restore") and return the restore as a run of its own (kind "restore",
-`restored_run` naming the original), which `finish` records and prints like any run.
+it; `-l/--limit` selects hosts from the inventory as every command does; nothing to restore
+is an error), check every host is still in the inventory, run the plans in parallel (plan mode
+"restore") and return the restore as a run of its own (kind "restore", `restored_run` naming the
+original), which `finish` records and prints like any run.
 
 The agent does the careful part (fleet/hostside/restore.py): it verifies each backup's sha256,
 refuses a file that changed after the run unless `--force`, backs up what it overwrites and
 writes atomically. Exit status: 0 all restored (or already as in the backup); 1 a host failed
-or a file was refused or could not be restored; 2 bad run id or usage; 130 interrupted.
+or a file was refused or could not be restored; 2 bad run id or usage (an unknown host, group or
+agent included); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from fleet.control.controller import iso
 from fleet.control.plan import build_plan, new_run_id, now_ms
 from fleet.control.progress import run_hosts
 from fleet.errors import NothingToRestore, UsageError
-from fleet.report.history import load_run
+from fleet.config.selection import select_hosts
+from fleet.report.history import fleet_key, load_run
 from fleet.report.results import FileResult, HostResult, RunResult
 
 # Actions after which the file is no longer at its path: the restore expects it absent.
@@ -75,6 +78,15 @@ def restore_sections(run: RunResult, host: Optional[str], agent: Optional[str], 
     return sections
 
 
+def check_agent(run: RunResult, agent: Optional[str]) -> None:
+    """UsageError (exit 2) when `agent` has no file in `run`, naming the agents it has."""
+    if agent is None:
+        return
+    agents = sorted({f.agent for h in run.hosts for f in h.files if f.agent})
+    if agent not in agents:
+        raise UsageError(f"run {run.run_id} has no agent {agent!r} (agents: {', '.join(agents) or 'none'})")
+
+
 def _check_restorable(run: RunResult) -> None:
     if run.kind == "scan":
         raise UsageError(f"run {run.run_id} is a scan: it changed nothing, there is nothing to restore")
@@ -98,17 +110,27 @@ def _plan_for(sections: dict[str, dict], run_id: str, clock: int, dry_run: bool)
 
 
 def restore(run_id: str, inventory: Path, host: Optional[str] = None, agent: Optional[str] = None,
-            dry_run: bool = False, force: bool = False, accept_new_host_keys: bool = False) -> RunResult:
+            dry_run: bool = False, force: bool = False, accept_new_host_keys: bool = False,
+            limit: Optional[str] = None, forks: Optional[int] = None) -> RunResult:
     """Put run `run_id`'s backups back on its hosts; the restore's own RunResult (kind "restore").
 
-    Raises UnknownRunError for an unknown id, UsageError for a scan or dry run, a host the run
-    did not have or one the inventory lost, and NothingToRestore when no file has a backup.
+    Raises UnknownRunError for an unknown id; UsageError for a scan or dry run, a host or agent
+    the run did not have, a `limit` naming no host, or a host the inventory lost; and
+    NothingToRestore when no selected file has a backup.
     """
     original = load_run(run_id)
     _check_restorable(original)
+    check_agent(original, agent)
     sections = restore_sections(original, host, agent, force)
+    if limit is not None:
+        # The same selection as scan and run (unknown names are exit 2), narrowed to the run's hosts.
+        chosen = {h.name for h in select_hosts(load_inventory(Path(inventory)), limit)}
+        sections = {name: section for name, section in sections.items() if name in chosen}
+    if forks is not None and forks < 1:
+        raise UsageError(f"--forks must be at least 1, got {forks}")
     if not sections:
-        what = " ".join(x for x in (f"host {host}" if host else "", f"agent {agent}" if agent else "") if x)
+        what = " ".join(x for x in (f"host {host}" if host else "", f"--limit {limit}" if limit else "",
+                                    f"agent {agent}" if agent else "") if x)
         raise NothingToRestore(f"run {original.run_id} has no backups to restore{' for ' + what if what else ''}")
     inv = load_inventory(Path(inventory))
     missing = [name for name in sections if name not in inv.hosts]
@@ -118,7 +140,8 @@ def restore(run_id: str, inventory: Path, host: Optional[str] = None, agent: Opt
     targets = [inv.hosts[name] for name in sections]
     started = datetime.now(timezone.utc)
     restore_id = new_run_id(started)
-    results = run_hosts(targets, _plan_for(sections, restore_id, now_ms(), dry_run), accept_new=accept_new_host_keys)
+    results = run_hosts(targets, _plan_for(sections, restore_id, now_ms(), dry_run), forks, accept_new_host_keys)
     return RunResult(run_id=restore_id, kind="restore", playbook=None, dry_run=dry_run,
                      started_at=iso(started), finished_at=iso(datetime.now(timezone.utc)),
-                     hosts=tuple(results), extra={"restored_run": original.run_id, "force": bool(force)})
+                     hosts=tuple(results), extra={"restored_run": original.run_id, "force": bool(force),
+                                                  "inventory": fleet_key(inventory)})

@@ -9,6 +9,7 @@ still running come back as interrupted results.
 """
 from __future__ import annotations
 
+import logging
 import random
 import resource
 import threading
@@ -26,6 +27,7 @@ DEFAULT_MAX_FORKS = 50
 FDS_PER_HOST = 8            # socket, jump-host socket, subprocess pipes, paramiko's wake-up pipes
 FDS_RESERVED = 64           # stdio, the history database, logs, Python itself
 RETRY_PAUSE_S = (0.5, 1.5)
+log = logging.getLogger("fleet.runner")     # -v / --log-file (fleet.logs)
 
 # progress(host_name, state, detail): state is connecting | retrying | running | ok | failed | interrupted
 Progress = Callable[[str, str, str], None]
@@ -86,6 +88,7 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
                                  f"it with the traceback in the run's stderr tail)", started, progress,
                            traceback.format_exc())
         elapsed = time.monotonic() - started
+        _log_agent(host.name, run, len(bundle), elapsed)
         if run.interrupted:
             return _interrupted(host, started, progress, run.stderr)
         if run.error:
@@ -100,6 +103,18 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
     raise AssertionError("unreachable: the loop returns on its second attempt")
 
 
+def _log_agent(name: str, run: Any, bundle_bytes: int, elapsed: float) -> None:
+    """-v: how the agent got there and how it ended; -vv: its own stderr lines."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    how = {True: "agent cached on the host", False: f"agent uploaded ({bundle_bytes // 1024} KB)",
+           None: "agent not started"}.get(run.cached, "agent")
+    log.info("%s: %s; exit %s after %.1fs%s", name, how, run.exit_code, elapsed,
+             f" ({run.error})" if run.error else "")
+    for line in (run.stderr or "").splitlines()[-200:]:
+        log.debug("%s: agent: %s", name, line)
+
+
 def _failed(host: Any, error: str, started: float, progress: Progress, stderr: str = "") -> HostResult:
     progress(host.name, "failed", error)
     tail = "\n".join(stderr.strip().splitlines()[-15:])
@@ -110,6 +125,15 @@ def _interrupted(host: Any, started: float, progress: Progress, stderr: str = ""
     progress(host.name, "interrupted", "")
     return HostResult.failed(host.name, "interrupted", time.monotonic() - started,
                              "\n".join(stderr.strip().splitlines()[-15:]), interrupted=True)
+
+
+def _logged(progress: Progress) -> Progress:
+    """`progress`, also written to the log (-v, --log-file) with the host's name."""
+    def report(host: str, state: str, detail: str) -> None:
+        if state != "connecting":            # the transport logs where and how it connects
+            log.info("%s: %s%s", host, "agent running" if state == "running" else state, f" {detail}" if detail else "")
+        progress(host, state, detail)
+    return report
 
 
 def run_plans(hosts: Sequence[Any], plan_for: Callable[[Any], dict], *, forks: Optional[int] = None,
@@ -124,7 +148,7 @@ def run_plans(hosts: Sequence[Any], plan_for: Callable[[Any], dict], *, forks: O
     hosts = list(hosts)
     if not hosts:
         return []
-    progress = progress or _quiet
+    progress = _logged(progress or _quiet)
     cancel = cancel or CancelToken()
     bundle, digest = agent_bundle(), agent_digest()
     results: dict[int, HostResult] = {}

@@ -44,6 +44,7 @@ __all__ = ["AgentExec", "CancelToken", "ConnectionFailed", "HostKeyRefused", "ex
 
 # paramiko logs a failed handshake as a traceback; the host's error already says what happened.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+log = logging.getLogger("fleet.transport")     # -v / --log-file (fleet.logs)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 3600.0
@@ -304,7 +305,21 @@ def _connect(conn: fabric.Connection, hops: list, host: Host, timeout: float) ->
         failed.retryable = bool(re.search(r"banner|reset|EOF|not active|closed|no existing session", text, re.I))
         raise failed from exc
     except OSError as exc:
+        if getattr(exc, "filename", None):
+            # Opening a key file is the only file access of a connect: say which one and where it came from.
+            raise ConnectionFailed(f"{where}: identity file {exc.filename}: {exc.strerror or exc} (set by identity_file "
+                                   f"in the inventory or IdentityFile in ssh_config)") from exc
         raise ConnectionFailed(f"{where}: {exc.strerror or exc}") from exc
+
+
+def _log_connecting(host: Host, conn: fabric.Connection, hops: list) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    keys = conn.connect_kwargs.get("key_filename") or []
+    via = f" via {' -> '.join(f'{h.host}:{h.port}' for h, _ in hops[1:][::-1])}" if len(hops) > 1 else ""
+    log.info("%s: connecting to %s@%s:%s%s (identity: %s; known_hosts: %s; connect timeout %gs)",
+             host.name, conn.user, conn.host, conn.port, via,
+             ", ".join(str(k) for k in keys) or "ssh-agent or ~/.ssh defaults", hops[0][1], conn.connect_timeout)
 
 
 def _retryable(message: str) -> ConnectionFailed:
@@ -319,7 +334,10 @@ def _run_ssh(host: Host, command: str, plan_bytes: bytes, bundle: bytes, accept_
     conn, hops = _connection(host, accept_new, connect_timeout)
     key = cancel.register(conn.close) if isinstance(cancel, CancelToken) else None
     try:
+        _log_connecting(host, conn, hops)
         _connect(conn, hops, host, connect_timeout)
+        log.debug("%s: authenticated as %s; opening a session for the agent's bootstrap (%d bytes of sh)",
+                  host.name, conn.user, len(command))
         if cancel.is_set():
             return AgentExec("", "", None, None, 0.0, "interrupted", interrupted=True)
         try:

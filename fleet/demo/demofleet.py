@@ -176,5 +176,7 @@ def _describe(directory: Path, summaries, servers: Dict[str, SshdServer], invent
             typer.echo(f"         … and {len(summary.agents) - 4} smaller agents")
     typer.echo(f"Inventory: {inventory}")
     typer.echo(f"Try:       fleet scan -i {inventory}")
+    # The demo is a fleet of its own in the history: its runs never mix with a real fleet's.
+    typer.echo(f"History:   fleet history -i {inventory}")
     if servers:
         typer.echo("Stop it:   fleet demo --down" + ("" if directory == default_directory() else f" --dir {directory}"))

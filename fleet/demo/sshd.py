@@ -182,7 +182,7 @@ class SshdServer:
 
     def __init__(self, workdir: Union[str, Path], port: Optional[int] = None, log_level: str = "VERBOSE",
                  authorized_keys: Sequence[str] = (), users: Sequence[str] = DEFAULT_USERS,
-                 detach: bool = False):
+                 detach: bool = False, env: Optional[dict] = None):
         self.workdir = Path(workdir).resolve()
         self._requested_port = port
         self.port: Optional[int] = port
@@ -190,6 +190,7 @@ class SshdServer:
         self.authorized_keys = list(authorized_keys)
         self.users = list(users)
         self.detach = detach
+        self.env = dict(env or {})      # more SetEnv for the logins (e.g. OPENCLAW_STATE_DIR)
         self.process: Optional[subprocess.Popen] = None
         self.config_path = self.workdir / "sshd_config"
         self.host_key_path = self.workdir / "ssh_host_ed25519_key"
@@ -229,7 +230,7 @@ class SshdServer:
             f"LogLevel {self.log_level}",
             # Each server is one simulated machine: its logins get their own ~/.cache, so the
             # agent cache (~/.cache/fleet) is per host, as on a real fleet.
-            f"SetEnv XDG_CACHE_HOME={self.cache_dir}",
+            "SetEnv " + " ".join(f'"{k}={v}"' for k, v in {"XDG_CACHE_HOME": self.cache_dir, **self.env}.items()),
             "",
         ])
 

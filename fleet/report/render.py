@@ -75,7 +75,7 @@ def render_run(result: RunResult, fmt: str, top: int = 10) -> str:
 # --- commands -----------------------------------------------------------------------------
 
 def filter_result(result: RunResult, host: str | None, agent: str | None) -> RunResult:
-    """The run narrowed to one host and/or one agent; UsageError if the run has no such host."""
+    """The run narrowed to one host and/or one agent; UsageError if the run has no such host or agent."""
     hosts = result.hosts
     if host:
         hosts = tuple(h for h in hosts if h.host == host)
@@ -83,6 +83,10 @@ def filter_result(result: RunResult, host: str | None, agent: str | None) -> Run
             names = ", ".join(h.host for h in result.hosts) or "none"
             raise UsageError(f"run {result.run_id} has no host {host!r} (hosts: {names})")
     if agent:
+        agents = sorted({x.agent for h in hosts for x in (*h.files, *h.health) if x.agent})
+        if agent not in agents:
+            where = f" on {host}" if host else ""
+            raise UsageError(f"run {result.run_id} has no agent {agent!r}{where} (agents: {', '.join(agents) or 'none'})")
         hosts = tuple(replace(h, files=tuple(f for f in h.files if f.agent == agent),
                               health=tuple(x for x in h.health if x.agent == agent)) for h in hosts)
     return replace(result, hosts=hosts)
@@ -142,7 +146,7 @@ def history_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
 
 def history_command(json_out: bool, last: int) -> int:
     """`fleet history`: recorded runs, newest first."""
-    from fleet.report.history import list_runs
+    from fleet.report.history import empty_history_message, list_runs
 
     if last < 1:
         raise UsageError(f"--last must be 1 or more, got {last}")
@@ -150,8 +154,12 @@ def history_command(json_out: bool, last: int) -> int:
     if json_out:
         emit(json.dumps({"schema": "fleet.history/1", "runs": runs}, indent=2, ensure_ascii=False) + "\n", None)
     elif not runs:
-        emit("no runs recorded yet; `fleet scan` or `fleet run` records one\n", None)
+        emit(empty_history_message() + "\n", None)
     else:
         headers, rows = history_rows(runs)
+        if len({r["fleet"] for r in runs}) > 1:      # --all-fleets over several: say whose run each is
+            headers.append("fleet")
+            for row, r in zip(rows, runs):
+                row.append(r["fleet"] or "(before fleets)")
         emit(text_table(headers, rows, "simple") + "\n", None)
     return 0

@@ -120,7 +120,7 @@ def _now() -> str:
 
 def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
     """Record the skipped run in history and send its notice; returns problems (never raises)."""
-    from fleet.report.history import record_run
+    from fleet.report.history import fleet_key, record_run
     from fleet.report.results import RunResult
 
     now = _now()
@@ -130,7 +130,7 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
                        extra={"schedule": schedule.name, "reason": reason})
     problems = []
     try:
-        record_run(result, meta={"argv": schedule.command})
+        record_run(result, meta={"argv": schedule.command, "fleet": fleet_key(schedule.inventory)})
     except Exception as exc:  # noqa: BLE001 - the overlap message matters more than the record
         problems.append(f"could not record the skipped run in history: {exc}")
     if schedule.notify:

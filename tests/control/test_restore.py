@@ -92,7 +92,7 @@ def test_restore_brings_a_weekly_run_back_byte_identical(ssh_fleet, capsys):
     assert after_run != before
 
     # The markdown report of that run: per-host and per-agent tables add up to the JSON.
-    assert cli(["report", "--format", "markdown"]) == 0
+    assert cli(["report", "-i", inventory, "--format", "markdown"]) == 0
     md = capsys.readouterr().out
     assert_markdown_adds_up(md, run)
 

@@ -166,7 +166,7 @@ def test_unreadable_files_exit_2_and_record_nothing(tmp_path, capsys, content, s
     code, out, err = run_cli(["import-ansible", str(path)], capsys)
     assert code == 2 and says in err and str(path) in err
     assert out == ""
-    code, _, err = run_cli(["report"], capsys)
+    code, _, err = run_cli(["report", "--all-fleets"], capsys)
     assert code == 2 and "no runs recorded yet" in err
 
 

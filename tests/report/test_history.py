@@ -217,7 +217,7 @@ def test_two_fleet_run_processes_both_appear_complete_in_history(tmp_path, contr
     printed = {doc["run_id"]: doc for doc in (json.loads(out) for out, _ in outs)}
 
     try:
-        main(["history", "--json"])
+        main(["history", "--all-fleets", "--json"])     # two inventories: two fleets
     except SystemExit as exc:
         assert not exc.code
     listed = json.loads(capsys.readouterr().out)["runs"]
