@@ -104,19 +104,36 @@ def test_debug_log_shows_exec_channels(ssh_fleet):
     assert log.count("req exec") >= 3
 
 
+def _start_time(pid):
+    """When `pid` started (None when there is no such process): tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
 def test_teardown_stops_every_sshd_even_after_a_failure():
     fleet = SshFleet.start(2)
     pids = fleet.pids
     assert len(pids) == 2 and all(pid_alive(p) for p in pids)
     try:
         client = _connect(fleet.hosts[0], fleet)
-        client.exec_command("sleep 30")  # a live connection process survives a listener-only kill
+        # A live command under a connection survives a listener-only kill, and its connection's
+        # kill too (no tty, so nothing hangs it up): the teardown must reach it.
+        _, stdout, _ = client.exec_command("echo $$; exec sleep 30", timeout=10)
+        sleeper = int(stdout.readline())
+        sleeper_start = _start_time(sleeper)
+        with open(f"/proc/{sleeper}/cmdline", "rb") as f:
+            assert f.read() == b"sleep\x0030\x00"
         raise RuntimeError("a failing test")
     except RuntimeError:
         pass
     finally:
         fleet.close()
     assert not any(pid_alive(p) for p in pids)
+    assert not (pid_alive(sleeper) and _start_time(sleeper) == sleeper_start), \
+        f"the `sleep 30` (pid {sleeper}) a connection ran outlived the teardown"
     assert not fleet.base.exists()
     client.close()
 
