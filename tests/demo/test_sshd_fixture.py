@@ -1,7 +1,9 @@
 """The test fleet is real: strict host keys, key-only logins, an unprivileged user, clean teardown."""
 from __future__ import annotations
 
+import time
 import tomllib
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -124,8 +126,10 @@ def test_teardown_stops_every_sshd_even_after_a_failure():
         _, stdout, _ = client.exec_command("echo $$; exec sleep 30", timeout=10)
         sleeper = int(stdout.readline())
         sleeper_start = _start_time(sleeper)
-        with open(f"/proc/{sleeper}/cmdline", "rb") as f:
-            assert f.read() == b"sleep\x0030\x00"
+        deadline = time.monotonic() + 10      # the shell said its pid just before its exec
+        while Path(f"/proc/{sleeper}/cmdline").read_bytes() != b"sleep\x0030\x00":
+            assert time.monotonic() < deadline, "the command never became `sleep 30`"
+            time.sleep(0.01)
         raise RuntimeError("a failing test")
     except RuntimeError:
         pass
