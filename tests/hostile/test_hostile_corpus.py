@@ -44,6 +44,16 @@ def test_corpus_is_large_and_described():
         assert case.get("changes", "none") in ("none", "allowed"), case["name"]
 
 
+def test_every_promise_to_report_is_checked():
+    """A case whose `must` says "reported" names the words to find (`scan`/`run`) or the exact
+    paths the results must list (`reported`); otherwise nothing would hold fleet to it."""
+    unchecked = [c["name"] for c in CASES if "reported" in c["must"]
+                 and not (c.get("scan") or c.get("run") or c.get("reported"))]
+    assert unchecked == []
+    exact = [c["name"] for c in CASES if "exact name" in c["must"]]
+    assert exact and all(c.get("reported") for c in CASES if c["name"] in exact)
+
+
 @pytest.fixture(scope="session")
 def agent_pyz(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("agent") / "fleet-agent.pyz"
@@ -106,6 +116,14 @@ def assert_expected(words, result, target, label):
     text = findings_text(result, target)
     for word in words:
         assert word.lower() in text, f"{label}: {word!r} not said about {target}:\n{text[:4000]}"
+
+
+def assert_listed(paths, result, label):
+    """Each of `paths` has a record of its own in the result, under exactly that name (a name that
+    is not UTF-8 as Python's surrogate escapes of its bytes)."""
+    listed = {r["path"] for r in result["files"]}
+    for path in paths or ():
+        assert path in listed, f"{label}: {path!r} is not reported: {sorted(listed)}"
 
 
 def assert_no_internal_errors(result):
@@ -178,6 +196,7 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path, python=sys.exec
     assert snapshot(root) == before, "a scan changed something"
     assert_no_internal_errors(scan)
     assert_expected(case.get("scan"), scan, target, "scan")
+    assert_listed(case.get("reported"), scan, "scan")
 
     # --- run: everything on
     plan = tmp_path / "plan.json"
@@ -186,6 +205,7 @@ def _check_case(case, agent_pyz, root, state, outside, tmp_path, python=sys.exec
     after = snapshot(root)
     assert_no_internal_errors(result)
     assert_expected(case.get("run"), result, target, "run")
+    assert_listed(case.get("reported"), result, "run")
 
     # nothing outside the state dir changed, nothing was read through a link
     assert under(after, "outside") == under(before, "outside")
