@@ -142,6 +142,24 @@ def test_teardown_stops_every_sshd_even_after_a_failure():
     client.close()
 
 
+def test_teardown_asks_a_running_command_to_stop_first(tmp_path):
+    """A command under a connection gets SIGTERM (time to clean up), not only the last-resort
+    SIGKILL: its TERM trap leaves a mark, and teardown returns only once it and its child are gone."""
+    fleet = SshFleet.start(1)
+    marker = tmp_path / "terminated"
+    try:
+        client = _connect(fleet.hosts[0], fleet)
+        _, stdout, _ = client.exec_command(
+            f"trap 'echo term > {marker}; exit 0' TERM; sleep 30 & echo $$ $!; wait", timeout=10)
+        shell, sleeper = (int(x) for x in stdout.readline().split())
+        started = {p: _start_time(p) for p in (shell, sleeper)}
+    finally:
+        fleet.close()
+    assert marker.read_text() == "term\n"
+    assert not [p for p, t in started.items() if pid_alive(p) and _start_time(p) == t]
+    client.close()
+
+
 def test_sshd_server_reports_why_it_cannot_start(tmp_path):
     port = free_port()
     key = make_keypair(tmp_path / "k")
