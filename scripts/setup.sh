@@ -16,6 +16,9 @@ if [ "$mode" = test ]; then
   command -v sudo >/dev/null || pkgs+=(sudo)
   command -v systemd-analyze >/dev/null || pkgs+=(systemd)
   command -v chromium >/dev/null || pkgs+=(chromium)
+  # A real Python older than 3.8 (Jython 2.7; Debian 12 has no CPython < 3.11): the bootstrap must
+  # tell a too-old host interpreter apart and say so (tests/pythons.py finds what a machine has).
+  command -v jython >/dev/null || pkgs+=(jython)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then

@@ -21,6 +21,7 @@ CHUNK = 1 << 20
 LATE_APPEND_GRACE_S = 0.1
 FAULT_AT_ENV = "FLEET_AGENT_FAULT_AT"
 FAULT_LOG_ENV = "FLEET_AGENT_FAULT_LOG"
+FAULT_STOP_ENV = "FLEET_AGENT_FAULT_STOP"
 SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -28,20 +29,24 @@ class _FaultPoints(object):
     """Test instrumentation: count the agent's write steps, optionally die at one of them.
 
     With $FLEET_AGENT_FAULT_LOG set, every write step appends "N PHASE STEP" to that file; with
-    $FLEET_AGENT_FAULT_AT=N the agent SIGKILLs itself at step N. Both unset (always, outside the
-    crash tests) costs one attribute check per step. The orchestrator names the phase; the
-    steps of a backup report phase "backup" whatever operation took it (the step names it:
-    "backup-written(trim)").
+    $FLEET_AGENT_FAULT_AT=N the agent SIGKILLs itself at step N; with $FLEET_AGENT_FAULT_STOP=N
+    or =PHASE:STEP (e.g. "trim:temp-written") it stops itself (SIGSTOP) once, at step N or the
+    first step of that name, so a test acts while it is frozen mid-write (a gateway writes, the
+    connection drops) and then continues or kills it: an event, not a race against a clock.
+    All unset (always, outside the reliability tests) costs one attribute check per step. The
+    orchestrator names the phase; the steps of a backup report phase "backup" whatever operation
+    took it (the step names it: "backup-written(trim)").
     """
 
     def __init__(self):
         self.at = int(os.environ.get(FAULT_AT_ENV) or 0)
         self.log = os.environ.get(FAULT_LOG_ENV) or None
+        self.stop = os.environ.get(FAULT_STOP_ENV) or None
         self.count = 0
         self.phase = "run"
 
     def hit(self, step):
-        if not self.at and not self.log:
+        if not self.at and not self.log and not self.stop:
             return
         self.count += 1
         phase = self.phase
@@ -50,6 +55,10 @@ class _FaultPoints(object):
         if self.log:
             with open(self.log, "a") as f:
                 f.write("%d %s %s\n" % (self.count, phase, step))
+        if self.stop is not None and self.stop in (str(self.count), "%s:%s" % (phase, step)):
+            import signal
+            self.stop = None
+            os.kill(os.getpid(), signal.SIGSTOP)
         if self.count == self.at:
             import signal
             os.kill(os.getpid(), signal.SIGKILL)
