@@ -36,8 +36,8 @@ import stat
 import zlib
 
 from .context import file_record, stats
-from .fsutil import (FileError, HashSink, copy_stream, describe_oserror, fsync_dir, hash_file, hash_stream,
-                     inside, makedirs_private, open_nofollow, sig)
+from .fsutil import (FileError, HashSink, abandon_backup, copy_stream, describe_oserror, fsync_dir, hash_file,
+                     hash_stream, inside, makedirs_private, open_nofollow, sig)
 
 CHANGED = "changed since the run; use --force to overwrite it (it is backed up first)"
 
@@ -211,6 +211,7 @@ def restore_file(ctx, item, force):
         return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"])
 
     saved = None
+    placed = False
     try:
         if now is not None:
             saved = ctx.backups.backup(path, rel)
@@ -228,17 +229,21 @@ def restore_file(ctx, item, force):
             elif os.path.lexists(path):
                 raise FileError("%s appeared while it was being restored; left as it was" % rel)
             os.rename(tmp, path)
-            tmp = None
+            tmp, placed = None, True
             fsync_dir(folder)
         finally:
             if tmp is not None:
                 _unlink_quiet(tmp)
-    except FileError as exc:
+    except (FileError, OSError) as exc:
+        if not placed and saved is not None:
+            # Not restored: the copy of what was there protects nothing and would only cost space.
+            exc = abandon_backup(ctx.backups, saved, exc if isinstance(exc, FileError) else
+                                 FileError(describe_oserror(exc, "restoring " + rel)))
+            saved = None
+        elif isinstance(exc, OSError):
+            exc = FileError(describe_oserror(exc, "restoring " + rel))
         return file_record(agent, rel, kind, before, action="restore", actions=["restore"], backup=saved,
                            error=str(exc))
-    except OSError as exc:
-        return file_record(agent, rel, kind, before, action="restore", actions=["restore"], backup=saved,
-                           error=describe_oserror(exc, "restoring " + rel))
     if archive is not None:
         notes.extend(_drop_archive(archive, item["archived_to"]))
     return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"], backup=saved,

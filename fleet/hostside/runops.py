@@ -383,6 +383,8 @@ def execute_plan(ctx, plan, result):
         result["health"].extend(_health_after(ctx, plan, findings_before))
         _expire_backups(ctx, plan, parent, result)
         _remove_partial_copies(ctx, parent, result)
+    if not ctx.dry_run:
+        ctx.backups.tidy()   # a run whose changes all fell through leaves no empty backup folders
     result["backup"]["bytes"] = ctx.backups.stored_bytes
     return result
 

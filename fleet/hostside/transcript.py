@@ -454,6 +454,12 @@ class BackupWitness(object):
         self.last = self.store.backup(abs_path, rel_path, expect=(self.scan.size, self.scan.sha256))
         return self.last
 
+    def discard(self, backup):
+        """The change did not happen: the store takes its backup back (fsutil.abandon_backup)."""
+        self.store.discard(backup)
+        if self.last is backup:
+            self.last = None
+
     def changed_since_scan(self, src):
         """True when the backed-up bytes (src, a LimitedReader over them) are not the scanned ones."""
         last = self.last
