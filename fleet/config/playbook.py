@@ -174,9 +174,10 @@ def _read_sections(root: Table) -> dict[str, dict]:
 
 
 def _read_backup(t: Table) -> dict:
-    t.check_keys(("dir", "gzip", "keep_runs", "max_age"), {"enabled": "backups cannot be turned off"})
+    from fleet.config.inventory import read_backup_to
+    t.check_keys(("dir", "gzip", "keep_runs", "max_age", "to"), {"enabled": "backups cannot be turned off"})
     return {"dir": t.string("dir"), "gzip": t.boolean("gzip"), "keep_runs": t.integer("keep_runs", minimum=1),
-            "max_age_s": t.duration("max_age")}
+            "max_age_s": t.duration("max_age"), "to": read_backup_to(t, "to")}
 
 
 def _read_transcripts(t: Table) -> dict:

@@ -27,6 +27,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def backup_target(to: Optional[str], playbook_dir: Optional[str]) -> dict:
+    """The plan's backup.to and backup.dir for a backup_to value (the playbook's `[backup] to`,
+    else the host's `backup_to`): a folder on the host becomes to = "host" with that dir."""
+    if to in (None, "host", "controller", "auto"):
+        return {"to": to or "host", "dir": playbook_dir}
+    return {"to": "host", "dir": to}
+
+
 def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = False,
                playbook: Any = None, restore: Optional[dict] = None) -> dict:
     """The plan for `host`: state dir and agents from the inventory, operations from the playbook.
@@ -42,6 +50,7 @@ def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = F
     backup = dict(DEFAULT_BACKUP)
     if playbook is not None:
         backup.update(playbook.backup or {})
+    backup.update(backup_target(backup.pop("to", None) or getattr(host, "backup_to", None), backup.get("dir")))
     operations = dict(playbook.operations) if (playbook is not None and mode == "run") else {}
     if "sqlite" in operations:
         # The host's own OpenClaw CLI makes the SQLite-era changes; without one, none are made.

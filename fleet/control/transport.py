@@ -321,7 +321,7 @@ def _retryable(message: str) -> ConnectionFailed:
 
 def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_new: bool,
              connect_timeout: float, command_timeout: float, cancel: threading.Event,
-             on_running: Optional[Callable[[], None]], python: str) -> AgentRun:
+             on_running: Optional[Callable[[], None]], python: str, frames: Any = None) -> AgentRun:
     conn, hops = _connection(host, accept_new, connect_timeout)
     key = cancel.register(conn.close) if isinstance(cancel, CancelToken) else None
     try:
@@ -334,7 +334,7 @@ def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_n
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise _retryable(f"{_describe(host, conn)}: cannot open a session channel: {exc}") from exc
         return converse(_ChannelStream(channel), host.name, python, plan_bytes, bundle,
-                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running, frames)
     finally:
         if key is not None:
             cancel.unregister(key)
@@ -394,13 +394,14 @@ class _ProcessStream(Stream):
 
 
 def _run_local(host: Any, command: str, plan_bytes: bytes, bundle: bytes, command_timeout: float,
-               cancel: threading.Event, on_running: Optional[Callable[[], None]], python: str) -> AgentRun:
+               cancel: threading.Event, on_running: Optional[Callable[[], None]], python: str,
+               frames: Any = None) -> AgentRun:
     proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, close_fds=True)
     key = cancel.register(proc.kill) if isinstance(cancel, CancelToken) else None
     try:
         return converse(_ProcessStream(proc), host.name, python, plan_bytes, bundle,
-                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running, frames)
     finally:
         if key is not None:
             cancel.unregister(key)
@@ -418,8 +419,11 @@ def _run_local(host: Any, command: str, plan_bytes: bytes, bundle: bytes, comman
 def run_agent(host: Any, plan: dict, *, bundle: bytes, digest: str, accept_new_host_keys: bool = False,
               connect_timeout: Optional[float] = None, command_timeout: Optional[float] = None,
               cancel: Optional[threading.Event] = None,
-              on_running: Optional[Callable[[], None]] = None) -> AgentRun:
+              on_running: Optional[Callable[[], None]] = None, frames: Any = None) -> AgentRun:
     """Run `plan` on `host` with the agent `bundle` (sha256 `digest`); one exec channel.
+
+    `frames`: a fleet.control.backupstream.BackupReceiver when the plan streams backups to the controller
+    (or fetches them back); they travel on this same channel (bootstrap.converse).
 
     Returns an AgentRun (also for a bootstrap failure, a timeout or an interruption: `.error`).
     Raises ConnectionFailed (`.retryable` for banner/reset failures) or HostKeyRefused when no
@@ -433,6 +437,6 @@ def run_agent(host: Any, plan: dict, *, bundle: bytes, digest: str, accept_new_h
     connect_timeout = float(connect_timeout or _attr(host, "connect_timeout", DEFAULT_CONNECT_TIMEOUT))
     command_timeout = float(command_timeout or _attr(host, "command_timeout", DEFAULT_COMMAND_TIMEOUT))
     if _attr(host, "connection", "ssh") == "local":
-        return _run_local(host, command, plan_bytes, bundle, command_timeout, cancel, on_running, python)
+        return _run_local(host, command, plan_bytes, bundle, command_timeout, cancel, on_running, python, frames)
     return _run_ssh(host, command, plan_bytes, bundle, accept_new_host_keys, connect_timeout,
-                    command_timeout, cancel, on_running, python)
+                    command_timeout, cancel, on_running, python, frames)

@@ -51,7 +51,8 @@ OPERATION_DEFAULTS = {
                "vacuum": False, "gateway_stopped": False, "timeout_s": 300},
 }
 
-BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000}
+BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000, "to": "host"}
+BACKUP_TO = ("host", "controller", "auto")
 
 
 def _is_int(value):
@@ -214,6 +215,7 @@ def validate_plan(doc, now_ms=None):
     b = plan["backup"]
     _want(b["dir"] is None or (isinstance(b["dir"], str) and b["dir"]), "backup.dir", "expected a path or null")
     _bool(b, "gzip", "backup")
+    _want(b["to"] in BACKUP_TO, "backup.to", "expected one of %s, got %r" % (", ".join(BACKUP_TO), b["to"]))
     _int_or_none(b, "keep_runs", "backup", minimum=1)
     _int_or_none(b, "max_age_s", "backup")
     plan["operations"] = validate_operations(doc.get("operations"))

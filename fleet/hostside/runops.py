@@ -20,7 +20,7 @@ from .discover import discover
 from .fsutil import BackupStore, FileError, inside, set_phase
 from .locks import transcript_in_use
 from .protocol import PlanError
-from .space import backup_shortfall
+from .space import backup_notes, backup_shortfall, disk_space, make_backups
 from . import health, scan
 
 
@@ -182,6 +182,7 @@ def _run_steps(run):
     if shortfall:
         run.errors.append(shortfall)
         return
+    run.notes.extend(backup_notes(run.ctx, af))
     if af.store_problem is not None and af.store_info is not None:
         run.add(run.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"
                                  % af.store_problem[1]))
@@ -364,9 +365,11 @@ def execute_plan(ctx, plan, result):
     """Run a `run` or `restore` plan into `result` (files, agents, health, backup)."""
     parent, run_dir = backup_root(ctx.state_dir, plan)
     in_state = os.path.abspath(parent).startswith(ctx.state_dir.rstrip(os.sep) + os.sep)
-    ctx.backups = BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
-                              refuse_links=(parent, run_dir) if in_state else (run_dir,))
+    ctx.backups = make_backups(plan, BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
+                                                 refuse_links=(parent, run_dir) if in_state else (run_dir,)))
     result["backup"]["dir"] = run_dir
+    result["backup"]["to"] = plan["backup"].get("to") or "host"
+    result["disk"] = {"before": disk_space(ctx.state_dir)}
     if plan["mode"] == "restore":
         _restore(ctx, plan, result)
     else:
@@ -386,6 +389,7 @@ def execute_plan(ctx, plan, result):
     if not ctx.dry_run:
         ctx.backups.tidy()   # a run whose changes all fell through leaves no empty backup folders
     result["backup"]["bytes"] = ctx.backups.stored_bytes
+    result["disk"]["after"] = disk_space(ctx.state_dir)
     return result
 
 
