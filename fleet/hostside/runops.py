@@ -20,7 +20,7 @@ from .discover import discover
 from .fsutil import BackupStore, FileError, inside, set_phase
 from .locks import transcript_in_use
 from .protocol import PlanError
-from .space import backup_notes, backup_shortfall, disk_space, make_backups
+from .space import backup_notes, backup_shortfall, disk_space, free_bytes, make_backups, no_room, space_first
 from . import health, scan
 
 
@@ -187,8 +187,12 @@ def _run_steps(run):
         run.add(run.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"
                                  % af.store_problem[1]))
     _store_pass(run, ops)
-    _file_passes(run, ops)
-    _housekeeping(run, ops)
+    if space_first(run.ctx, af, ops):
+        _housekeeping(run, ops)        # deletions need no room; what they free, the rewrites do
+        _file_passes(run, ops)
+    else:
+        _file_passes(run, ops)
+        _housekeeping(run, ops)
 
 
 def _store_pass(run, ops):
@@ -273,8 +277,37 @@ def _in_use_record(run, info, note):
 
 
 def _file_passes(run, ops):
+    """Transcript trims, trajectory caps, legacy trims. On a nearly full disk (space.space_first)
+    the biggest files go first, and a rewrite that found no room is tried again once others
+    have freed some (its backup was taken back, so a failed try costs no space)."""
+    tight = space_first(run.ctx, run.af, ops)
+    jobs = _file_jobs(run, ops)
+    if tight:
+        run.notes.append("disk nearly full: deletions first, then the biggest files first; a rewrite that "
+                         "finds no room is tried again after the others")
+        jobs.sort(key=lambda job: -job[0].size)
+    for info, phase, label, call in jobs:
+        set_phase(phase)
+        run.per_file(info, label, call)
+    while tight:
+        waiting = [job for job in jobs if no_room(run.records.get(job[0].rel))]
+        freed_before = free_bytes(run.ctx.state_dir)
+        for info, phase, label, call in waiting:
+            first = run.records.pop(info.rel)
+            set_phase(phase)
+            run.per_file(info, label, call)
+            if no_room(run.records.get(info.rel)):
+                run.records[info.rel] = first
+            else:
+                run.records[info.rel]["notes"].append("done on a second try, once other files had freed space")
+        if not waiting or free_bytes(run.ctx.state_dir) == freed_before:
+            break
+
+
+def _file_jobs(run, ops):
+    """[(info, phase, label, call)] of every planned file rewrite, in the usual order."""
     af, ctx = run.af, run.ctx
-    set_phase("trim")
+    jobs = []
     if "transcripts" in ops and ops["transcripts"].get("tiers"):
         trim = run.op("transcript", "trim_transcript")
         if trim is not None:
@@ -282,8 +315,8 @@ def _file_passes(run, ops):
                 tier = pick_tier(ops["transcripts"]["tiers"], info.size)
                 if tier is None or info.rel in af.problems:
                     continue
-                run.per_file(info, "transcript trim", lambda i=info, t=tier: _trim_or_skip(
-                    run, i, lambda: trim(ctx, af.agent, i, t, ops["transcripts"])))
+                jobs.append((info, "trim", "transcript trim", lambda i=info, t=tier: _trim_or_skip(
+                    run, i, lambda: trim(ctx, af.agent, i, t, ops["transcripts"]))))
     if "trajectories" in ops:
         cap = run.op("trajectory", "cap_trajectory")
         if cap is not None:
@@ -292,15 +325,17 @@ def _file_passes(run, ops):
                     continue
                 transcript = os.path.join(os.path.dirname(info.path), "%s%s.jsonl" % (
                     info.session_id, "" if info.topic is None else "-topic-%d" % info.topic))
-                run.per_file(info, "trajectory cap", lambda i=info, t=transcript: _trim_or_skip(
-                    run, i, lambda: cap(ctx, af.agent, i, ops["trajectories"]), t))
+                jobs.append((info, "trim", "trajectory cap", lambda i=info, t=transcript: _trim_or_skip(
+                    run, i, lambda: cap(ctx, af.agent, i, ops["trajectories"]), t)))
     if "legacy" in ops:
         trim_legacy = run.op("legacy", "trim_legacy")
         if trim_legacy is not None:
             for info in run.pending("legacy"):
                 if info.rel in af.problems:
                     continue
-                run.per_file(info, "legacy trim", lambda i=info: trim_legacy(ctx, af.agent, i, ops["legacy"]))
+                jobs.append((info, "trim", "legacy trim",
+                             lambda i=info: trim_legacy(ctx, af.agent, i, ops["legacy"])))
+    return jobs
 
 
 def _trim_or_skip(run, info, call, transcript_path=None):

@@ -182,3 +182,39 @@ def make_backups(plan, host_store):
     from .backupstream import Channel, ControllerBackups
     remote = ControllerBackups(Channel.of_process(), "controller:" + plan["run_id"], dry_run=host_store.dry_run)
     return remote if to == "controller" else AutoBackups(host_store, remote)
+
+
+def rewrite_need(ctx, af, ops):
+    """Bytes the agent's rewrites could need at most at once on the state dir's disk: their temp
+    files (never more than the files themselves), plus their backups when those stay on it."""
+    sizes = []
+    tiers = (ops.get("transcripts") or {}).get("tiers") or ()
+    lowest = min([t["over_bytes"] for t in tiers]) if tiers else None
+    for info in af.files:
+        if info.kind == "transcript" and lowest is not None and info.size > lowest:
+            sizes.append(info.size)
+        elif info.kind == "trajectory" and "trajectories" in ops and info.path.endswith(".jsonl"):
+            sizes.append(info.size)
+        elif info.kind == "legacy" and "legacy" in ops:
+            sizes.append(info.size)
+    need = sum(sizes)
+    backups = ctx.backups
+    if getattr(backups, "where", "host") == "host" or (isinstance(backups, AutoBackups)
+                                                        and backups.current is backups.host):
+        need += backup_need(ctx, af, ops)
+    return need
+
+
+def space_first(ctx, af, ops):
+    """True when the state dir's disk has less room than this agent's rewrites could need: the
+    run then frees space first (deletions, then the biggest files, retrying what found no room)."""
+    if ctx.dry_run:
+        return False
+    need = rewrite_need(ctx, af, ops)
+    free = free_bytes(ctx.state_dir)
+    return bool(need) and free is not None and free < need
+
+
+def no_room(rec):
+    """True for the record of a file left as it was because its rewrite found the disk full."""
+    return bool(rec) and bool(rec.get("error")) and str(rec["error"]).startswith("no space for")

@@ -120,3 +120,30 @@ def test_backup_to_precedence_and_folders(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[hosts.a]\nbackup_to = "elsewhere"\n')
     assert cli(["inventory", "check", "-i", str(bad)]) == 2
+
+
+def test_backups_stream_over_ssh_and_come_back(ssh_fleet, fleet_state, capsys):
+    """Over real sshd: the frames share the agent's one exec channel, both ways."""
+    fleet = ssh_fleet(1, populate=lambda state, i: big_host(state))
+    fleet.write_inventory('backup_to = "controller"')
+    state = fleet.hosts[0].state_dir
+    before = snapshot(state)
+    assert cli(["run", "emergency", "-i", str(fleet.inventory), "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    host = run["hosts"][0]
+    assert host["backup_to"] == "controller" and host["backup_bytes"] > 0
+    assert all(f["backup"].startswith("controller:") for f in host["files"] if f["backup"])
+    assert cli(["restore", run["run_id"], "-i", str(fleet.inventory), "--json"]) == 0
+    capsys.readouterr()
+    assert snapshot(state) == before
+
+
+def test_auto_uses_the_host_when_there_is_room(tmp_path, fleet_state, capsys):
+    state = tmp_path / "state"
+    big_host(state)
+    inv = inventory(tmp_path, state, "auto")
+    assert cli(["run", "emergency", "-i", str(inv), "--json"]) == 0
+    host = json.loads(capsys.readouterr().out)["hosts"][0]
+    backups = [f["backup"] for f in host["files"] if f["backup"]]
+    assert backups and all(b.startswith(str(state / "fleet-backups")) for b in backups)
+    assert not any("backups to the controller" in n for a in host["agents"] for n in a["notes"])

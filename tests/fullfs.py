@@ -58,8 +58,9 @@ def leave_free(mount: Path, want: int) -> Path:
 
 
 def stray_files(root: Path) -> list[str]:
-    """.part and temp files anywhere under `root`."""
-    return sorted(str(p) for p in root.rglob("*") if p.name.endswith((".part", ".tmp")))
+    """fleet's .part copies and temp files (`.<name>.fleet-….tmp`) anywhere under `root`."""
+    return sorted(str(p) for p in root.rglob("*")
+                  if p.name.endswith(".part") or (".fleet-" in p.name and p.name.endswith(".tmp")))
 
 
 def tree_bytes(root: Path) -> int:
