@@ -341,7 +341,12 @@ def describe_playbook(playbook: Playbook) -> str:
     if playbook.includes:
         lines.append(f"  includes: {', '.join(str(p) for p in playbook.includes)}")
     lines.append("")
-    lines.append(f"backup: verified copy of every changed file in {backup['dir'] or '<state_dir>/fleet-backups/<run_id>'}"
+    to = backup.get("to")
+    where = (f"the host's backup_to (inventory), else {backup['dir'] or '<state_dir>/fleet-backups/<run_id>'}"
+             if to is None else {"controller": "the control host (streamed, gzip, sha256-verified)",
+                                 "auto": "the host when there is room, else the control host",
+                                 "host": backup['dir'] or '<state_dir>/fleet-backups/<run_id>'}.get(to, to))
+    lines.append(f"backup: verified copy of every changed file in {where}"
                  f"{' (gzip)' if backup['gzip'] else ''}; keep {backup['keep_runs']} runs, "
                  f"at most {_human_duration(backup['max_age_s'])}")
     if "transcripts" in ops:
