@@ -122,3 +122,30 @@ def test_completed_changes_keep_their_backups_and_the_rest_costs_nothing(tmp_pat
         assert stray_files(disk) == []
         # Only the completed change moved space: a's bytes became its backup plus its trimmed copy.
         assert free_bytes(disk) == free_before - pages(a_after)
+
+
+def test_full_disk_rewrites_what_fits_first_and_retries_the_rest(tmp_path):
+    """Backups on another volume, 100 KB free on the state dir's: the biggest transcript's kept
+    tail (~300 KB) does not fit at first, the smaller one's does; once that one is trimmed the
+    first is tried again and fits. Nothing stray stays, and the records say what happened."""
+    with tmpfs(tmp_path / "disk", 8 * 1024 * 1024) as disk:
+        state = disk / "openclaw"
+        sessions = state_with(state, {"big": (300, 3000), "small": (2000, 200)})
+        big, small = sessions / "big.jsonl", sessions / "small.jsonl"
+        originals = {p.name: p.read_bytes() for p in (big, small)}
+        leave_free(disk, 100 * 1024)
+        doc_plan = plan(state)
+        doc_plan["backup"]["dir"] = str(tmp_path / "elsewhere")
+
+        code, doc = run(doc_plan)
+
+        recs = {Path(f["path"]).name: f for f in doc["files"]}
+        assert code == 0, {n: r["error"] for n, r in recs.items()}
+        assert recs["big.jsonl"]["action"] == recs["small.jsonl"]["action"] == "trim"
+        assert any("second try" in n for n in recs["big.jsonl"]["notes"])
+        assert not any("second try" in n for n in recs["small.jsonl"]["notes"])
+        assert any(n.startswith("disk nearly full") for n in doc["agents"][0]["notes"])
+        for name, data in originals.items():
+            assert Path(recs[name]["backup"]).read_bytes() == data
+        assert stray_files(disk) == [] and stray_files(tmp_path / "elsewhere") == []
+        assert doc["disk"]["after"]["free"] > doc["disk"]["before"]["free"]
