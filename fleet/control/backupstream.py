@@ -46,7 +46,9 @@ def run_folder(host: str, run_id: str) -> Path:
 
 
 def wants_receiver(plan: dict) -> bool:
-    """True when a plan may stream backups to, or fetch them from, the controller."""
+    """True when a plan may stream backups to, or fetch them from, the controller (a scan never)."""
+    if plan.get("mode") == "scan":
+        return False
     if (plan.get("backup") or {}).get("to") in ("controller", "auto"):
         return True
     files = ((plan.get("restore") or {}).get("files")) or ()
