@@ -10,7 +10,9 @@ wait4()'s rusage. The bound it is held to: 64 MB plus 3 x the longest line it mu
 - `huge-tool-result`: a header, 120 short lines and one 200 MB toolResult line, the last one (in
   the untouched turns: kept as it is, only skimmed);
 - `huge-tool-result-slimmed`: the same followed by 20 turns: it is slimmed, so parsed whole;
-- `store`: a state dir of `--store-mb` MB (default 1024) of transcripts with 4 KB lines.
+- `store`: a state dir of `--store-mb` MB (default 1024) of transcripts with 4 KB lines;
+- `sessions-json`: one agent's `sessions.json` of `--line-mb` MB (100 KB entries), which the
+  emergency operations do not rewrite but discovery and health read.
 
     .venv/bin/python bench/hostile_memory.py                          # every case, full size
     .venv/bin/python bench/hostile_memory.py --line-mb 20 --store-mb 100   # quick
@@ -147,9 +149,25 @@ def store(state: Path, size: int) -> int:
     return line
 
 
+def sessions_json(state: Path, size: int) -> int:
+    """A sessions.json of `size` bytes: 100 KB entries (skillsSnapshot bulk), pretty-printed."""
+    folder = sessions_of(state)
+    entry_bulk = 100 * 1024
+    with open(folder / "sessions.json", "w") as f:
+        f.write("{\n")
+        n = max(1, size // (entry_bulk + 300))
+        for k in range(n):
+            entry = {"sessionId": "s%06d" % k, "updatedAt": NOW_MS - k * 1000,
+                     "skillsSnapshot": {"prompt": "p" * entry_bulk}}
+            f.write('  "agent:main:cron:job:run:%06d": %s%s\n' % (k, json.dumps(entry, indent=2).replace("\n", "\n  "),
+                                                                ",\n" if k < n - 1 else ""))
+        f.write("}\n")
+    return entry_bulk
+
+
 CASES = {"one-line-header": one_line_header, "one-line-garbage": one_line_garbage,
          "huge-tool-result": huge_tool_result, "huge-tool-result-slimmed": huge_tool_result_slimmed,
-         "store": store}
+         "store": store, "sessions-json": sessions_json}
 
 
 def run_case(agent: Path, work: Path, name: str, size: int) -> list:
