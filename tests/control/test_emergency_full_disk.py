@@ -96,3 +96,26 @@ def test_auto_sends_backups_to_the_controller_when_the_host_is_full(tmp_path, fl
         notes = [n for a in host["agents"] for n in a["notes"] if n.startswith("backups to the controller")]
         assert notes and "MB free" in notes[0]
         assert "backups to the controller" in render_run(RunResult.from_json(run), "table")
+
+
+def test_changes_that_cannot_complete_leave_no_backup_on_the_controller(tmp_path, fleet_state, capsys):
+    """16 KB free and no archive old enough to make room: no rewrite fits, each is tried twice; every
+    backup streamed for them is dropped again on the controller, and the host's disk is as it was."""
+    with tmpfs(tmp_path / "disk", DISK) as disk:
+        state, inv = full_host(disk, tmp_path, "controller")
+        for archive in (state / "agents" / "main" / "sessions").glob("*.deleted.*"):
+            archive.unlink()
+        leave_free(disk, 16 * KB)
+        before = snapshot(state)
+        free_before = free_bytes(disk)
+
+        assert cli(["run", "emergency", "-i", str(inv), "--json"]) == 1
+        run = json.loads(capsys.readouterr().out)
+        host = run["hosts"][0]
+        failed = [f for f in host["files"] if f["error"]]
+        assert failed and all("the backup taken for this change was removed" in f["error"] for f in failed)
+        assert all(f["backup"] is None for f in failed)
+        assert snapshot(state) == before and free_bytes(disk) == free_before
+        kept = [p for p in (fleet_state / "backups").rglob("*") if p.is_file()]
+        assert kept == [] and host["backup_bytes"] == 0
+        assert stray_files(disk) == []
