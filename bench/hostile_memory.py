@@ -12,7 +12,7 @@ wait4()'s rusage. The bound it is held to: 64 MB plus 3 x the longest line it mu
 - `huge-tool-result-slimmed`: the same followed by 20 turns: it is slimmed, so parsed whole;
 - `store`: a state dir of `--store-mb` MB (default 1024) of transcripts with 4 KB lines;
 - `sessions-json`: one agent's `sessions.json` of `--line-mb` MB (100 KB entries), which the
-  emergency operations do not rewrite but discovery and health read.
+  emergency operations do not rewrite but discovery and health read (in pieces).
 
     .venv/bin/python bench/hostile_memory.py                          # every case, full size
     .venv/bin/python bench/hostile_memory.py --line-mb 20 --store-mb 100   # quick
