@@ -25,7 +25,7 @@ CONNECTIONS = ("ssh", "local")
 HOST_KEYS = (
     "address", "port", "user", "identity_file", "known_hosts", "host_key_policy", "state_dir", "agents",
     "python", "become_user", "connection", "connect_timeout", "command_timeout", "proxy_jump",
-    "ssh_config", "groups", "openclaw_cmd",
+    "ssh_config", "groups", "openclaw_cmd", "backup_to",
 )
 # Names people bring from ssh_config, Ansible or Fabric, with the fix.
 _KEY_HINTS = {
@@ -74,6 +74,7 @@ class Host:
     ssh_config: str | None       # absolute path; None → ~/.ssh/config if it exists
     groups: tuple[str, ...]
     openclaw_cmd: tuple[str, ...] | None = None   # OpenClaw's CLI on the host (SQLite-era changes)
+    backup_to: str = "host"      # "host" | "controller" | "auto" | a folder on the host (absolute or ~)
 
     @property
     def is_local(self) -> bool:
@@ -92,7 +93,7 @@ _DEFAULTS: dict[str, Any] = {
     "port": None, "user": None, "identity_files": (), "known_hosts": None, "host_key_policy": "strict",
     "state_dir": None, "agents": None, "python": "python3", "become_user": None, "connection": "ssh",
     "connect_timeout": 10.0, "command_timeout": 900.0, "proxy_jump": None, "ssh_config": None, "groups": (),
-    "openclaw_cmd": None,
+    "openclaw_cmd": None, "backup_to": "host",
 }
 
 
@@ -204,6 +205,8 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
     if "groups" in t:
         groups = t.string_list("groups", item_check=_check_name)
         s["groups"] = tuple(groups) if groups is not None else ()
+    if "backup_to" in t:
+        s["backup_to"] = read_backup_to(t, "backup_to")
     if "openclaw_cmd" in t:
         # A string is one program ("openclaw"); a list is a program and its first arguments
         # (["/usr/bin/node", "/opt/openclaw/openclaw.mjs"]). Never run through a shell.
@@ -214,6 +217,20 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
         elif cmd:
             s["openclaw_cmd"] = tuple(cmd)
     return s
+
+
+BACKUP_TO = ("host", "controller", "auto")
+
+
+def read_backup_to(t: Table, key: str) -> str | None:
+    """backup_to / [backup] to: "host", "controller", "auto", or a folder on the host (absolute,
+    or starting with '~': it is expanded there)."""
+    value = t.string(key)
+    if isinstance(value, str) and value not in BACKUP_TO and not value.startswith(("/", "~")):
+        t.add(key, f"expected \"host\", \"controller\", \"auto\" or a folder on the host (absolute or "
+                   f"starting with ~), got {describe_value(value)}")
+        return None
+    return value
 
 
 def _check_agent_id(value: str) -> str | None:

@@ -153,9 +153,10 @@ def _read_sections(root: Table) -> dict[str, dict]:
 
 
 def _read_backup(t: Table) -> dict:
-    t.check_keys(("dir", "gzip", "keep_runs", "max_age"), {"enabled": "backups cannot be turned off"})
+    from fleet.config.inventory import read_backup_to
+    t.check_keys(("dir", "gzip", "keep_runs", "max_age", "to"), {"enabled": "backups cannot be turned off"})
     return {"dir": t.string("dir"), "gzip": t.boolean("gzip"), "keep_runs": t.integer("keep_runs", minimum=1),
-            "max_age_s": t.duration("max_age")}
+            "max_age_s": t.duration("max_age"), "to": read_backup_to(t, "to")}
 
 
 def _finish(partial: dict[str, dict], problems: Problems) -> tuple[dict, dict]:
@@ -176,7 +177,9 @@ def _finish(partial: dict[str, dict], problems: Problems) -> tuple[dict, dict]:
             problem = op.problem(operations[section]) if checks and hasattr(op, "problem") else None
             if problem:
                 problems.add(section, problem)
-    backup = {**BACKUP_DEFAULTS, **partial.get("backup", {})}
+    # "to" only when the playbook sets it: otherwise the host's backup_to (inventory) decides, per
+    # host (control.plan.build_plan).
+    backup = {**{k: v for k, v in BACKUP_DEFAULTS.items() if k != "to"}, **partial.get("backup", {})}
     if checks and not operations:
         problems.add("", f"does nothing: add at least one of {', '.join(f'[{s}]' for s in sections()[1:])}")
     return operations, backup
@@ -191,7 +194,12 @@ def describe_playbook(playbook: Playbook) -> str:
     if playbook.includes:
         lines.append(f"  includes: {', '.join(str(p) for p in playbook.includes)}")
     lines.append("")
-    lines.append(f"backup: verified copy of every changed file in {backup['dir'] or '<state_dir>/fleet-backups/<run_id>'}"
+    to = backup.get("to")
+    where = (f"the host's backup_to (inventory), else {backup['dir'] or '<state_dir>/fleet-backups/<run_id>'}"
+             if to is None else {"controller": "the control host (streamed, gzip, sha256-verified)",
+                                 "auto": "the host when there is room, else the control host",
+                                 "host": backup['dir'] or '<state_dir>/fleet-backups/<run_id>'}.get(to, to))
+    lines.append(f"backup: verified copy of every changed file in {where}"
                  f"{' (gzip)' if backup['gzip'] else ''}; keep {backup['keep_runs']} runs, "
                  f"at most {human_duration(backup['max_age_s'])}")
     for op in op_table.OPERATIONS:

@@ -26,6 +26,14 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def backup_target(to: Optional[str], playbook_dir: Optional[str]) -> dict:
+    """The plan's backup.to and backup.dir for a backup_to value (the playbook's `[backup] to`,
+    else the host's `backup_to`): a folder on the host becomes to = "host" with that dir."""
+    if to in (None, "host", "controller", "auto"):
+        return {"to": to or "host", "dir": playbook_dir}
+    return {"to": "host", "dir": to}
+
+
 def build_plan(host: Host, mode: str, run_id: str, now_ms: int, dry_run: bool = False,
                playbook: Optional[Playbook] = None, restore: Optional[dict] = None) -> dict:
     """The plan for `host`: state dir and agents from the inventory, operations from the playbook.
@@ -41,6 +49,9 @@ def build_plan(host: Host, mode: str, run_id: str, now_ms: int, dry_run: bool = 
     backup = dict(BACKUP_DEFAULTS)
     if playbook is not None:
         backup.update(playbook.backup or {})
+    # The playbook's [backup] to when it has one, else the host's backup_to.
+    to = playbook.backup.get("to") if playbook is not None else None
+    backup.update(backup_target(to or host.backup_to, backup.get("dir")))
     operations = dict(playbook.operations) if (playbook is not None and mode == "run") else {}
     if "sqlite" in operations:
         # The host's own OpenClaw CLI makes the SQLite-era changes; without one, none are made.

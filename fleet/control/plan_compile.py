@@ -31,6 +31,7 @@ class AnyHost:
     state_dir: Optional[str] = None
     agents: Optional[tuple] = None
     openclaw_cmd: Optional[tuple] = None
+    backup_to: Optional[str] = None     # the playbook's [backup] to, else the host folder
 
 
 def compile_plan(playbook: str, run_id: Optional[str] = None, clock_ms: Optional[int] = None) -> dict:
@@ -40,7 +41,7 @@ def compile_plan(playbook: str, run_id: Optional[str] = None, clock_ms: Optional
     if clock_ms is not None and clock_ms <= 0:
         raise UsageError(f"--now-ms must be epoch milliseconds, got {clock_ms}")
     book = load_playbook(playbook)
-    for warning in getattr(book, "warnings", ()):
+    for warning in book.warnings:
         print(f"fleet: warning: {warning}", file=sys.stderr)
     plan = build_plan(AnyHost(), "run", run_id or new_run_id(), now_ms() if clock_ms is None else clock_ms,
                       dry_run=False, playbook=book)

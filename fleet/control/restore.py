@@ -43,6 +43,12 @@ def _original_backup(host: HostResult, f: FileResult) -> tuple[str, str]:
     """
     if f.backup_sha256 == f.before.sha256 or not (host.backup_dir and f.before.sha256):
         return f.backup or "", f.backup_sha256 or ""
+    if (f.backup or "").startswith("controller:"):
+        # Kept on the controller (backup_to = "controller"): <run folder>/<path>[.N].gz there.
+        at = f.backup.rfind("/" + f.path + ".")
+        if at < 0:
+            return f.backup, f.backup_sha256 or ""
+        return f"{f.backup[:at]}/{f.path}.gz", f.before.sha256
     first = posixpath.join(host.backup_dir, f.path) + (".gz" if (f.backup or "").endswith(".gz") else "")
     return first, f.before.sha256
 

@@ -18,6 +18,7 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Optional, Sequence
 
+from fleet.control.backupstream import after_controller_backups, controller_backups
 from fleet.control.bundle import agent_bundle, agent_digest
 from fleet.errors import ConnectionFailed
 from fleet.report.results import HostResult, parse_agent_output
@@ -69,9 +70,10 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
         if cancel.is_set():
             return _interrupted(host, started, progress)
         progress(host.name, "connecting", "" if attempt == 1 else "second attempt")
+        frames = controller_backups(host.name, plan)
         try:
             run = exec_agent(host, plan, bundle=bundle, digest=digest, accept_new_host_keys=accept_new_host_keys,
-                            cancel=cancel, on_running=lambda: progress(host.name, "running", ""))
+                             cancel=cancel, on_running=lambda: progress(host.name, "running", ""), frames=frames)
         except HostKeyRefused as exc:
             return _failed(host, str(exc), started, progress)
         except ConnectionFailed as exc:
@@ -94,6 +96,8 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
         if run.error:
             return _failed(host, run.error, started, progress, run.stderr)
         result = parse_agent_output(host.name, run.stdout, run.stderr, run.exit_code, elapsed)
+        if frames is not None:
+            result = after_controller_backups(host.name, plan, result)
         if result.ok:
             problems = len(result.file_errors)
             progress(host.name, "ok", f"{elapsed:.1f}s" + (f", {problems} file(s) not handled" if problems else ""))

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import fabric
 import paramiko
@@ -330,7 +330,7 @@ def _retryable(message: str) -> ConnectionFailed:
 
 def _run_ssh(host: Host, command: str, plan_bytes: bytes, bundle: bytes, accept_new: bool,
              connect_timeout: float, command_timeout: float, cancel: threading.Event,
-             on_running: Optional[Callable[[], None]], python: str) -> AgentExec:
+             on_running: Optional[Callable[[], None]], python: str, frames: Any = None) -> AgentExec:
     conn, hops = _connection(host, accept_new, connect_timeout)
     key = cancel.register(conn.close) if isinstance(cancel, CancelToken) else None
     try:
@@ -346,7 +346,7 @@ def _run_ssh(host: Host, command: str, plan_bytes: bytes, bundle: bytes, accept_
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise _retryable(f"{_describe(host, conn)}: cannot open a session channel: {exc}") from exc
         return converse(_ChannelStream(channel), host.name, python, plan_bytes, bundle,
-                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running, frames)
     finally:
         if key is not None:
             cancel.unregister(key)
@@ -406,13 +406,14 @@ class _ProcessStream(Stream):
 
 
 def _run_local(host: Host, command: str, plan_bytes: bytes, bundle: bytes, command_timeout: float,
-               cancel: threading.Event, on_running: Optional[Callable[[], None]], python: str) -> AgentExec:
+               cancel: threading.Event, on_running: Optional[Callable[[], None]], python: str,
+               frames: Any = None) -> AgentExec:
     proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, close_fds=True)
     key = cancel.register(proc.kill) if isinstance(cancel, CancelToken) else None
     try:
         return converse(_ProcessStream(proc), host.name, python, plan_bytes, bundle,
-                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running, frames)
     finally:
         if key is not None:
             cancel.unregister(key)
@@ -430,8 +431,11 @@ def _run_local(host: Host, command: str, plan_bytes: bytes, bundle: bytes, comma
 def exec_agent(host: Host, plan: dict, *, bundle: bytes, digest: str, accept_new_host_keys: bool = False,
               connect_timeout: Optional[float] = None, command_timeout: Optional[float] = None,
               cancel: Optional[threading.Event] = None,
-              on_running: Optional[Callable[[], None]] = None) -> AgentExec:
+              on_running: Optional[Callable[[], None]] = None, frames: Any = None) -> AgentExec:
     """Run `plan` on `host` with the agent `bundle` (sha256 `digest`); one exec channel.
+
+    `frames`: a fleet.control.backupstream.BackupReceiver when the plan streams backups to the controller
+    (or fetches them back); they travel on this same channel (bootstrap.converse).
 
     Returns an AgentExec (also for a bootstrap failure, a timeout or an interruption: `.error`).
     Raises ConnectionFailed (`.retryable` for banner/reset failures) or HostKeyRefused when no
@@ -445,6 +449,6 @@ def exec_agent(host: Host, plan: dict, *, bundle: bytes, digest: str, accept_new
     connect_timeout = float(connect_timeout or host.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
     command_timeout = float(command_timeout or host.command_timeout or DEFAULT_COMMAND_TIMEOUT)
     if host.is_local:
-        return _run_local(host, command, plan_bytes, bundle, command_timeout, cancel, on_running, python)
+        return _run_local(host, command, plan_bytes, bundle, command_timeout, cancel, on_running, python, frames)
     return _run_ssh(host, command, plan_bytes, bundle, accept_new_host_keys, connect_timeout,
-                    command_timeout, cancel, on_running, python)
+                    command_timeout, cancel, on_running, python, frames)

@@ -12,10 +12,10 @@ import time
 
 from .fsutil import is_safe_id
 from . import ops as operations
-from .terms import (AGENT_VERSION, BACKUP_DEFAULTS, MODES, PROTECTED_KINDS, PROTOCOL_VERSION, PRUNE_CLASSES,
+from .terms import (AGENT_VERSION, BACKUP_DEFAULTS, BACKUP_TO, MODES, PROTECTED_KINDS, PROTOCOL_VERSION, PRUNE_CLASSES,
                     SLIM_LEVELS, PlanError, check_bool, check_int, is_int, want)
 
-__all__ = ["AGENT_VERSION", "BACKUP_DEFAULTS", "MODES", "PROTECTED_KINDS", "PROTOCOL_VERSION", "PRUNE_CLASSES",
+__all__ = ["AGENT_VERSION", "BACKUP_DEFAULTS", "BACKUP_TO", "MODES", "PROTECTED_KINDS", "PROTOCOL_VERSION", "PRUNE_CLASSES",
            "SLIM_LEVELS", "PlanError", "operation_defaults", "validate_operations", "validate_plan"]
 
 
@@ -106,6 +106,7 @@ def validate_plan(doc, now_ms=None):
     b = plan["backup"]
     want(b["dir"] is None or (isinstance(b["dir"], str) and b["dir"]), "backup.dir", "expected a path or null")
     check_bool(b, "gzip", "backup")
+    want(b["to"] in BACKUP_TO, "backup.to", "expected one of %s, got %r" % (", ".join(BACKUP_TO), b["to"]))
     check_int(b, "keep_runs", "backup", minimum=1, nullable=True)
     check_int(b, "max_age_s", "backup", nullable=True)
     plan["operations"] = validate_operations(doc.get("operations"))

@@ -19,7 +19,7 @@ from .discover import discover
 from .fsutil import BackupStore, FileError, inside, set_phase
 from .locks import transcript_in_use
 from .protocol import PlanError
-from .space import backup_shortfall
+from .space import backup_notes, backup_shortfall, disk_space, free_bytes, make_backups, no_room, space_first
 from . import health, ops as operations, scan
 
 
@@ -65,6 +65,7 @@ class AgentWork(object):
         self.records = {}
         self.errors = []
         self.notes = []
+        self.rewrites = None    # a list while in-place rewrites are collected to run later (full disk)
 
     def handled(self, info):
         return info.rel in self.records
@@ -111,6 +112,33 @@ class AgentWork(object):
             rec = self.error_record(info, "internal error in %s: %s: %s" % (label, type(exc).__name__, exc))
         if rec is not None:
             self.add(rec)
+
+    def rewrite(self, info, phase, label, call):
+        """An in-place rewrite of one file: now, or collected for `run_rewrites` on a full disk."""
+        if self.rewrites is not None:
+            self.rewrites.append((info, phase, label, call))
+            return
+        set_phase(phase)
+        self.per_file(info, label, call)
+
+    def run_rewrites(self):
+        """The collected rewrites, biggest file first; one that found no room is tried again once
+        others have freed some (its backup was taken back, so a failed try costs no space)."""
+        jobs, self.rewrites = sorted(self.rewrites or (), key=lambda job: -job[0].size), None
+        for job in jobs:
+            self.rewrite(*job)
+        while True:
+            waiting = [job for job in jobs if no_room(self.records.get(job[0].rel))]
+            freed_before = free_bytes(self.ctx.state_dir)
+            for info, phase, label, call in waiting:
+                first = self.records.pop(info.rel)
+                self.rewrite(info, phase, label, call)
+                if no_room(self.records.get(info.rel)):
+                    self.records[info.rel] = first
+                else:
+                    self.records[info.rel]["notes"].append("done on a second try, once other files had freed space")
+            if not waiting or free_bytes(self.ctx.state_dir) == freed_before:
+                break
 
     def batch(self, label, infos, call):
         """Run `call()` over several files; adds its records (or marks the files on a crash)."""
@@ -202,12 +230,21 @@ def _run_operations(work):
     if shortfall:
         work.errors.append(shortfall)
         return
+    work.notes.extend(backup_notes(work.ctx, af))
     if af.store_problem is not None and af.store_info is not None:
         work.add(work.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"
                                    % af.store_problem[1]))
+    tight = space_first(work.ctx, af, ops)
+    if tight:
+        # Deletions need no room and what they free, the rewrites use: rewrites wait until the end.
+        work.notes.append("disk nearly full: deletions first, then the biggest files first; a rewrite that "
+                          "finds no room is tried again after the others")
+        work.rewrites = []
     for op in operations.PASSES:
         if op.SECTION in ops and op.SECTION != "sqlite":
             op.run(work, ops[op.SECTION])
+    if tight:
+        work.run_rewrites()
 
 
 def _finish(work):
@@ -240,9 +277,11 @@ def execute_plan(ctx, plan, result):
     """Run a `run` or `restore` plan into `result` (files, agents, health, backup)."""
     parent, run_dir = backup_root(ctx.state_dir, plan)
     in_state = os.path.abspath(parent).startswith(ctx.state_dir.rstrip(os.sep) + os.sep)
-    ctx.backups = BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
-                              refuse_links=(parent, run_dir) if in_state else (run_dir,))
+    ctx.backups = make_backups(plan, BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
+                                                 refuse_links=(parent, run_dir) if in_state else (run_dir,)))
     result["backup"]["dir"] = run_dir
+    result["backup"]["to"] = plan["backup"].get("to") or "host"
+    result["disk"] = {"before": disk_space(ctx.state_dir)}
     if plan["mode"] == "restore":
         _restore(ctx, plan, result)
     else:
@@ -259,7 +298,10 @@ def execute_plan(ctx, plan, result):
         result["health"].extend(_health_after(ctx, plan, findings_before))
         _expire_backups(ctx, plan, parent, result)
         _remove_partial_copies(ctx, parent, result)
+    if not ctx.dry_run:
+        ctx.backups.tidy()   # a run whose changes all fell through leaves no empty backup folders
     result["backup"]["bytes"] = ctx.backups.stored_bytes
+    result["disk"]["after"] = disk_space(ctx.state_dir)
     return result
 
 

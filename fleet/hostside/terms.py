@@ -19,8 +19,11 @@ PRUNE_CLASSES = ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe
 PROTECTED_KINDS = ("main", "global", "group", "channel", "topic", "thread", "cron")
 
 # The plan's `backup` section when it sets nothing: the run's folder under <state>/fleet-backups,
-# plain copies, the last 10 runs kept for at most 30 days.
-BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 30 * 86400}
+# plain copies, the last 10 runs kept for at most 30 days, on the host.
+BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 30 * 86400, "to": "host"}
+# Where a run's backups go: the host (backup.dir, default <state>/fleet-backups), streamed to the
+# controller, or "auto" (the host when there is room, else the controller).
+BACKUP_TO = ("host", "controller", "auto")
 
 
 class PlanError(Exception):

@@ -218,6 +218,29 @@ def errors_table(result: RunResult) -> tuple[list[str], list[list]]:
     return (["host", "agent", "path", "error"], [[h, f.agent, f.path, f.error] for h, f in file_errors(result)])
 
 
+def space_table(result: RunResult) -> tuple[list[str], list[list]]:
+    """Per host: where the backups went, and the free space of the state dir's disk before and
+    after the run (a full disk is what `emergency` is for). Empty when no host reported it."""
+    rows = []
+    for h in result.hosts:
+        disk = h.disk or {}
+        before, after = disk.get("before") or {}, disk.get("after") or {}
+        if not h.ok or not (before or h.backup_to not in (None, "host")):
+            continue
+        where = h.backup_to or "host"
+        chosen = sorted({n for a in h.agents for n in a.get("notes") or () if n.startswith("backups to the controller")})
+        if chosen:
+            where += ": " + "; ".join(chosen)
+
+        def free(d: dict) -> str:
+            if "free" not in d:
+                return "?"
+            used = 100.0 * (1 - d["free"] / d["total"]) if d.get("total") else 0.0
+            return f"{human_mb(d['free'])} ({used:.0f}% full)"
+        rows.append([h.host, where, free(before), free(after)])
+    return ["host", "backups to", "free before", "free after"], rows
+
+
 def failed_table(result: RunResult) -> tuple[list[str], list[list]]:
     return ["host", "reason"], [[h.host, h.error or "failed"] for h in failed_hosts(result)]
 
@@ -231,6 +254,7 @@ def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], li
     else:
         parts.append((f"Largest {top} files before", files_table(result, top, "before")))
         parts.append((f"Largest {top} files after", files_table(result, top, "after")))
+        parts.append(("Disk and backups", space_table(result)))
     parts += [("Health findings", findings_table(result)), ("File errors", errors_table(result)),
               ("Failed hosts", failed_table(result))]
     return [(heading, table) for heading, table in parts if table[1]]

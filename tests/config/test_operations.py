@@ -16,7 +16,7 @@ from fleet.hostside.main import main as host_main
 from fleet.hostside.protocol import BACKUP_DEFAULTS, PlanError, validate_operations
 from helpers import run_cli
 
-REQUIRED = ("SECTION", "DEFAULTS", "read", "describe", "validate", "backup_need", "run")
+REQUIRED = ("SECTION", "DEFAULTS", "REWRITES", "read", "describe", "validate", "backup_need", "run")
 
 
 def test_every_entry_is_a_whole_operation_and_every_one_has_its_place_in_a_run():
@@ -35,7 +35,8 @@ def test_a_shipped_playbook_compiles_to_what_the_host_accepts_unchanged(name):
     assert validate_operations(copy.deepcopy(book.operations)) == book.operations
     for section, values in book.operations.items():
         assert set(values) == set(ops.BY_SECTION[section].DEFAULTS), section
-    assert set(book.backup) == set(BACKUP_DEFAULTS)
+    # [backup] to is the one key a playbook may leave to the inventory's backup_to.
+    assert set(BACKUP_DEFAULTS) - set(book.backup) <= {"to"} and set(book.backup) <= set(BACKUP_DEFAULTS)
 
 
 @pytest.mark.parametrize("name", sorted(shipped_playbooks()))
@@ -55,6 +56,7 @@ def _images_operation(calls: list) -> types.ModuleType:
     images = types.ModuleType("images")
     images.SECTION = "images"
     images.DEFAULTS = {"older_than_s": 30 * 86400}
+    images.REWRITES = True
 
     def read(t):
         t.check_keys(("older_than",))
@@ -109,7 +111,7 @@ def test_a_new_operation_is_one_module_and_one_entry(tmp_path, monkeypatch, caps
     out_stream = io.StringIO()
     code = host_main(["run", "--plan", "-"], stdin=io.StringIO(json.dumps(plan)), stdout=out_stream,
                      stderr=io.StringIO())
-    assert code == 0
     doc = json.loads(out_stream.getvalue())
+    assert code == 0, doc["agents"]
     assert calls == [("main", {"older_than_s": 7 * 86400})]
     assert doc["agents"][0]["notes"] == ["images pass ran"]

@@ -75,8 +75,11 @@ def test_weekly_compiles_to_the_field_report_tiers():
 
 def test_emergency_keeps_100_and_slims_everything_over_1mb():
     ops = load_playbook("emergency").operations
-    assert set(ops) == {"transcripts"}
+    # Frees space without a store prune: transcripts, trajectories (often the biggest), old archives.
+    assert set(ops) == {"transcripts", "trajectories", "archives"}
     assert ops["transcripts"]["tiers"] == [{"over_bytes": MB, "keep_records": 100, "slim": "tool-output"}]
+    assert ops["trajectories"]["keep_runs"] == 2
+    assert ops["archives"]["delete_after_s"] == 7 * DAY
 
 
 def test_daily_prune_is_the_store_pass_without_trims():

@@ -4,7 +4,9 @@ A playbook table `[NAME]`, the plan's `operations.NAME` and the module `ops/NAME
 operation. Each module defines, in this order of use:
 
 - `SECTION`: its name; `DEFAULTS`: every key of its plan section with its default (applied when
-  the section is present; an absent section means the operation does not run);
+  the section is present; an absent section means the operation does not run); `REWRITES`: whether
+  it rewrites files in place (through `work.rewrite`: on a nearly full disk those go last,
+  biggest first, see runops);
 - `read(t)`: the controller's reader of the playbook table (`t` is a fleet.config.validate.Table):
   the keys the table sets, in bytes and seconds (None for "not set");
 - `describe(s, size, duration)`: the lines `fleet playbook check` prints for a compiled section

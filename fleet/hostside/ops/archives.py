@@ -5,6 +5,7 @@ The age is the archive's own timestamp (in its name), else its mtime (archive.ar
 from ..terms import check_int
 
 SECTION = "archives"
+REWRITES = False
 DEFAULTS = {"delete_after_s": None}
 
 

@@ -1,9 +1,9 @@
 """[legacy]: keep the last N records of single-file `*.session.json` sessions, slim the rest (legacy.py)."""
-from ..fsutil import set_phase
 from ..terms import check_int, check_slim
 from .transcripts import SLIM_NAMES
 
 SECTION = "legacy"
+REWRITES = True   # rewrites files in place (a temp copy beside each)
 DEFAULTS = {"keep_records": 200, "slim": "tool-output"}
 
 
@@ -34,10 +34,9 @@ def backup_need(ctx, af, s, info):
 
 
 def run(work, s):
-    set_phase("trim")
     try:
         from ..legacy import trim_legacy
     except ImportError:
         return work.missing("legacy.trim_legacy")
     for info in work.readable("legacy"):
-        work.per_file(info, "legacy trim", lambda i=info: trim_legacy(work.ctx, work.af.agent, i, s))
+        work.rewrite(info, "trim", "legacy trim", lambda i=info: trim_legacy(work.ctx, work.af.agent, i, s))

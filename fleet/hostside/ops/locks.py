@@ -6,6 +6,7 @@ reported by the health check.
 from ..terms import check_bool
 
 SECTION = "locks"
+REWRITES = False
 DEFAULTS = {"remove_stale": False}
 
 

@@ -7,6 +7,7 @@ from ..fsutil import set_phase
 from ..terms import check_int
 
 SECTION = "orphans"
+REWRITES = False
 DEFAULTS = {"archive_after_s": 86400}
 
 

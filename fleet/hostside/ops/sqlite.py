@@ -8,6 +8,7 @@ note says its sessions are left to OpenClaw).
 from ..terms import check_bool, check_int, want
 
 SECTION = "sqlite"
+REWRITES = False
 # openclaw_cmd comes from the inventory, per host (the controller's build_plan).
 DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
             "vacuum": False, "gateway_stopped": False, "timeout_s": 300}

@@ -10,6 +10,7 @@ from ..fsutil import FileError, set_phase
 from ..terms import PROTECTED_KINDS, PRUNE_CLASSES, check_int, want
 
 SECTION = "store"
+REWRITES = False
 DEFAULTS = {"prune": {}, "prune_direct_after_s": None, "stale_after_s": None, "max_entries": None,
             "strip_fields": [], "rotate_over_bytes": None, "rotate_keep": 3}
 

@@ -2,6 +2,7 @@
 from ..terms import check_int
 
 SECTION = "temp"
+REWRITES = False
 DEFAULTS = {"remove_after_s": 3600}
 
 

@@ -6,10 +6,10 @@ work is trajectory.py's.
 """
 import os
 
-from ..fsutil import set_phase
 from ..terms import check_int
 
 SECTION = "trajectories"
+REWRITES = True   # rewrites files in place (a temp copy beside each)
 DEFAULTS = {"keep_runs": 5, "max_age_s": None}
 
 
@@ -33,7 +33,6 @@ def backup_need(ctx, af, s, info):
 
 
 def run(work, s):
-    set_phase("trim")
     try:
         from ..trajectory import cap_trajectory
     except ImportError:
@@ -42,5 +41,5 @@ def run(work, s):
         if info.path.endswith(".jsonl"):
             transcript = os.path.join(os.path.dirname(info.path), "%s%s.jsonl" % (
                 info.session_id, "" if info.topic is None else "-topic-%d" % info.topic))
-            work.per_file(info, "trajectory cap", lambda i=info, t=transcript: work.unless_in_use(
+            work.rewrite(info, "trim", "trajectory cap", lambda i=info, t=transcript: work.unless_in_use(
                 i, lambda: cap_trajectory(work.ctx, work.af.agent, i, s), t))

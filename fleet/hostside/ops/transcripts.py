@@ -3,10 +3,10 @@
 The highest tier a transcript is over applies. A transcript a live process has locked is
 skipped (its record says who holds it). The work is transcript.py's.
 """
-from ..fsutil import set_phase
 from ..terms import SLIM_LEVELS, check_int, check_slim, want
 
 SECTION = "transcripts"
+REWRITES = True   # rewrites files in place (a temp copy beside each)
 DEFAULTS = {"tiers": [], "tool_output_limit_bytes": 2048, "assistant_text_limit_bytes": 4096,
             "untouched_turns": 5}
 # How a playbook writes a slim level ("none" compiles to null).
@@ -85,7 +85,6 @@ def backup_need(ctx, af, s, info):
 
 
 def run(work, s):
-    set_phase("trim")
     if not s.get("tiers"):
         return
     try:
@@ -95,5 +94,5 @@ def run(work, s):
     for info in work.readable("transcript"):
         tier = pick_tier(s["tiers"], info.size)
         if tier is not None:
-            work.per_file(info, "transcript trim", lambda i=info, t=tier: work.unless_in_use(
+            work.rewrite(info, "trim", "transcript trim", lambda i=info, t=tier: work.unless_in_use(
                 i, lambda: trim_transcript(work.ctx, work.af.agent, i, t, s)))
