@@ -19,7 +19,7 @@ import pytest
 from fleet.cli import main
 from fleet.report.render import TOTAL_LABEL
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult, Stats
-from fleet.units import human_mb
+from fleet.units import human_bytes
 
 
 def run_cli(argv, capsys):
@@ -164,12 +164,12 @@ def assert_markdown_adds_up(md: str, doc: dict) -> None:
         if not h["ok"]:
             assert h["host"] not in per_host
             continue
-        assert per_host[h["host"]]["before"] == human_mb(h["before_bytes"])
-        assert per_host[h["host"]]["after"] == human_mb(h["after_bytes"])
+        assert per_host[h["host"]]["before"] == human_bytes(h["before_bytes"])
+        assert per_host[h["host"]]["after"] == human_bytes(h["after_bytes"])
         assert int(per_host[h["host"]]["files"]) == len(h["files"])
-    assert per_host[TOTAL_LABEL]["before"] == human_mb(doc["totals"]["before_bytes"])
-    assert per_host[TOTAL_LABEL]["after"] == human_mb(doc["totals"]["after_bytes"])
-    assert per_host[TOTAL_LABEL]["freed"] == human_mb(doc["totals"]["freed_bytes"])
+    assert per_host[TOTAL_LABEL]["before"] == human_bytes(doc["totals"]["before_bytes"])
+    assert per_host[TOTAL_LABEL]["after"] == human_bytes(doc["totals"]["after_bytes"])
+    assert per_host[TOTAL_LABEL]["freed"] == human_bytes(doc["totals"]["freed_bytes"])
 
     # Per host × agent: each row is the sum of that agent's files in the JSON, and the agents of
     # a host add up to the host's exact totals.
@@ -184,7 +184,7 @@ def assert_markdown_adds_up(md: str, doc: dict) -> None:
     assert {(r["host"], r["agent"]) for r in rows} == set(sums)
     for r in rows:
         before, after, files = sums[(r["host"], r["agent"])]
-        assert (r["before"], r["after"], int(r["files"])) == (human_mb(before), human_mb(after), files)
+        assert (r["before"], r["after"], int(r["files"])) == (human_bytes(before), human_bytes(after), files)
     for h in doc["hosts"]:
         if h["ok"]:
             assert sum(v[0] for k, v in sums.items() if k[0] == h["host"]) == h["before_bytes"]
@@ -192,7 +192,7 @@ def assert_markdown_adds_up(md: str, doc: dict) -> None:
     assert sum(v[0] for v in sums.values()) == doc["totals"]["before_bytes"]
     assert sum(v[1] for v in sums.values()) == doc["totals"]["after_bytes"]
     total = [r for r in tables["Per host and agent"] if r["host"] == TOTAL_LABEL][0]
-    assert total["before"] == human_mb(doc["totals"]["before_bytes"])
+    assert total["before"] == human_bytes(doc["totals"]["before_bytes"])
     fleet = tables["Fleet"][0]
     assert (int(fleet["hosts"]), int(fleet["ok"]), int(fleet["failed"])) == (
         doc["totals"]["hosts"], doc["totals"]["hosts_ok"], doc["totals"]["hosts_failed"])

@@ -24,8 +24,22 @@ def finding(agent, severity, check, detail, path=None):
     return {"agent": agent, "severity": severity, "check": check, "detail": detail, "path": path}
 
 
-def _kib(n):
-    return "%.1f KB" % (n / 1024.0) if n < 1024 * 1024 else "%.1f MB" % (n / 1048576.0)
+_BYTE_UNITS = (("TB", 1024 ** 4), ("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024))
+
+
+def human_bytes(n):
+    """A copy of fleet.units.human_bytes (this program imports nothing of fleet): "1.9 MB",
+    "458 KB", "2 MB", "0 B". tests/test_units.py keeps the two equal."""
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit, size in _BYTE_UNITS:
+        if n >= size:
+            value = float(n) / size
+            text = "%.1f" % value if round(value, 1) < 10 else "%.0f" % value
+            if text.endswith(".0"):
+                text = text[:-2]
+            return "%s%s %s" % (sign, text, unit)
+    return "%s%d B" % (sign, int(n))
 
 
 def entry_transcript_name(entry):
@@ -111,12 +125,12 @@ def _file_findings(af, now_ms):
             continue
         if info.kind == "transcript" and info.size > TRANSCRIPT_WARN_BYTES:
             out.append(finding(af.agent, "warning", "transcript-size",
-                               "transcript is %s (over %s)" % (_kib(info.size), _kib(TRANSCRIPT_WARN_BYTES)),
+                               "transcript is %s (over %s)" % (human_bytes(info.size), human_bytes(TRANSCRIPT_WARN_BYTES)),
                                info.rel))
         elif info.kind == "orphan":
             severity = "warning" if info.size > TRANSCRIPT_WARN_BYTES else "info"
             out.append(finding(af.agent, severity, "orphan-transcript",
-                               "transcript of %s not referenced by sessions.json" % _kib(info.size), info.rel))
+                               "transcript of %s not referenced by sessions.json" % human_bytes(info.size), info.rel))
         elif info.kind == "lock":
             why = lock_problem(info, now_ms)
             if why:

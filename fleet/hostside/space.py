@@ -16,8 +16,8 @@ own, with the same message, and leaves its file untouched.
 import os
 
 from .archive import archive_time_ms
+from .health import human_bytes
 
-MB = 1024.0 * 1024.0
 BLOCK = 4096  # a copy takes whole blocks: small files cost more than their size
 
 
@@ -81,6 +81,6 @@ def backup_shortfall(ctx, af, ops):
     free = free_bytes(backups.root)
     if free is None or need <= free:
         return None
-    return ("no space for backup: this agent's changes may need %.1f MB of backups, only %.1f MB free in %s; "
+    return ("no space for backup: this agent's changes may need %s of backups, only %s free in %s; "
             "nothing was changed for this agent (free space there, or set backup.dir to a bigger disk)"
-            % (need / MB, free / MB, backups.root))
+            % (human_bytes(need), human_bytes(free), backups.root))

@@ -31,7 +31,7 @@ from pathlib import Path
 from fleet.errors import ConfigError
 from fleet.config.fleetconf import NotifyConfig, TelegramConfig, WebhookConfig, load_fleet_config
 from fleet.report.results import RunResult
-from fleet.units import human_mb, percent_change
+from fleet.units import human_bytes, percent_change
 
 TELEGRAM_TEXT_LIMIT = 4096
 MAX_FAILED_LISTED = 5
@@ -80,8 +80,8 @@ def build_notice_text(result: RunResult, top: int = 5) -> str:
     sizes = _agent_sizes(result)
     if result.kind == "scan":
         for name, before, _after in sorted(sizes, key=lambda s: (-s[1], s[0]))[:top]:
-            lines.append(f"{name} {human_mb(before)}")
-        lines.append(f"total {human_mb(totals['before_bytes'])}")
+            lines.append(f"{name} {human_bytes(before)}")
+        lines.append(f"total {human_bytes(totals['before_bytes'])}")
         findings = [(h.host, f) for h in result.hosts for f in h.health if f.severity in ("critical", "warning")]
         if findings:
             critical = sum(1 for _h, f in findings if f.severity == "critical")
@@ -91,10 +91,10 @@ def build_notice_text(result: RunResult, top: int = 5) -> str:
     else:
         shrunk = [s for s in sizes if s[1] != s[2]]
         for name, before, after in sorted(shrunk, key=lambda s: (s[2] - s[1], s[0]))[:top]:
-            lines.append(f"{name} {human_mb(before)} → {human_mb(after)} ({percent_change(before, after)})")
+            lines.append(f"{name} {human_bytes(before)} → {human_bytes(after)} ({percent_change(before, after)})")
         verb = "would free" if result.dry_run else "freed"
-        lines.append(f"{verb} {human_mb(totals['freed_bytes'])} "
-                     f"({human_mb(totals['before_bytes'])} → {human_mb(totals['after_bytes'])})")
+        lines.append(f"{verb} {human_bytes(totals['freed_bytes'])} "
+                     f"({human_bytes(totals['before_bytes'])} → {human_bytes(totals['after_bytes'])})")
         if totals.get("file_errors"):
             lines.append(f"files not handled: {totals['file_errors']}")
 

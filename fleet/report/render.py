@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from fleet.errors import UsageError
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult
-from fleet.units import human_bytes, human_mb, percent_change
+from fleet.units import human_bytes, percent_change
 
 FORMATS = ("table", "markdown", "json", "html")
 DRY_RUN_BANNER = "DRY RUN — nothing was changed"
@@ -96,7 +96,7 @@ def failed_hosts(result: RunResult) -> list[HostResult]:
 
 def change(before: int, after: int) -> str:
     """'9.2MB → 0.18MB (−98 %)'."""
-    return f"{human_mb(before)} → {human_mb(after)} ({percent_change(before, after)})"
+    return f"{human_bytes(before)} → {human_bytes(after)} ({percent_change(before, after)})"
 
 
 def title(result: RunResult) -> str:
@@ -114,7 +114,7 @@ def summary_line(result: RunResult) -> str:
     t = result.totals()
     hosts = f"{t['hosts_ok']}/{t['hosts']} hosts ok"
     if result.kind == "scan":
-        return f"{hosts}; {t['files']} files, {human_mb(t['before_bytes'])} in total"
+        return f"{hosts}; {t['files']} files, {human_bytes(t['before_bytes'])} in total"
     if result.kind == "restore":
         restored = sum(1 for h in result.hosts for f in h.files if f.action == "restore" and not f.error)
         verb = "would restore" if result.dry_run else "restored"
@@ -123,11 +123,11 @@ def summary_line(result: RunResult) -> str:
             line += f"; {t['file_errors']} not restored (see File errors)"
         return line
     freed = "would free" if result.dry_run else "freed"
-    line = f"{hosts}; {change(t['before_bytes'], t['after_bytes'])}, {freed} {human_mb(t['freed_bytes'])}"
+    line = f"{hosts}; {change(t['before_bytes'], t['after_bytes'])}, {freed} {human_bytes(t['freed_bytes'])}"
     if t["backup_bytes"]:
-        line += f"; backups {human_mb(t['backup_bytes'])}"
+        line += f"; backups {human_bytes(t['backup_bytes'])}"
     if t["expired_backup_bytes"]:
-        line += f"; old backups expired {human_mb(t['expired_backup_bytes'])}"
+        line += f"; old backups expired {human_bytes(t['expired_backup_bytes'])}"
     return line
 
 
@@ -144,10 +144,10 @@ def undo_hint(result: RunResult) -> str | None:
 
 def _sizes(row_before: int, row_after: int, kind: str) -> list[str]:
     if kind == "scan":
-        return [human_mb(row_before)]
+        return [human_bytes(row_before)]
     if kind == "restore":
-        return [human_mb(row_before), human_mb(row_after), percent_change(row_before, row_after)]
-    return [human_mb(row_before), human_mb(row_after), human_mb(row_before - row_after),
+        return [human_bytes(row_before), human_bytes(row_after), percent_change(row_before, row_after)]
+    return [human_bytes(row_before), human_bytes(row_after), human_bytes(row_before - row_after),
             percent_change(row_before, row_after)]
 
 
@@ -167,8 +167,8 @@ def summary_table(result: RunResult) -> tuple[list[str], list[list]]:
     row = [t["hosts"], t["hosts_ok"], t["hosts_failed"], t["files"]] + ([] if scan else [t["files_changed"]])
     if not scan:
         headers += ["backups", "expired backups"]
-        row += _sizes(t["before_bytes"], t["after_bytes"], result.kind) + [human_mb(t["backup_bytes"]),
-                                                                  human_mb(t["expired_backup_bytes"])]
+        row += _sizes(t["before_bytes"], t["after_bytes"], result.kind) + [human_bytes(t["backup_bytes"]),
+                                                                  human_bytes(t["expired_backup_bytes"])]
     else:
         row += _sizes(t["before_bytes"], t["after_bytes"], result.kind)
     return headers, [row]
@@ -362,9 +362,9 @@ def history_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
     for r in runs:
         t = r["totals"]
         kind = r["kind"] + (" (dry run)" if r["dry_run"] else "")
-        sizes = human_mb(t.get("before_bytes", 0)) if r["kind"] == "scan" else change(
+        sizes = human_bytes(t.get("before_bytes", 0)) if r["kind"] == "scan" else change(
             t.get("before_bytes", 0), t.get("after_bytes", 0))
-        freed = "" if r["kind"] == "scan" else human_mb(t.get("freed_bytes", 0))
+        freed = "" if r["kind"] == "scan" else human_bytes(t.get("freed_bytes", 0))
         what = f"undo {r['restored_run']}" if r.get("restored_run") else (r["playbook"] or "")
         rows.append([r["run_id"], kind, what, r["started_at"], r["controller"] or "",
                      t.get("hosts", 0), t.get("hosts_failed", 0), sizes, freed, "yes" if r["ok"] else "no"])

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 from tabulate import tabulate
 
 from fleet.errors import UsageError
-from fleet.units import parse_size
+from fleet.units import human_bytes, parse_size
 
 MB = 1024 * 1024
 DAY_MS = 86_400_000
@@ -104,15 +104,12 @@ class AgentTrend:
 
 
 def mb(n: float) -> str:
-    """'10 MB', '0.6 MB', '512 KB' — people's units for thresholds and totals."""
-    if abs(n) >= MB:
-        value = n / MB
-        return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
-    return f"{n / 1024:.0f} KB"
+    """'10 MB', '1.5 MB', '512 KB': fleet.units.human_bytes, the one size format."""
+    return human_bytes(n)
 
 
 def rate(bytes_per_day: float) -> str:
-    return f"{bytes_per_day / MB:.1f} MB/day" if bytes_per_day >= 0.1 * MB else f"{bytes_per_day / 1024:.0f} KB/day"
+    return f"{human_bytes(bytes_per_day)}/day"
 
 
 def in_days(days: float) -> str:

@@ -100,8 +100,8 @@ def test_maintenance_has_openclaw_caps():
 def test_playbook_check_shows_what_weekly_does(capsys):
     code, out, err = run_cli(["playbook", "check", "weekly"], capsys)
     assert code == 0 and err == ""
-    assert "over   2.0MB: keep the last 200 records" in out
-    assert "over  10.0MB: keep the last 50 records, slim aggressive" in out
+    assert "over    2 MB: keep the last 200 records" in out
+    assert "over   10 MB: keep the last 50 records, slim aggressive" in out
     code, out, _ = run_cli(["playbook", "check", "weekly", "--json"], capsys)
     assert json.loads(out)["operations"] == load_playbook("weekly").operations
 

@@ -13,7 +13,7 @@ import pytest
 from fleet.errors import ConfigError
 from fleet.report.notify import build_notice_text, check_notify_config, send_run_notice
 from fleet.report.results import FileResult, HostResult, RunResult, Stats
-from fleet.units import human_mb
+from fleet.units import human_bytes
 from helpers import TOKEN, make_local_fleet, RecordingServer, SESSION_ID
 
 
@@ -226,9 +226,9 @@ def test_a_run_with_notify_delivers_one_message_with_the_runs_totals(tmp_path, s
     text = telegram.received[0]["json"]["text"]
     assert text.splitlines()[0] == f"fleet run {doc['run_id']}: emergency — ok"
     assert "hosts: 1 ok, 0 failed" in text
-    assert (f"freed {human_mb(totals['freed_bytes'])} ({human_mb(totals['before_bytes'])} → "
-            f"{human_mb(totals['after_bytes'])})") in text
-    assert f"control/main {human_mb(totals['before_bytes'])} → {human_mb(totals['after_bytes'])}" in text
+    assert (f"freed {human_bytes(totals['freed_bytes'])} ({human_bytes(totals['before_bytes'])} → "
+            f"{human_bytes(totals['after_bytes'])})") in text
+    assert f"control/main {human_bytes(totals['before_bytes'])} → {human_bytes(totals['after_bytes'])}" in text
     assert f"backups: control:{doc['hosts'][0]['backup_dir']}" in text
     assert TOKEN not in proc.stderr + proc.stdout
 

@@ -136,9 +136,9 @@ def test_browser_renders_both_charts_with_numbers(rendered):
         assert len(re.findall(r'<rect class="bar before"', chart)) >= 2, section
         assert len(re.findall(r'<rect class="bar after"', chart)) >= 2, section
     hosts_chart = dom.split('id="chart-hosts"')[1].split("</section>")[0]
-    assert ">12.1MB<" in hosts_chart and ">0.56MB (−95 %)<" in hosts_chart  # pc-a before / after
+    assert ">12 MB<" in hosts_chart and ">575 KB (−95 %)<" in hosts_chart  # pc-a before / after
     agents_chart = dom.split('id="chart-agents"')[1].split("</section>")[0]
-    assert "pc-a/work" in agents_chart and ">2.9MB<" in agents_chart
+    assert "pc-a/work" in agents_chart and ">2.9 MB<" in agents_chart
     assert "connection refused (10.0.0.5:22)" in dom
 
 
