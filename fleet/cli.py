@@ -50,20 +50,31 @@ def inventory_check(inventory: Path = InventoryOpt) -> None:
 def playbook_check(
     playbook: str = typer.Argument(..., help="Playbook name (weekly, emergency, daily-prune, maintenance) or path."),
     json_out: bool = typer.Option(False, "--json", help="Print the compiled plan sections (operations, backup)."),
+    inventory: Path = InventoryOpt,
 ) -> None:
-    """Validate a playbook and show what it will do. Exit 2 on any error."""
+    """Validate a playbook and show what it will do, and the thresholds in force (fleet.toml next
+    to the inventory). Exit 2 on any error."""
     import json
 
+    from fleet.config.fleetconf import describe_thresholds, load_fleet_config
     from fleet.config.playbook import describe_playbook, load_playbook
 
     pb = load_playbook(playbook)
+    config = load_fleet_config(inventory)
     for warning in pb.warnings:
         typer.echo(f"fleet: warning: {warning}", err=True)
+    tiers = pb.operations.get("transcripts", {}).get("tiers")
     if json_out:
+        th = config.thresholds
         typer.echo(json.dumps({"playbook": pb.name, "path": str(pb.path), "operations": pb.operations,
-                               "backup": pb.backup}, indent=2))
+                               "backup": pb.backup,
+                               "thresholds": {**th.plan_health(), "trend_warning_bytes": th.trend_warning,
+                                              "trend_critical_bytes": th.trend_critical,
+                                              "from": str(config.path) if config.exists else None}}, indent=2))
     else:
-        typer.echo(describe_playbook(pb))
+        text = describe_playbook(pb).split("\n")
+        # The thresholds go before the closing "OK: N operations" line.
+        typer.echo("\n".join(text[:-2] + describe_thresholds(config, tiers) + text[-2:]))
 
 
 @app.command()
@@ -109,11 +120,15 @@ def report(
     host: Optional[str] = typer.Option(None, "--host"),
     agent: Optional[str] = typer.Option(None, "--agent"),
     top: int = typer.Option(10, "--top", help="How many of the largest files to list."),
+    verbose: bool = typer.Option(False, "--verbose", help="Also name every removed or archived session (key, kind, age, size)."),
+    inventory: Path = typer.Option(Path("inventory.toml"), "-i", "--inventory",
+                                   help="Inventory whose fleet.toml sets the --trend thresholds."),
 ) -> None:
     """Re-render a recorded run (default: the latest)."""
     from fleet.report.render import report_command
 
-    _exit(report_command(run_id=run_id, fmt=fmt, output=output, trend=trend, host=host, agent=agent, top=top))
+    _exit(report_command(run_id=run_id, fmt=fmt, output=output, trend=trend, host=host, agent=agent, top=top,
+                         inventory=inventory, verbose=verbose))
 
 
 @app.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import fleet
-from fleet.hostside.protocol import PRUNE_CLASSES
+from fleet.hostside.protocol import OPT_IN_KINDS, PRUNE_CLASSES
 from fleet.errors import PlaybookError
 from fleet.config.validate import Problems, Table, describe_value, read_toml, suggestion
 
@@ -43,7 +43,7 @@ _OPERATION_DEFAULTS: dict[str, dict[str, Any]] = {
               "strip_fields": [], "rotate_over_bytes": None, "rotate_keep": 3},
     "orphans": {"archive_after_s": 86400},
     "archives": {"delete_after_s": None},
-    "legacy": {"keep_records": 200, "slim": "tool-output"},
+    "legacy": {"keep_records": 200, "slim": "tool-output", "follow_tiers": True},
     "locks": {"remove_stale": False},
     "temp": {"remove_after_s": 3600},
     # openclaw_cmd comes from the inventory, per host (fleet.control.plan.build_plan).
@@ -218,7 +218,8 @@ def _read_store(t: Table) -> dict:
     prune: dict[str, int] = {}
     every = t.duration("disposable_after")
     if every is not None:
-        prune = {kind: every for kind in PRUNE_CLASSES}
+        # Heartbeats and dreaming sessions stay unless named in `prune` (OPT_IN_KINDS).
+        prune = {kind: every for kind in PRUNE_CLASSES if kind not in OPT_IN_KINDS}
     table = t.table("prune")
     for kind in table.keys():
         if kind in PRUNE_CLASSES:
@@ -262,9 +263,10 @@ def _read_archives(t: Table) -> dict:
 
 
 def _read_legacy(t: Table) -> dict:
-    t.check_keys(("keep_records", "slim"))
+    t.check_keys(("keep_records", "slim", "follow_tiers"))
     # "none" stays a string until _finish: None here would mean "not set" and take the default.
-    return {"keep_records": t.integer("keep_records", minimum=1), "slim": t.string("slim", choices=SLIM_LEVELS)}
+    return {"keep_records": t.integer("keep_records", minimum=1), "slim": t.string("slim", choices=SLIM_LEVELS),
+            "follow_tiers": t.boolean("follow_tiers")}
 
 
 def _read_locks(t: Table) -> dict:
@@ -315,6 +317,11 @@ def _finish(partial: dict[str, dict], problems: Problems) -> tuple[dict, dict]:
                                    for k, v in values.items()}
     if operations.get("legacy", {}).get("slim") == "none":
         operations["legacy"]["slim"] = None
+    if "legacy" in operations:
+        # Legacy *.session.json files are trimmed by the transcripts' tiers when there are any.
+        follow = operations["legacy"].pop("follow_tiers", True)
+        tiers = operations.get("transcripts", {}).get("tiers") or []
+        operations["legacy"]["tiers"] = [dict(tier) for tier in tiers] if follow else []
     backup = {**_BACKUP_DEFAULTS, **partial.get("backup", {})}
     if checks and "transcripts" in operations and not operations["transcripts"]["tiers"]:
         problems.add("transcripts", "no tiers: add at least one [[transcripts.tier]] with over and keep_records")
@@ -363,6 +370,9 @@ def describe_playbook(playbook: Playbook) -> str:
             by_age.setdefault(seconds, []).append(kind)
         for seconds, kinds in by_age.items():
             lines.append(f"  prune {', '.join(kinds)} idle > {_human_duration(seconds)} (files archived)")
+        kept = [kind for kind in OPT_IN_KINDS if kind not in s["prune"]]
+        if kept:
+            lines.append(f"  keep {', '.join(kept)} sessions (protected unless named in prune)")
         if s["prune_direct_after_s"] is not None:
             lines.append(f"  prune direct messages idle > {_human_duration(s['prune_direct_after_s'])}")
         if s["stale_after_s"] is not None:
@@ -380,16 +390,36 @@ def describe_playbook(playbook: Playbook) -> str:
         lines.append("archives: kept" if after is None else f"archives: delete archives older than {_human_duration(after)}")
     if "legacy" in ops:
         lg = ops["legacy"]
-        lines.append(f"legacy: keep the last {lg['keep_records']} records{', slim ' + lg['slim'] if lg['slim'] else ''}")
+        if lg.get("tiers"):
+            lines.append("legacy: *.session.json files trimmed by the transcript tiers above")
+        else:
+            lines.append(f"legacy: keep the last {lg['keep_records']} records{', slim ' + lg['slim'] if lg['slim'] else ''}")
     if "locks" in ops:
         lines.append(f"locks: {'remove stale locks' if ops['locks']['remove_stale'] else 'report stale locks only'}")
     if "temp" in ops:
         lines.append(f"temp: remove temp files older than {_human_duration(ops['temp']['remove_after_s'])}")
+    if "sqlite" in ops:
+        lines.append(f"sqlite: {_describe_sqlite(ops['sqlite'])}")
     for warning in playbook.warnings:
         lines.append(f"warning: {warning}")
     lines.append("")
     lines.append(f"OK: {len(ops)} operation{'s' if len(ops) != 1 else ''}")
     return "\n".join(lines)
+
+
+def _describe_sqlite(q: dict) -> str:
+    """The [sqlite] operation in words (SQLite-era agents, OpenClaw 2026.8+)."""
+    parts = []
+    if q["cleanup"]:
+        parts.append(f"OpenClaw's own `sessions cleanup` (timeout {_human_duration(q['timeout_s'])})")
+    if q["trajectory_keep_runs"] is not None:
+        parts.append(f"keep each session's last {q['trajectory_keep_runs']} trajectory runs")
+    if q["checkpoint"]:
+        parts.append("WAL checkpoint")
+    if q["vacuum"]:
+        parts.append("VACUUM (gateway stopped)")
+    done = "; ".join(parts) if parts else "scan and back up only"
+    return f"{done}; hosts without openclaw_cmd in the inventory are only scanned and backed up"
 
 
 def _human_duration(seconds: int) -> str:

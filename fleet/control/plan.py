@@ -28,11 +28,12 @@ def now_ms() -> int:
 
 
 def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = False,
-               playbook: Any = None, restore: Optional[dict] = None) -> dict:
+               playbook: Any = None, restore: Optional[dict] = None, health: Optional[dict] = None) -> dict:
     """The plan for `host`: state dir and agents from the inventory, operations from the playbook.
 
     A scan carries no operations; a run needs a playbook (its `operations` and `backup` sections,
-    already in bytes and seconds); a restore carries the `restore` section.
+    already in bytes and seconds); a restore carries the `restore` section. `health` is the
+    thresholds section (fleet.toml's, `Thresholds.plan_health()`); left out, the agent's defaults.
     """
     if mode not in MODES:
         raise ValueError(f"unknown plan mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -58,4 +59,4 @@ def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = F
         "backup": backup,
         "operations": operations,
         "restore": restore if mode == "restore" else None,
-    }
+    } | ({"health": health} if health is not None else {})

@@ -13,9 +13,15 @@ import time
 from . import AGENT_VERSION, PROTOCOL_VERSION
 from .fsutil import is_safe_id
 
+# The flat legacy `<state>/sessions/` folder's pseudo-agent (discover.discover_flat_legacy).
+FLAT_LEGACY_AGENT = "(legacy)"
+
 MODES = ("scan", "run", "restore")
 SLIM_LEVELS = (None, "tool-output", "aggressive")
 PRUNE_CLASSES = ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe", "hook", "dreaming")
+# Kept like protected kinds unless a plan's store.prune names them (store.PrunePlan): the field's
+# cleanup keeps cron heartbeats and dreaming sessions as live infrastructure.
+OPT_IN_KINDS = ("heartbeat", "dreaming")
 
 
 class PlanError(Exception):
@@ -43,7 +49,7 @@ OPERATION_DEFAULTS = {
     },
     "orphans": {"archive_after_s": 86400},
     "archives": {"delete_after_s": 2592000},
-    "legacy": {"keep_records": 200, "slim": "tool-output"},
+    "legacy": {"keep_records": 200, "slim": "tool-output", "tiers": []},
     "locks": {"remove_stale": False},
     "temp": {"remove_after_s": 3600},
     # SQLite-era agents (sqlite_run.py): OpenClaw's own cleanup, when given; a proved trajectory cap.
@@ -52,6 +58,19 @@ OPERATION_DEFAULTS = {
 }
 
 BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000}
+
+# Health thresholds (plan key "health"; fleet.toml [thresholds] on the control host). A transcript
+# warns from the size where the shipped weekly playbook's first tier starts trimming, so a
+# healthy weekly run leaves no size warning it could have fixed. Tokens: (warning, critical)
+# per session kind.
+HEALTH_DEFAULTS = {
+    "transcript_warn_bytes": 2 * 1024 * 1024,
+    "tokens": {
+        "group": [50000, 150000], "channel": [50000, 150000], "topic": [50000, 150000],
+        "thread": [50000, 150000], "direct": [100000, 150000], "main": [150000, 200000],
+        "global": [150000, 200000],
+    },
+}
 
 
 def _is_int(value):
@@ -91,6 +110,21 @@ def _check_slim(value, where):
     _want(value in SLIM_LEVELS, where, "expected null, \"tool-output\" or \"aggressive\", got %r" % (value,))
 
 
+def _validate_tiers(value, where):
+    """Tiers [{over_bytes, keep_records, slim}] checked and sorted by over_bytes; raise PlanError."""
+    _want(isinstance(value, list), where, "expected a list")
+    tiers = []
+    for i, tier in enumerate(value):
+        tw = "%s[%d]" % (where, i)
+        _want(isinstance(tier, dict), tw, "expected an object")
+        tier = dict({"slim": None}, **tier)
+        _int(tier, "over_bytes", tw)
+        _int(tier, "keep_records", tw, minimum=1)
+        _check_slim(tier["slim"], tw + ".slim")
+        tiers.append(tier)
+    return sorted(tiers, key=lambda tr: tr["over_bytes"])
+
+
 def validate_operations(ops):
     """Return the operations with defaults filled in per present section; raise PlanError."""
     if ops is None:
@@ -106,17 +140,7 @@ def validate_operations(ops):
         out[name] = _with_defaults(value, OPERATION_DEFAULTS[name], where)
     if "transcripts" in out:
         t = out["transcripts"]
-        _want(isinstance(t["tiers"], list), "operations.transcripts.tiers", "expected a list")
-        tiers = []
-        for i, tier in enumerate(t["tiers"]):
-            tw = "operations.transcripts.tiers[%d]" % i
-            _want(isinstance(tier, dict), tw, "expected an object")
-            tier = dict({"slim": None}, **tier)
-            _int(tier, "over_bytes", tw)
-            _int(tier, "keep_records", tw, minimum=1)
-            _check_slim(tier["slim"], tw + ".slim")
-            tiers.append(tier)
-        t["tiers"] = sorted(tiers, key=lambda tr: tr["over_bytes"])
+        t["tiers"] = _validate_tiers(t["tiers"], "operations.transcripts.tiers")
         for key in ("tool_output_limit_bytes", "assistant_text_limit_bytes", "untouched_turns"):
             _int(t, key, "operations.transcripts")
     if "trajectories" in out:
@@ -142,6 +166,7 @@ def validate_operations(ops):
     if "legacy" in out:
         _int(out["legacy"], "keep_records", "operations.legacy", minimum=1)
         _check_slim(out["legacy"]["slim"], "operations.legacy.slim")
+        out["legacy"]["tiers"] = _validate_tiers(out["legacy"]["tiers"], "operations.legacy.tiers")
     if "locks" in out:
         _bool(out["locks"], "remove_stale", "operations.locks")
     if "temp" in out:
@@ -169,6 +194,25 @@ def _validate_restore(restore):
             _want(isinstance(item.get(key), str) and item.get(key), where + "." + key, "expected a path")
     _bool(restore, "force", "restore")
     return restore
+
+
+def validate_health(value):
+    """The plan's health thresholds with defaults filled in (kinds not given keep theirs); raise PlanError."""
+    merged = _with_defaults({} if value is None else value, HEALTH_DEFAULTS, "health")
+    for key in merged:
+        _want(key in HEALTH_DEFAULTS, "health." + str(key), "unknown key (known: %s)" % ", ".join(sorted(HEALTH_DEFAULTS)))
+    _int(merged, "transcript_warn_bytes", "health", minimum=1)
+    _want(isinstance(merged["tokens"], dict), "health.tokens", "expected an object of kind -> [warning, critical]")
+    tokens = dict(HEALTH_DEFAULTS["tokens"])
+    for kind, pair in merged["tokens"].items():
+        where = "health.tokens." + str(kind)
+        _want(kind in HEALTH_DEFAULTS["tokens"], where, "unknown session kind (known: %s)"
+              % ", ".join(sorted(HEALTH_DEFAULTS["tokens"])))
+        _want(isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is_int(n) and n > 0 for n in pair)
+              and pair[0] <= pair[1], where, "expected [warning, critical], two token counts, warning <= critical")
+        tokens[kind] = [int(pair[0]), int(pair[1])]
+    merged["tokens"] = tokens
+    return merged
 
 
 def validate_plan(doc, now_ms=None):
@@ -208,7 +252,7 @@ def validate_plan(doc, now_ms=None):
           "agents", "expected a list of agent ids or null")
     if agents is not None:
         for a in agents:
-            _want(is_safe_id(a), "agents", "not a safe agent id: %r" % (a,))
+            _want(is_safe_id(a) or a == FLAT_LEGACY_AGENT, "agents", "not a safe agent id: %r" % (a,))
     backup = doc.get("backup")
     plan["backup"] = _with_defaults({} if backup is None else backup, BACKUP_DEFAULTS, "backup")
     b = plan["backup"]
@@ -217,6 +261,7 @@ def validate_plan(doc, now_ms=None):
     _int_or_none(b, "keep_runs", "backup", minimum=1)
     _int_or_none(b, "max_age_s", "backup")
     plan["operations"] = validate_operations(doc.get("operations"))
+    plan["health"] = validate_health(doc.get("health"))
     plan["restore"] = None
     if plan["mode"] == "restore":
         plan["restore"] = _validate_restore(doc.get("restore"))

@@ -57,7 +57,7 @@ def merge_record(old, new):
         if new.get("backup") not in (None, old["backup"]):
             merged["notes"].append("intermediate version backed up at %s" % new["backup"])
         merged["backup"], merged["backup_sha256"] = old["backup"], old.get("backup_sha256")
-    for key in ("backup", "backup_sha256", "archived_to", "error", "session_key"):
+    for key in ("backup", "backup_sha256", "archived_to", "error", "session_key", "removed_sessions", "age_s"):
         if merged.get(key) is None and old.get(key) is not None:
             merged[key] = old[key]
     return merged
@@ -297,9 +297,33 @@ def _file_passes(run, ops):
         trim_legacy = run.op("legacy", "trim_legacy")
         if trim_legacy is not None:
             for info in run.pending("legacy"):
-                if info.rel in af.problems:
+                policy = legacy_policy(ops, info.size)
+                if policy is None or info.rel in af.problems:
                     continue
-                run.per_file(info, "legacy trim", lambda i=info: trim_legacy(ctx, af.agent, i, ops["legacy"]))
+                run.per_file(info, "legacy trim", lambda i=info, p=policy: trim_legacy(ctx, af.agent, i, p))
+
+
+def legacy_policy(ops, size):
+    """The trim policy of a legacy `*.session.json` of `size` bytes, or None to leave it.
+
+    With `legacy.tiers` (the playbook's transcript tiers) a legacy file is trimmed like a
+    transcript of its size: the highest matching tier's keep_records and slim, the transcripts'
+    slim limits; below the first tier it is left alone. Without tiers: legacy.keep_records and
+    legacy.slim for every file (protocol 1's behaviour).
+    """
+    legacy = ops["legacy"]
+    tiers = legacy.get("tiers") or []
+    if not tiers:
+        return legacy
+    tier = pick_tier(tiers, size)
+    if tier is None:
+        return None
+    policy = dict(legacy)
+    for key in ("tool_output_limit_bytes", "assistant_text_limit_bytes", "untouched_turns"):
+        if key in ops.get("transcripts", {}):
+            policy[key] = ops["transcripts"][key]
+    policy.update(keep_records=tier["keep_records"], slim=tier.get("slim"))
+    return policy
 
 
 def _trim_or_skip(run, info, call, transcript_path=None):
@@ -371,7 +395,7 @@ def execute_plan(ctx, plan, result):
         _restore(ctx, plan, result)
     else:
         agents = discover(ctx.state_dir, plan["agents"])
-        findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key)
+        findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key, ctx.health)
         for af in agents:
             run = run_agent(ctx, af)
             records = list(run.records.values())
@@ -394,7 +418,8 @@ def _health_after(ctx, plan, findings_before):
     if ctx.dry_run:
         return findings_before
     try:
-        return health.check_all(discover(ctx.state_dir, plan["agents"]), ctx.now_ms, scan.classify_key)
+        return health.check_all(discover(ctx.state_dir, plan["agents"]), ctx.now_ms, scan.classify_key,
+                                ctx.health)
     except Exception:  # the files were handled; a failed re-check must not fail the run
         return findings_before
 

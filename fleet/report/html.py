@@ -119,7 +119,7 @@ def _chart_rows(rows: list[SizeRow], per_agent: bool) -> list[tuple[str, int, in
     return [(f"{r.host}/{r.agent}" if per_agent else r.host, r.before, r.after) for r in rows]
 
 
-def render_html(result: RunResult, top: int = 10) -> str:
+def render_html(result: RunResult, top: int = 10, verbose: bool = False) -> str:
     """The whole report page as a string (UTF-8 text)."""
     scan = result.kind == "scan"
     body = [f"<h1>{escape(title(result))}</h1>"]
@@ -138,7 +138,7 @@ def render_html(result: RunResult, top: int = 10) -> str:
                            "size per host/agent" if scan else "before and after per host/agent")
         body.append(f'<div class="charts"><section id="chart-hosts"><h2>Size per host</h2>{per_host}</section>'
                     f'<section id="chart-agents"><h2>Size per agent</h2>{per_agent}</section></div>')
-    for heading, (headers, rows) in sections(result, top):
+    for heading, (headers, rows) in sections(result, top, verbose):
         if heading == "Failed hosts":
             continue
         body.append(f"<h2>{escape(heading)}</h2>")

@@ -28,7 +28,7 @@ DRY_RUN_BANNER = "DRY RUN — nothing was changed"
 TOTAL_LABEL = "all hosts"
 SHOWN_SEVERITIES = ("critical", "warning")
 NUMERIC_HEADERS = {"hosts", "ok", "failed", "files", "changed", "errors", "before", "after", "freed", "change",
-                   "backups", "expired backups", "elapsed", "size", "records", "before → after"}
+                   "backups", "expired backups", "elapsed", "size", "records", "before → after", "age"}
 
 
 @dataclass(frozen=True)
@@ -234,8 +234,30 @@ def failed_table(result: RunResult) -> tuple[list[str], list[list]]:
     return ["host", "reason"], [[h.host, h.error or "failed"] for h in failed_hosts(result)]
 
 
-def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], list[list]]]]:
-    """(heading, (headers, rows)) of every table, in order; empty tables are left out."""
+def human_age(seconds: int | None) -> str:
+    """'45m', '26h', '3d': how long a session had been idle; '-' when unknown."""
+    if seconds is None:
+        return "-"
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400}d"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+def removed_table(result: RunResult) -> tuple[list[str], list[list]]:
+    """Every session removed from a store or archived, by name (HostResult.removed_sessions)."""
+    rows = []
+    for h in result.hosts:
+        for r in h.removed_sessions():
+            name = r["key"] if r["key"] is not None else (r["files"][0] if r["files"] else "?")
+            rows.append([h.host, r["agent"], name, r["kind"], human_age(r["age_s"]), human_bytes(r["bytes"])])
+    return ["host", "agent", "session", "kind", "age", "size"], rows
+
+
+def sections(result: RunResult, top: int, verbose: bool = False) -> list[tuple[str, tuple[list[str], list[list]]]]:
+    """(heading, (headers, rows)) of every table, in order; empty tables are left out. `verbose`
+    adds the removed and archived sessions, each by name."""
     parts = [("Fleet", summary_table(result)), ("Per host", host_table(result)),
              ("Per host and agent", agent_table(result))]
     if result.kind == "scan":
@@ -243,6 +265,8 @@ def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], li
     else:
         parts.append((f"Largest {top} files before", files_table(result, top, "before")))
         parts.append((f"Largest {top} files after", files_table(result, top, "after")))
+    if verbose:
+        parts.append(("Removed and archived sessions", removed_table(result)))
     parts += [("Health findings", findings_table(result)), ("File errors", errors_table(result)),
               ("Failed hosts", failed_table(result))]
     return [(heading, table) for heading, table in parts if table[1]]
@@ -275,14 +299,15 @@ def text_table(headers: list[str], rows: list[list], tablefmt: str) -> str:
     return tabulate(cells, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
 
-def render_run(result: RunResult, fmt: str, top: int = 10) -> str:
-    """The report of one run as text: fmt is table, markdown, json or html."""
+def render_run(result: RunResult, fmt: str, top: int = 10, verbose: bool = False) -> str:
+    """The report of one run as text: fmt is table, markdown, json or html. `verbose` names every
+    removed or archived session (the JSON always does, in each host's removed_sessions)."""
     if fmt == "json":
         return json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":
         from fleet.report.html import render_html
 
-        return render_html(result, top)
+        return render_html(result, top, verbose)
     if fmt not in ("table", "markdown"):
         raise UsageError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
     markdown = fmt == "markdown"
@@ -297,7 +322,7 @@ def render_run(result: RunResult, fmt: str, top: int = 10) -> str:
     hint = undo_hint(result)
     if hint:
         out.append(f"_{hint}_" if markdown else hint)
-    for heading, (headers, rows) in sections(result, top):
+    for heading, (headers, rows) in sections(result, top, verbose):
         out.append(f"### {heading}" if markdown else heading)
         out.append(text_table(headers, rows, tablefmt))
     return "\n\n".join(out) + "\n"
@@ -314,9 +339,21 @@ def filter_result(result: RunResult, host: str | None, agent: str | None) -> Run
             names = ", ".join(h.host for h in result.hosts) or "none"
             raise UsageError(f"run {result.run_id} has no host {host!r} (hosts: {names})")
     if agent:
-        hosts = tuple(replace(h, files=tuple(f for f in h.files if f.agent == agent),
-                              health=tuple(x for x in h.health if x.agent == agent)) for h in hosts)
+        hosts = tuple(_one_agent(h, agent) for h in hosts)
     return replace(result, hosts=hosts)
+
+
+def _one_agent(host: HostResult, agent: str) -> HostResult:
+    """`host` narrowed to `agent`: its files, findings and summary, and its share of the host's
+    backups (the host's backup bytes in proportion to the bytes of its files that were backed up;
+    exact unless backups are gzipped). Old backups expire per host, not per agent: 0 here."""
+    files = tuple(f for f in host.files if f.agent == agent)
+    backed_up = sum(f.before.bytes for f in host.files if f.backup)
+    mine = sum(f.before.bytes for f in files if f.backup)
+    share = round(host.backup_bytes * mine / backed_up) if backed_up else 0
+    return replace(host, files=files, health=tuple(x for x in host.health if x.agent == agent),
+                   agents=tuple(a for a in host.agents if a.get("agent") == agent),
+                   backup_bytes=share, expired_backup_bytes=0)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -338,7 +375,7 @@ def emit(text: str, output: Path | None) -> None:
 
 
 def report_command(run_id: str | None, fmt: str, output: Path | None, trend: bool, host: str | None,
-                   agent: str | None, top: int) -> int:
+                   agent: str | None, top: int, inventory: Path | None = None, verbose: bool = False) -> int:
     """`fleet report`: re-render a recorded run, or with `trend` the size trends of the agents."""
     from fleet.report.history import load_run
 
@@ -349,10 +386,10 @@ def report_command(run_id: str | None, fmt: str, output: Path | None, trend: boo
     if trend:
         from fleet.report.trend import trend_command_text
 
-        emit(trend_command_text(host=host, agent=agent, fmt=fmt), output)
+        emit(trend_command_text(host=host, agent=agent, fmt=fmt, inventory=inventory), output)
         return 0
     result = filter_result(load_run(run_id), host, agent)
-    emit(render_run(result, fmt, top), output)
+    emit(render_run(result, fmt, top, verbose), output)
     return 0
 
 
