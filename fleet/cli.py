@@ -84,13 +84,14 @@ def scan(
     forks: Optional[int] = ForksOpt,
     json_out: bool = JsonOpt,
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a finding of this severity exists: critical|warning."),
+    notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers in fleet.toml (as its notify.when asks)."),
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Read-only: sizes, record counts and health of every store and transcript on every host."""
     from fleet.control.controller import scan_command
 
     _exit(scan_command(inventory=inventory, limit=limit, forks=forks, json_out=json_out,
-                       fail_on=fail_on, accept_new_host_keys=accept_new_host_keys))
+                       fail_on=fail_on, accept_new_host_keys=accept_new_host_keys, notify=notify))
 
 
 @app.command()
@@ -189,12 +190,15 @@ def schedule_install(
     backend: str = typer.Option("auto", "--backend", help="auto | cron | systemd"),
     unit_dir: Optional[Path] = typer.Option(None, "--unit-dir", help="systemd unit directory (default: the user's)."),
     notify: bool = typer.Option(True, "--notify/--no-notify"),
+    when: Optional[str] = typer.Option(None, "--when", help="When this schedule sends a notice: always | failure | "
+                                       "findings (a warning or critical finding new since the last notice) | never; "
+                                       "default: fleet.toml's notify.when."),
 ) -> None:
     """Install a recurring run on this control host."""
     from fleet.schedule.schedules import install_command
 
     _exit(install_command(name=name, playbook=playbook, at=at, inventory=inventory, limit=limit,
-                          backend=backend, unit_dir=unit_dir, notify=notify))
+                          backend=backend, unit_dir=unit_dir, notify=notify, when=when))
 
 
 @schedule_app.command("list")

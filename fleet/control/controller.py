@@ -186,12 +186,36 @@ def _finish(result: RunResult, json_out: bool, extra_failure: bool = False) -> i
     return status
 
 
+def _check_notify(notify: bool, inventory: Path) -> None:
+    if notify:
+        from fleet.report.notify import check_notify_config
+
+        check_notify_config(Path(inventory))   # a broken fleet.toml stops here (exit 2), before any host
+
+
+def _notify(result: RunResult, notify: bool, inventory: Path, when: Optional[str]) -> RunResult:
+    """Send the notice when asked; the outcome is recorded with the run (history and --json)."""
+    if not notify:
+        return result
+    from fleet.report.notify import send_run_notice
+
+    problems = send_run_notice(result, Path(inventory), when=when)   # never raises: problems are data
+    for problem in problems:
+        _warn(problem)
+    # Recorded with the run (history and --json): a notice that did not arrive is visible later.
+    return replace(result, extra={**result.extra, "notify": {"sent": not problems, "problems": problems}})
+
+
 def scan_command(inventory: Path, limit: Optional[str], forks: Optional[int], json_out: bool,
-                 fail_on: Optional[str], accept_new_host_keys: bool) -> int:
-    """`fleet scan`: read-only sizes, records and health on every selected host; the exit status."""
+                 fail_on: Optional[str], accept_new_host_keys: bool, notify: bool = False,
+                 when: Optional[str] = None) -> int:
+    """`fleet scan`: read-only sizes, records and health on every selected host; the exit status.
+    With `notify`, the notice goes out as fleet.toml's notify.when (or `when`) asks."""
     if fail_on is not None and fail_on not in FAIL_ON:
         raise UsageError(f"--fail-on must be critical or warning, got {fail_on!r}")
+    _check_notify(notify, inventory)
     result = _execute("scan", inventory, limit, forks, False, accept_new_host_keys)
+    result = _notify(result, notify, inventory, when)
     matched = False
     if fail_on:
         severities = FAIL_ON[fail_on]
@@ -204,24 +228,14 @@ def scan_command(inventory: Path, limit: Optional[str], forks: Optional[int], js
 
 
 def run_command(playbook: str, inventory: Path, limit: Optional[str], forks: Optional[int], dry_run: bool,
-                json_out: bool, notify: bool, accept_new_host_keys: bool) -> int:
+                json_out: bool, notify: bool, accept_new_host_keys: bool, when: Optional[str] = None) -> int:
     """`fleet run PLAYBOOK`: back up, then trim/prune on every selected host; the exit status."""
     from fleet.config.playbook import load_playbook
 
     book = load_playbook(playbook)        # validated before the inventory's hosts are contacted
     for warning in getattr(book, "warnings", ()):
         _warn(warning)
-    if notify:
-        from fleet.report.notify import check_notify_config
-
-        check_notify_config(Path(inventory))   # a broken fleet.toml stops here (exit 2), before any host
+    _check_notify(notify, inventory)
     result = _execute("run", inventory, limit, forks, dry_run, accept_new_host_keys, playbook=book)
-    if notify:
-        from fleet.report.notify import send_run_notice
-
-        problems = send_run_notice(result, Path(inventory))   # never raises: problems are data
-        for problem in problems:
-            _warn(problem)
-        # Recorded with the run (history and --json): a notice that did not arrive is visible later.
-        result = replace(result, extra={**result.extra, "notify": {"sent": not problems, "problems": problems}})
+    result = _notify(result, notify, inventory, when)
     return _finish(result, json_out)

@@ -135,7 +135,7 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
     if schedule.notify:
         from fleet.report.notify import send_run_notice
 
-        problems += send_run_notice(result, Path(schedule.inventory))
+        problems += send_run_notice(result, Path(schedule.inventory), when=schedule.notify_when)
     return problems
 
 
@@ -210,26 +210,9 @@ def _run(schedule: Schedule) -> int:
 
     inventory = Path(schedule.inventory)
     if schedule.action == "scan":
-        code = scan_command(inventory=inventory, limit=schedule.limit, forks=None, json_out=False,
-                            fail_on=None, accept_new_host_keys=False)
-        if schedule.notify:
-            _notify_scan(schedule, inventory)
-        return int(code)
+        return int(scan_command(inventory=inventory, limit=schedule.limit, forks=None, json_out=False,
+                                fail_on=None, accept_new_host_keys=False, notify=schedule.notify,
+                                when=schedule.notify_when))
     return int(run_command(playbook=schedule.playbook, inventory=inventory, limit=schedule.limit, forks=None,
-                           dry_run=False, json_out=False, notify=schedule.notify, accept_new_host_keys=False))
-
-
-def _notify_scan(schedule: Schedule, inventory: Path) -> None:
-    """scan_command has no notify switch: send the notice of the scan it just recorded."""
-    from fleet.report.history import load_run
-    from fleet.report.notify import send_run_notice
-
-    try:
-        result = load_run(None)
-    except FleetError as exc:
-        problems = [f"notify: no recorded scan to report: {exc}"]
-    else:
-        problems = (send_run_notice(result, inventory) if result.kind == "scan"
-                    else ["notify: the latest recorded run is not this scan; no notice sent"])
-    for problem in problems:
-        print(f"fleet schedule {schedule.name}: {problem}", file=sys.stderr)
+                           dry_run=False, json_out=False, notify=schedule.notify, accept_new_host_keys=False,
+                           when=schedule.notify_when))
