@@ -295,35 +295,13 @@ def _file_passes(run, ops):
                     run, i, lambda: cap(ctx, af.agent, i, ops["trajectories"]), t))
     if "legacy" in ops:
         trim_legacy = run.op("legacy", "trim_legacy")
-        if trim_legacy is not None:
+        legacy_policy = run.op("legacy", "legacy_policy")
+        if trim_legacy is not None and legacy_policy is not None:
             for info in run.pending("legacy"):
-                policy = legacy_policy(ops, info.size)
+                policy = legacy_policy(ops, info.size, pick_tier)
                 if policy is None or info.rel in af.problems:
                     continue
                 run.per_file(info, "legacy trim", lambda i=info, p=policy: trim_legacy(ctx, af.agent, i, p))
-
-
-def legacy_policy(ops, size):
-    """The trim policy of a legacy `*.session.json` of `size` bytes, or None to leave it.
-
-    With `legacy.tiers` (the playbook's transcript tiers) a legacy file is trimmed like a
-    transcript of its size: the highest matching tier's keep_records and slim, the transcripts'
-    slim limits; below the first tier it is left alone. Without tiers: legacy.keep_records and
-    legacy.slim for every file (protocol 1's behaviour).
-    """
-    legacy = ops["legacy"]
-    tiers = legacy.get("tiers") or []
-    if not tiers:
-        return legacy
-    tier = pick_tier(tiers, size)
-    if tier is None:
-        return None
-    policy = dict(legacy)
-    for key in ("tool_output_limit_bytes", "assistant_text_limit_bytes", "untouched_turns"):
-        if key in ops.get("transcripts", {}):
-            policy[key] = ops["transcripts"][key]
-    policy.update(keep_records=tier["keep_records"], slim=tier.get("slim"))
-    return policy
 
 
 def _trim_or_skip(run, info, call, transcript_path=None):

@@ -234,27 +234,6 @@ def failed_table(result: RunResult) -> tuple[list[str], list[list]]:
     return ["host", "reason"], [[h.host, h.error or "failed"] for h in failed_hosts(result)]
 
 
-def human_age(seconds: int | None) -> str:
-    """'45m', '26h', '3d': how long a session had been idle; '-' when unknown."""
-    if seconds is None:
-        return "-"
-    if seconds >= 2 * 86400:
-        return f"{seconds // 86400}d"
-    if seconds >= 3600:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 60}m"
-
-
-def removed_table(result: RunResult) -> tuple[list[str], list[list]]:
-    """Every session removed from a store or archived, by name (HostResult.removed_sessions)."""
-    rows = []
-    for h in result.hosts:
-        for r in h.removed_sessions():
-            name = r["key"] if r["key"] is not None else (r["files"][0] if r["files"] else "?")
-            rows.append([h.host, r["agent"], name, r["kind"], human_age(r["age_s"]), human_bytes(r["bytes"])])
-    return ["host", "agent", "session", "kind", "age", "size"], rows
-
-
 def sections(result: RunResult, top: int, verbose: bool = False) -> list[tuple[str, tuple[list[str], list[list]]]]:
     """(heading, (headers, rows)) of every table, in order; empty tables are left out. `verbose`
     adds the removed and archived sessions, each by name."""
@@ -266,6 +245,8 @@ def sections(result: RunResult, top: int, verbose: bool = False) -> list[tuple[s
         parts.append((f"Largest {top} files before", files_table(result, top, "before")))
         parts.append((f"Largest {top} files after", files_table(result, top, "after")))
     if verbose:
+        from fleet.report.removed import removed_table
+
         parts.append(("Removed and archived sessions", removed_table(result)))
     parts += [("Health findings", findings_table(result)), ("File errors", errors_table(result)),
               ("Failed hosts", failed_table(result))]
