@@ -71,7 +71,7 @@ def test_health_detail_is_on_screen_at_1400_px(tmp_path):
     (left, right), = measured["detail"]
     assert 0 <= left < right <= 1400
     shot = tmp_path / "report-html-1400.png"
-    chromium([f"--screenshot={shot}", "--window-size=1400,1000", page.as_uri()], tmp_path / "profile-shot")
+    chromium([f"--screenshot={shot}", "--window-size=1400,2000", page.as_uri()], tmp_path / "profile-shot")
     assert shot.exists() and shot.stat().st_size > 10_000
     ARTIFACTS.mkdir(exist_ok=True)
     part = ARTIFACTS / f".report-html-1400.{os.getpid()}.png"
