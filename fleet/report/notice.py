@@ -81,13 +81,14 @@ def _agent_lines(result: RunResult) -> list[str]:
     lines = []
     for host, agents in by_host.items():
         agents = sorted(agents, key=order)
+        label = f"{host} ({len(agents)} agent{'s' if len(agents) != 1 else ''}):"
         if scan:
             listed = ", ".join(f"{a} {human_bytes(b)}" for a, b, _ in agents)
-            lines.append(f"{host} ({len(agents)} agents): {listed}")
+            lines.append(f"{label} {listed}")
             continue
         changed = [f"{a} {human_bytes(b)} → {human_bytes(af)}" for a, b, af in agents if b != af]
         same = [a for a, b, af in agents if b == af]
-        text = f"{host} ({len(agents)} agents): " + ", ".join(changed) if changed else f"{host} ({len(agents)} agents):"
+        text = f"{label} " + ", ".join(changed) if changed else label
         if same:
             text += f"{';' if changed else ''} unchanged: {', '.join(same)}"
         lines.append(text)
@@ -146,7 +147,7 @@ def _health_lines(result: RunResult, top: int, new: set | None) -> list[str]:
         mark = "new " if is_new(host, f) else ""
         # Which file, when the finding is about one (a store's findings name their session).
         where = f" ({f.path.rsplit('/', 1)[-1]})" if f.path and not f.path.endswith("sessions.json") else ""
-        lines.append(f"  {mark}{host}/{f.agent} {f.severity}: {_short(f.detail, 100)}{where}")
+        lines.append(f"  {mark}{host}/{f.agent} {f.severity}: {_short(f.detail, 140)}{where}")
     if len(found) > max(top, fresh):
         lines.append(f"  … and {len(found) - max(top, fresh)} more")
     return lines
