@@ -253,6 +253,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the boundary for the unexpected
         click_exceptions = _click_exceptions()
         if isinstance(exc, click_exceptions.ClickException):
+            # typer puts "Did you mean …?" into an unknown command's message and click appends its
+            # own from `possibilities`: say it once.
+            if "Did you mean" in str(getattr(exc, "message", "")) and getattr(exc, "possibilities", None):
+                exc.possibilities = []
             exc.show()
             sys.exit(int(ExitStatus.USAGE))
         if isinstance(exc, getattr(click_exceptions, "Abort", ())):
