@@ -114,20 +114,31 @@ def inventory_check(inventory: Path = InventoryOpt) -> None:
 def playbook_check(
     playbook: str = typer.Argument(..., help="Playbook name (weekly, emergency, daily-prune, maintenance) or path."),
     json_out: bool = typer.Option(False, "--json", help="Print the compiled plan sections (operations, backup)."),
+    inventory: Path = InventoryOpt,
 ) -> None:
-    """Validate a playbook and show what it will do. Exit 2 on any error."""
+    """Validate a playbook and show what it will do, and the thresholds in force (fleet.toml next
+    to the inventory). Exit 2 on any error."""
     import json
 
+    from fleet.config.fleetconf import describe_thresholds, load_fleet_config
     from fleet.config.playbook import describe_playbook, load_playbook
 
     pb = load_playbook(playbook)
+    config = load_fleet_config(inventory)
     for warning in pb.warnings:
         typer.echo(f"fleet: warning: {warning}", err=True)
+    tiers = pb.operations.get("transcripts", {}).get("tiers")
     if json_out:
+        th = config.thresholds
         typer.echo(json.dumps({"playbook": pb.name, "path": str(pb.path), "operations": pb.operations,
-                               "backup": pb.backup}, indent=2))
+                               "backup": pb.backup,
+                               "thresholds": {**th.plan_health(), "trend_warning_bytes": th.trend_warning,
+                                              "trend_critical_bytes": th.trend_critical,
+                                              "from": str(config.path) if config.exists else None}}, indent=2))
     else:
-        typer.echo(describe_playbook(pb))
+        text = describe_playbook(pb).split("\n")
+        # The thresholds go before the closing "OK: N operations" line.
+        typer.echo("\n".join(text[:-2] + describe_thresholds(config, tiers) + text[-2:]))
 
 
 @playbook_app.command("compile")
@@ -152,13 +163,14 @@ def scan(
     forks: Optional[int] = ForksOpt,
     json_out: bool = JsonOpt,
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 when a finding of this severity exists: critical|warning."),
+    notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers in fleet.toml (as its notify.when asks)."),
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Read-only: sizes, record counts and health of every store and transcript on every host."""
     from fleet.control.controller import scan as scan_hosts
     from fleet.control.finish import Report, finish
 
-    report = Report(json_out=json_out, fail_on=fail_on)
+    report = Report(json_out=json_out, fail_on=fail_on, notify_with=inventory if notify else None)
     _exit(finish(scan_hosts(inventory, limit, forks, accept_new_host_keys), report))
 
 
@@ -196,8 +208,12 @@ def report(
     """Re-render a recorded run (default: the latest of this inventory's fleet)."""
     from fleet.report.render import report_command
 
+    from fleet.logs import verbosity
+
     with _fleet_scope(inventory, all_fleets):
-        _exit(report_command(run_id=run_id, fmt=fmt, output=output, trend=trend, host=host, agent=agent, top=top))
+        # -v/--verbose (a global flag) also names every removed or archived session.
+        _exit(report_command(run_id=run_id, fmt=fmt, output=output, trend=trend, host=host, agent=agent, top=top,
+                             inventory=inventory, verbose=verbosity() > 0))
 
 
 @app.command()
@@ -285,12 +301,15 @@ def schedule_install(
     backend: str = typer.Option("auto", "--backend", help="auto | cron | systemd"),
     unit_dir: Optional[Path] = typer.Option(None, "--unit-dir", help="systemd unit directory (default: the user's)."),
     notify: bool = typer.Option(True, "--notify/--no-notify"),
+    when: Optional[str] = typer.Option(None, "--when", help="When this schedule sends a notice: always | failure | "
+                                       "findings (a warning or critical finding new since the last notice) | never; "
+                                       "default: fleet.toml's notify.when."),
 ) -> None:
     """Install a recurring run on this control host."""
     from fleet.schedule.schedules import install_command
 
     _exit(install_command(name=name, playbook=playbook, at=at, inventory=inventory, limit=limit,
-                          backend=backend, unit_dir=unit_dir, notify=notify))
+                          backend=backend, unit_dir=unit_dir, notify=notify, when=when))
 
 
 @schedule_app.command("list")
@@ -372,6 +391,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the boundary for the unexpected
         click_exceptions = _click_exceptions()
         if isinstance(exc, click_exceptions.ClickException):
+            # typer puts "Did you mean …?" into an unknown command's message and click appends its
+            # own from `possibilities`: say it once.
+            if "Did you mean" in str(getattr(exc, "message", "")) and getattr(exc, "possibilities", None):
+                exc.possibilities = []
             exc.show()
             sys.exit(int(ExitStatus.USAGE))
         if isinstance(exc, getattr(click_exceptions, "Abort", ())):

@@ -50,29 +50,27 @@ def parse_duration(value: object) -> int:
     raise ValueError(f"expected a duration like \"24h\", \"30d\" or \"90m\", got {value!r}")
 
 
-def human_bytes(n: int | None) -> str:
-    """Format bytes as the field report does: 9.2MB, 0.18MB, 512KB, 0B."""
+_BYTE_UNITS = (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024))
+
+
+def human_bytes(n: int | float | None) -> str:
+    """The one size format of every report, notice and message: binary units, a space, one
+    decimal below 10 and none from 10 on, no trailing ".0" — "0 B", "512 B", "1.5 KB", "458 KB",
+    "1.9 MB", "2 MB", "12 MB", "1.2 GB". None is "-".
+
+    The host-side program keeps a copy (fleet/hostside/health.py, human_bytes), held equal to
+    this one by tests/test_units.py.
+    """
     if n is None:
         return "-"
     sign = "-" if n < 0 else ""
     n = abs(n)
-    if n >= 1024**3:
-        return f"{sign}{n / 1024**3:.2f}GB"
-    if n >= 1024**2:
-        return f"{sign}{n / 1024**2:.1f}MB"
-    if n >= 1024:
-        return f"{sign}{n / 1024:.0f}KB"
-    return f"{sign}{n}B"
-
-
-def human_mb(n: int) -> str:
-    """Megabytes with enough digits to show small results: 9.2MB, 0.18MB."""
-    mb = n / 1024**2
-    if mb >= 1:
-        return f"{mb:.1f}MB"
-    if mb >= 0.01:
-        return f"{mb:.2f}MB"
-    return human_bytes(n)
+    for unit, size in _BYTE_UNITS:
+        if n >= size:
+            value = n / size
+            text = f"{value:.1f}" if round(value, 1) < 10 else f"{value:.0f}"
+            return f"{sign}{text.removesuffix('.0')} {unit}"
+    return f"{sign}{int(n)} B"
 
 
 def percent_change(before: int, after: int) -> str:

@@ -5,9 +5,13 @@ Test files import from here, never from each other."""
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import signal
 import io
 import json
 import secrets
+import subprocess
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +20,7 @@ from pathlib import Path
 from fleet.cli import main
 from fleet.report.tables import TOTAL_LABEL
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult, Stats
-from fleet.units import human_mb
+from fleet.units import human_bytes
 
 
 def run_cli(argv, capsys):
@@ -145,12 +149,12 @@ def assert_markdown_adds_up(md: str, doc: dict) -> None:
         if not h["ok"]:
             assert h["host"] not in per_host
             continue
-        assert per_host[h["host"]]["before"] == human_mb(h["before_bytes"])
-        assert per_host[h["host"]]["after"] == human_mb(h["after_bytes"])
+        assert per_host[h["host"]]["before"] == human_bytes(h["before_bytes"])
+        assert per_host[h["host"]]["after"] == human_bytes(h["after_bytes"])
         assert int(per_host[h["host"]]["files"]) == len(h["files"])
-    assert per_host[TOTAL_LABEL]["before"] == human_mb(doc["totals"]["before_bytes"])
-    assert per_host[TOTAL_LABEL]["after"] == human_mb(doc["totals"]["after_bytes"])
-    assert per_host[TOTAL_LABEL]["freed"] == human_mb(doc["totals"]["freed_bytes"])
+    assert per_host[TOTAL_LABEL]["before"] == human_bytes(doc["totals"]["before_bytes"])
+    assert per_host[TOTAL_LABEL]["after"] == human_bytes(doc["totals"]["after_bytes"])
+    assert per_host[TOTAL_LABEL]["freed"] == human_bytes(doc["totals"]["freed_bytes"])
 
     # Per host × agent: each row is the sum of that agent's files in the JSON, and the agents of
     # a host add up to the host's exact totals.
@@ -165,7 +169,7 @@ def assert_markdown_adds_up(md: str, doc: dict) -> None:
     assert {(r["host"], r["agent"]) for r in rows} == set(sums)
     for r in rows:
         before, after, files = sums[(r["host"], r["agent"])]
-        assert (r["before"], r["after"], int(r["files"])) == (human_mb(before), human_mb(after), files)
+        assert (r["before"], r["after"], int(r["files"])) == (human_bytes(before), human_bytes(after), files)
     for h in doc["hosts"]:
         if h["ok"]:
             assert sum(v[0] for k, v in sums.items() if k[0] == h["host"]) == h["before_bytes"]
@@ -173,7 +177,7 @@ def assert_markdown_adds_up(md: str, doc: dict) -> None:
     assert sum(v[0] for v in sums.values()) == doc["totals"]["before_bytes"]
     assert sum(v[1] for v in sums.values()) == doc["totals"]["after_bytes"]
     total = [r for r in tables["Per host and agent"] if r["host"] == TOTAL_LABEL][0]
-    assert total["before"] == human_mb(doc["totals"]["before_bytes"])
+    assert total["before"] == human_bytes(doc["totals"]["before_bytes"])
     fleet = tables["Fleet"][0]
     assert (int(fleet["hosts"]), int(fleet["ok"]), int(fleet["failed"])) == (
         doc["totals"]["hosts"], doc["totals"]["hosts_ok"], doc["totals"]["hosts_failed"])
@@ -193,3 +197,58 @@ def make_run(run_id="20261121T101500Z-3fa2c1", kind="run", dry_run=False, day=21
                                        health=(HealthFinding("main", "warning", "transcript-size", "big"),)))
     return RunResult(run_id, kind, None if kind == "scan" else "weekly", dry_run,
                      f"2026-11-{day:02d}T10:15:00Z", f"2026-11-{day:02d}T10:16:00Z", tuple(host_results))
+
+
+# --- fleet-test's real crontab (tests/schedule) ---------------------------------------------
+
+CRON_USER = "fleet-test"
+
+
+UNRELATED = (
+    "# jobs of fleet-test, not fleet's\n"
+    "MAILTO=\"\"\n"
+    "SHELL=/bin/sh\n"
+    "\n"
+    "*/5 * * * * /usr/bin/true   # keep this spacing\n"
+    "# fleet:nightly  (a comment that only looks like fleet's marker)\n"
+    "17 4 * * * echo 'fleet:nightly' >/dev/null\n"
+)
+
+
+def crontab(*args: str, user: str | None = CRON_USER, text: str | None = None) -> subprocess.CompletedProcess:
+    argv = ["crontab", *(["-u", user] if user else []), *args]
+    return subprocess.run(argv, input=text, capture_output=True, text=True, timeout=60)
+
+
+def read_crontab(user: str | None = CRON_USER) -> str:
+    proc = crontab("-l", user=user)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+class Outcome:
+    """What a command run in-process gave: exit code, stdout, stderr."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+# --- headless Chromium (tests/report: the HTML report as a browser shows it) ----------------
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"   # screenshots a person can look at
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def chromium(args: list[str], profile: Path) -> str:
+    """Run headless Chromium on loopback-free flags; stop exactly its process group on timeout."""
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}"] + args
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return out

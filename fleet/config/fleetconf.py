@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet.errors import ConfigError
-from fleet.config.validate import MISSING, Problems, Table, describe_value, read_toml
+from fleet.config.validate import MISSING, Problems, Table, describe_value, read_toml, suggestion
+from fleet.hostside.protocol import HEALTH_DEFAULTS
 
 CONFIG_NAME = "fleet.toml"
 DEFAULT_TELEGRAM_URL = "https://api.telegram.org"
 DEFAULT_TOKEN_ENV = "FLEET_TELEGRAM_TOKEN"
 DEFAULT_TIMEOUT_S = 10.0
-NOTIFY_WHEN = ("always", "failure", "never")
+NOTIFY_WHEN = ("always", "failure", "findings", "never")
+NOTIFY_WHEN_NOTE = ("always: after every run; failure: only when something failed; findings: only when a "
+                    "warning or critical finding is new since the last notice (or something failed)")
 
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+[^\s]*")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -58,10 +61,102 @@ class NotifyConfig:
     top: int = 5
     telegram: TelegramConfig | None = None
     webhook: WebhookConfig | None = None
+    timezone: str | None = None      # IANA name for the notice's local time; None: the control host's
 
     @property
     def configured(self) -> bool:
         return self.telegram is not None or self.webhook is not None
+
+
+def _default_tokens() -> dict[str, tuple[int, int]]:
+    return {kind: (pair[0], pair[1]) for kind, pair in HEALTH_DEFAULTS["tokens"].items()}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every threshold a finding or a trend judges by (fleet.toml [thresholds]; these defaults).
+
+    transcript_size: a transcript (or legacy session file) bigger than this is a warning — by
+    default the shipped weekly playbook's first tier, so what warns is what weekly trims;
+    tokens: session kind -> (warning, critical) token counts; trend_warning / trend_critical:
+    an agent's total size the trend forecast counts the days to.
+    """
+
+    transcript_size: int = HEALTH_DEFAULTS["transcript_warn_bytes"]
+    tokens: dict = field(default_factory=_default_tokens)
+    trend_warning: int = 10 * 1024 * 1024
+    trend_critical: int = 50 * 1024 * 1024
+
+    def plan_health(self) -> dict:
+        """The agent plan's "health" section (docs/agent-protocol.md)."""
+        return {"transcript_warn_bytes": self.transcript_size,
+                "tokens": {kind: [w, c] for kind, (w, c) in self.tokens.items()}}
+
+
+def describe_thresholds(config: "FleetConfig", tiers: list | None = None) -> list[str]:
+    """The lines `fleet playbook check` prints about the thresholds in force, and a warning when
+    the playbook's first transcript tier starts above the size health warns from (transcripts in
+    between would be flagged on every run and never trimmed)."""
+    from fleet.units import human_bytes
+
+    th = config.thresholds
+    source = f"from {config.path}" if config.exists else f"defaults: no {config.path}"
+    tokens = ", ".join(f"{kind} {w}/{c}" for kind, (w, c) in th.tokens.items())
+    lines = [f"thresholds ({source}):",
+             f"  transcript_size: a transcript or legacy session file over {human_bytes(th.transcript_size)} warns",
+             f"  tokens (warning/critical): {tokens}",
+             f"  trend per agent: warning {human_bytes(th.trend_warning)}, critical {human_bytes(th.trend_critical)}"]
+    if tiers:
+        first = min(tier["over_bytes"] for tier in tiers)
+        if first > th.transcript_size:
+            lines.append(f"warning: transcripts between {human_bytes(th.transcript_size)} and {human_bytes(first)} "
+                         f"are flagged by health but no tier trims them: lower the first tier or raise "
+                         f"[thresholds] transcript_size to {human_bytes(first)}")
+    return lines
+
+
+def _thresholds(t: Table) -> Thresholds:
+    t.check_keys(("transcript_size", "tokens", "trend_warning", "trend_critical"),
+                 {"transcript": 'use "transcript_size"', "trend": 'use "trend_warning" and "trend_critical"',
+                  "size": 'use "transcript_size"'})
+    base = Thresholds()
+    tokens = dict(base.tokens)
+    table = t.table("tokens")
+    for kind in table.keys():
+        where = table.key_path(kind)
+        value = table.data[kind]
+        if kind not in tokens:
+            table.add(kind, f"unknown session kind{suggestion(kind, tokens)} (kinds with token "
+                            f"thresholds: {', '.join(tokens)})")
+        elif (not isinstance(value, list) or len(value) != 2
+              or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in value)):
+            table.add(kind, f"expected [warning, critical], two token counts, e.g. {kind} = "
+                            f"[{tokens[kind][0]}, {tokens[kind][1]}], got {_shown(value)}")
+        elif value[0] > value[1]:
+            t.problems.add(where, f"the warning {value[0]} is above the critical {value[1]}")
+        else:
+            tokens[kind] = (value[0], value[1])
+    transcript = t.size("transcript_size", base.transcript_size, minimum=1)
+    warning = t.size("trend_warning", base.trend_warning, minimum=1)
+    critical = t.size("trend_critical", base.trend_critical, minimum=1)
+    if warning is not None and critical is not None and warning > critical:
+        t.add("trend_warning", f"is above trend_critical ({describe_value(t.data.get('trend_critical', critical))})")
+    return Thresholds(transcript_size=transcript, tokens=tokens, trend_warning=warning, trend_critical=critical)
+
+
+def _timezone(t: Table) -> str | None:
+    name = t.string("timezone", None)
+    if name is None:
+        return None
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError for odd names
+        t.add("timezone", f'unknown time zone {describe_value(name)}: give an IANA name such as '
+                          f'"Asia/Tokyo" or "Europe/Paris", or leave it out for the control host\'s own')
+        return None
+    return name
 
 
 @dataclass(frozen=True)
@@ -69,6 +164,7 @@ class FleetConfig:
     path: Path
     exists: bool
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    thresholds: Thresholds = field(default_factory=Thresholds)
 
 
 def config_path(inventory_path: Path) -> Path:
@@ -177,21 +273,22 @@ def parse_fleet_config(raw: dict, path: Path) -> FleetConfig:
     """Validate the parsed TOML of a fleet.toml; raise ConfigError listing every problem."""
     problems = Problems(path)
     root = Table(raw, "", problems)
-    root.check_keys(("notify",), {"schedules": _SCHEDULES_HINT, "schedule": _SCHEDULES_HINT,
-                                  "telegram": "use [notify.telegram]", "webhook": "use [notify.webhook]"})
+    root.check_keys(("notify", "thresholds"), {"schedules": _SCHEDULES_HINT, "schedule": _SCHEDULES_HINT,
+                                               "telegram": "use [notify.telegram]", "webhook": "use [notify.webhook]",
+                                               "health": "use [thresholds]", "trend": "use [thresholds]"})
     notify = NotifyConfig()
     if "notify" in root:
         t = root.table("notify")
-        t.check_keys(("when", "top", "telegram", "webhook"),
-                     _secret_hints("notify.telegram.token_env", DEFAULT_TOKEN_ENV))
-        when = t.string("when", "always", choices=NOTIFY_WHEN,
-                        choices_note="always: after every run; failure: only when something failed")
+        t.check_keys(("when", "top", "telegram", "webhook", "timezone"),
+                     {**_secret_hints("notify.telegram.token_env", DEFAULT_TOKEN_ENV), "tz": 'use "timezone"'})
+        when = t.string("when", "always", choices=NOTIFY_WHEN, choices_note=NOTIFY_WHEN_NOTE)
         top = t.integer("top", 5, minimum=0, maximum=50)
         telegram = _telegram(t.table("telegram")) if "telegram" in t else None
         webhook = _webhook(t.table("webhook")) if "webhook" in t else None
-        notify = NotifyConfig(when=when, top=top, telegram=telegram, webhook=webhook)
+        notify = NotifyConfig(when=when, top=top, telegram=telegram, webhook=webhook, timezone=_timezone(t))
+    thresholds = _thresholds(root.table("thresholds")) if "thresholds" in root else Thresholds()
     problems.raise_if_any(ConfigError)
-    return FleetConfig(path=path, exists=True, notify=notify)
+    return FleetConfig(path=path, exists=True, notify=notify, thresholds=thresholds)
 
 
 def load_fleet_config(inventory_path: Path) -> FleetConfig:

@@ -171,12 +171,17 @@ def _finish(partial: dict[str, dict], problems: Problems) -> tuple[dict, dict]:
         section = op.SECTION
         if section in partial:
             values = {**op.DEFAULTS, **partial[section]}
-            values = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
-                      for k, v in values.items()}
-            operations[section] = op.compile(values) if hasattr(op, "compile") else values
-            problem = op.problem(operations[section]) if checks and hasattr(op, "problem") else None
+            operations[section] = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+                                   for k, v in values.items()}
+    # Then each operation's own compile step (it may read other sections, e.g. legacy the tiers)
+    # and its checks of the merged section.
+    for op in op_table.OPERATIONS:
+        if op.SECTION in operations:
+            if hasattr(op, "compile"):
+                operations[op.SECTION] = op.compile(operations[op.SECTION], operations)
+            problem = op.problem(operations[op.SECTION]) if checks and hasattr(op, "problem") else None
             if problem:
-                problems.add(section, problem)
+                problems.add(op.SECTION, problem)
     # "to" only when the playbook sets it: otherwise the host's backup_to (inventory) decides, per
     # host (control.plan.build_plan).
     backup = {**{k: v for k, v in BACKUP_DEFAULTS.items() if k != "to"}, **partial.get("backup", {})}

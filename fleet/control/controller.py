@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from fleet.config.fleetconf import load_fleet_config
 from fleet.config.inventory import Host, load_inventory
 from fleet.config.playbook import Playbook, load_playbook
 from fleet.config.selection import select_hosts
@@ -41,12 +42,13 @@ def _execute(kind: str, inventory: Path, limit: Optional[str], forks: Optional[i
         _warn(warning)
     if forks is not None and forks < 1:
         raise UsageError(f"--forks must be at least 1, got {forks}")
+    health = load_fleet_config(Path(inventory)).thresholds.plan_health()   # a bad fleet.toml: exit 2 here
     started = datetime.now(timezone.utc)
     run_id = new_run_id(started)
     clock = now_ms()
 
     def plan_for(host: Host) -> dict:
-        return build_plan(host, kind, run_id, clock, dry_run=dry_run, playbook=playbook)
+        return build_plan(host, kind, run_id, clock, dry_run=dry_run, playbook=playbook, health=health)
 
     results = run_hosts(hosts, plan_for, forks, accept_new_host_keys)
     return RunResult(run_id=run_id, kind=kind, playbook=playbook.name if playbook is not None else None,

@@ -36,6 +36,7 @@ class Report:
 
     json_out: bool = False
     notify_with: Optional[Path] = None     # the inventory whose fleet.toml names the notifiers
+    notify_when: Optional[str] = None      # a schedule's own `when` (else fleet.toml's notify.when)
     fail_on: Optional[str] = None          # scan: "critical" | "warning"
 
     def __post_init__(self) -> None:
@@ -56,7 +57,7 @@ def finish(result: RunResult, report: Report = Report()) -> int:
     if report.notify_with is not None:
         from fleet.report.notify import send_run_notice
 
-        problems = send_run_notice(result, Path(report.notify_with))   # never raises: problems are data
+        problems = send_run_notice(result, Path(report.notify_with), when=report.notify_when)   # never raises
         for problem in problems:
             warn(problem)
         # Recorded with the run (history and --json): a notice that did not arrive is visible later.

@@ -35,11 +35,13 @@ def backup_target(to: Optional[str], playbook_dir: Optional[str]) -> dict:
 
 
 def build_plan(host: Host, mode: str, run_id: str, now_ms: int, dry_run: bool = False,
-               playbook: Optional[Playbook] = None, restore: Optional[dict] = None) -> dict:
+               playbook: Optional[Playbook] = None, restore: Optional[dict] = None,
+               health: Optional[dict] = None) -> dict:
     """The plan for `host`: state dir and agents from the inventory, operations from the playbook.
 
     A scan carries no operations; a run needs a playbook (its `operations` and `backup` sections,
-    already in bytes and seconds); a restore carries the `restore` section.
+    already in bytes and seconds); a restore carries the `restore` section. `health` is the
+    thresholds section (fleet.toml's, `Thresholds.plan_health()`); left out, the agent's defaults.
     """
     if mode not in MODES:
         raise ValueError(f"unknown plan mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -68,4 +70,4 @@ def build_plan(host: Host, mode: str, run_id: str, now_ms: int, dry_run: bool = 
         "backup": backup,
         "operations": operations,
         "restore": restore if mode == "restore" else None,
-    }
+    } | ({"health": health} if health is not None else {})

@@ -220,8 +220,9 @@ def archive_orphans(ctx, agent, orphan_infos, policy):
                     "orphan, last written %.1f h ago (archived after %.1f h)" % (
                         age_ms / 3600000.0, float(limit) / 3600.0)]))
             else:
-                records.append(_archive_or_skip(ctx, agent, info,
-                                                notes=["orphan: no store entry references it"]))
+                rec = _archive_or_skip(ctx, agent, info, notes=["orphan: no store entry references it"])
+                rec["age_s"] = int(age_ms // 1000)   # for reports that name what was archived
+                records.append(rec)
     return records
 
 

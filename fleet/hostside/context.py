@@ -22,6 +22,7 @@ class RunContext(object):
         self.dry_run = bool(dry_run)
         self.backups = backups
         self.operations = operations or {}
+        self.health = None  # the plan's health thresholds (protocol.validate_health), None: defaults
         self._progress = progress_stream if progress_stream is not None else sys.stderr
 
     def rel(self, abs_path):

@@ -15,6 +15,7 @@ from json.decoder import WHITESPACE, scanstring
 from .context import FileInfo
 from .fsutil import describe_oserror, inside, is_safe_id, open_nofollow
 from .storeread import stream_store
+from .terms import FLAT_LEGACY_AGENT
 
 STORE_NAME = "sessions.json"
 SQLITE_NAME = "openclaw-agent.sqlite"
@@ -432,8 +433,15 @@ def agent_era(af):
 
 
 def discover(state_dir, wanted=None):
-    """Discover the plan's agents; returns [AgentFiles] (refused agents carry `error`)."""
+    """Discover the plan's agents; returns [AgentFiles] (refused agents carry `error`).
+
+    With every agent wanted (None), or FLAT_LEGACY_AGENT named, the flat legacy `<state>/sessions/`
+    folder's `*.session.json` files come last as that pseudo-agent (discover_flat_legacy).
+    """
     out = []
+    flat = wanted is None or FLAT_LEGACY_AGENT in wanted
+    if wanted is not None:
+        wanted = [a for a in wanted if a != FLAT_LEGACY_AGENT]
     for agent, path, error in list_agents(state_dir, wanted):
         if error is not None:
             af = AgentFiles(agent, path, state_dir)
@@ -446,4 +454,9 @@ def discover(state_dir, wanted=None):
             af = AgentFiles(agent, path, state_dir)
             af.error = "internal error discovering agent %s: %s: %s" % (agent, type(exc).__name__, exc)
             out.append(af)
+    if flat:
+        from .legacy_flat import discover_flat_legacy
+        legacy = discover_flat_legacy(state_dir)
+        if legacy is not None:
+            out.append(legacy)
     return out

@@ -4,28 +4,46 @@ Each finding is {"agent", "severity": info|warning|critical, "check", "detail", 
 Checks: store-empty / store-invalid / store-shape / store-unreadable (critical), store-missing,
 session-id-unsafe (critical), transcript-missing, orphan-transcript, transcript-size, tokens,
 stale-lock, temp-leftover, peer-shared, half-migrated (critical).
+
+Thresholds come from the plan's "health" section (protocol.HEALTH_DEFAULTS when absent): a
+transcript over `transcript_warn_bytes` warns; a session's tokens over its kind's (warning,
+critical) pair warn or are critical. A store's `totalTokens` is OpenClaw's count from the
+session's last run: once the transcript was rewritten after that run (a trim: its mtime is later
+than the entry's updatedAt) and holds less than half that count (bytes / 4), the count is
+stale; the finding then judges the re-estimate and says so.
 """
 import os
 
 from .fsutil import is_safe_id
 from .locks import lock_state
+from .terms import HEALTH_DEFAULTS
 
-TRANSCRIPT_WARN_BYTES = 500 * 1024
+TRANSCRIPT_WARN_BYTES = HEALTH_DEFAULTS["transcript_warn_bytes"]
 TEMP_LEFTOVER_S = 5 * 60
 # (warning, critical) token thresholds per session type.
-TOKEN_THRESHOLDS = {
-    "group": (50000, 150000), "channel": (50000, 150000), "topic": (50000, 150000),
-    "thread": (50000, 150000), "direct": (100000, 150000), "main": (150000, 200000),
-    "global": (150000, 200000),
-}
+TOKEN_THRESHOLDS = dict((k, tuple(v)) for k, v in HEALTH_DEFAULTS["tokens"].items())
 
 
 def finding(agent, severity, check, detail, path=None):
     return {"agent": agent, "severity": severity, "check": check, "detail": detail, "path": path}
 
 
-def _kib(n):
-    return "%.1f KB" % (n / 1024.0) if n < 1024 * 1024 else "%.1f MB" % (n / 1048576.0)
+_BYTE_UNITS = (("TB", 1024 ** 4), ("GB", 1024 ** 3), ("MB", 1024 ** 2), ("KB", 1024))
+
+
+def human_bytes(n):
+    """A copy of fleet.units.human_bytes (this program imports nothing of fleet): "1.9 MB",
+    "458 KB", "2 MB", "0 B". tests/test_units.py keeps the two equal."""
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit, size in _BYTE_UNITS:
+        if n >= size:
+            value = float(n) / size
+            text = "%.1f" % value if round(value, 1) < 10 else "%.0f" % value
+            if text.endswith(".0"):
+                text = text[:-2]
+            return "%s%s %s" % (sign, text, unit)
+    return "%s%d B" % (sign, int(n))
 
 
 def entry_transcript_name(entry):
@@ -61,11 +79,12 @@ def _store_findings(af):
     return out
 
 
-def _entry_findings(af, classify_key):
+def _entry_findings(af, classify_key, limits):
     out = []
     if not af.store_usable:
         return out
-    sizes = {os.path.basename(f.path): f.size for f in af.files if f.kind == "transcript"}
+    transcripts = dict((os.path.basename(f.path), f) for f in af.files if f.kind == "transcript")
+    sizes = dict((name, f.size) for name, f in transcripts.items())
     for key, entry in af.store.items():
         sid = entry.get("sessionId")
         if not is_safe_id(sid):
@@ -78,23 +97,51 @@ def _entry_findings(af, classify_key):
                                "entry %r points at %s, which does not exist" % (key, name),
                                af.store_info.rel))
         kind = classify_key(key)
-        if kind in TOKEN_THRESHOLDS:
-            out.extend(_token_findings(af, key, entry, kind, sizes.get(name)))
+        if kind in limits["tokens"]:
+            out.extend(_token_findings(af, key, entry, kind, transcripts.get(name), limits["tokens"][kind]))
     return out
 
 
-def _token_findings(af, key, entry, kind, transcript_bytes):
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def stale_token_count(entry, transcript):
+    """The re-estimated tokens (bytes / 4) when the entry's totalTokens predates a rewrite of its
+    transcript that left less than half of what it counts (a trim), else None."""
+    total, updated = entry.get("totalTokens"), entry.get("updatedAt")
+    if transcript is None or not _number(total) or not _number(updated):
+        return None
+    estimate = transcript.size // 4
+    # Half, not merely fewer: the count also holds the system prompt and tools, which the
+    # transcript does not; a trim leaves far less than half (191k counted, 43k left).
+    if transcript.mtime_ns // 1000000 > updated and estimate < total / 2:
+        return estimate
+    return None
+
+
+def _token_findings(af, key, entry, kind, transcript, pair):
     total = entry.get("totalTokens")
     # contextTokens is the model's window, not usage: it only explains the number.
     window = entry.get("contextTokens")
-    if isinstance(total, (int, float)) and not isinstance(total, bool) and total > 0:
+    transcript_bytes = transcript.size if transcript is not None else 0
+    stale = stale_token_count(entry, transcript)
+    if stale is not None:
+        tokens = stale
+        source = ("re-estimated from the %s transcript, bytes / 4; totalTokens %d is stale: counted "
+                  "before the transcript was rewritten" % (human_bytes(transcript_bytes), int(total)))
+    elif _number(total) and total > 0:
         tokens, source = int(total), "totalTokens"
     elif transcript_bytes:
         tokens, source = transcript_bytes // 4, "transcript bytes / 4"
     else:
         return []
-    warn, crit = TOKEN_THRESHOLDS[kind]
+    warn, crit = pair
     if tokens < warn:
+        if stale is not None and total >= warn:
+            # Say once that the store's figure is out of date, so nobody acts on it.
+            return [finding(af.agent, "info", "tokens", "%s session %r: about %d tokens (%s)" % (
+                kind, key, tokens, source), af.store_info.rel)]
         return []
     severity = "critical" if tokens >= crit else "warning"
     detail = "%s session %r uses %d tokens (%s)%s; %s above %d" % (
@@ -104,19 +151,21 @@ def _token_findings(af, key, entry, kind, transcript_bytes):
     return [finding(af.agent, severity, "tokens", detail, af.store_info.rel)]
 
 
-def _file_findings(af, now_ms):
+def _file_findings(af, now_ms, limits):
     out = []
+    warn_bytes = limits["transcript_warn_bytes"]
     for info in af.files:
         if info.rel in af.problems:
             continue
-        if info.kind == "transcript" and info.size > TRANSCRIPT_WARN_BYTES:
+        if info.kind in ("transcript", "legacy") and info.size > warn_bytes:
             out.append(finding(af.agent, "warning", "transcript-size",
-                               "transcript is %s (over %s)" % (_kib(info.size), _kib(TRANSCRIPT_WARN_BYTES)),
+                               "%s is %s (over %s)" % ("transcript" if info.kind == "transcript" else "legacy session file",
+                                                      human_bytes(info.size), human_bytes(warn_bytes)),
                                info.rel))
         elif info.kind == "orphan":
-            severity = "warning" if info.size > TRANSCRIPT_WARN_BYTES else "info"
+            severity = "warning" if info.size > warn_bytes else "info"
             out.append(finding(af.agent, severity, "orphan-transcript",
-                               "transcript of %s not referenced by sessions.json" % _kib(info.size), info.rel))
+                               "transcript of %s not referenced by sessions.json" % human_bytes(info.size), info.rel))
         elif info.kind == "lock":
             why = lock_problem(info, now_ms)
             if why:
@@ -165,8 +214,9 @@ def _peer_findings(agents, classify_key):
     return out
 
 
-def check_agent(af, now_ms, classify_key):
-    """Findings of one discovered agent."""
+def check_agent(af, now_ms, classify_key, limits=None):
+    """Findings of one discovered agent (limits: the plan's validated "health" section)."""
+    limits = limits or HEALTH_DEFAULTS
     out = []
     if af.error:
         return out
@@ -177,19 +227,21 @@ def check_agent(af, now_ms, classify_key):
                            "migrate first (fleet changes nothing here until then)",
                            os.path.relpath(af.dir, af.state_dir)))
     out.extend(_store_findings(af))
-    out.extend(_entry_findings(af, classify_key))
-    out.extend(_file_findings(af, now_ms))
+    out.extend(_entry_findings(af, classify_key, limits))
+    out.extend(_file_findings(af, now_ms, limits))
     return out
 
 
-def check_all(agents, now_ms, classify_key=None):
-    """Findings for every agent plus the cross-agent ones (a peer bound in two agents)."""
+def check_all(agents, now_ms, classify_key=None, limits=None):
+    """Findings for every agent plus the cross-agent ones (a peer bound in two agents).
+
+    `limits` is the plan's "health" section (protocol.validate_health); None: the defaults."""
     if classify_key is None:
         from .store import classify_key
     out = []
     for af in agents:
         try:
-            out.extend(check_agent(af, now_ms, classify_key))
+            out.extend(check_agent(af, now_ms, classify_key, limits))
         except Exception as exc:  # a check's bug must not lose the other agents' findings
             out.append(finding(af.agent, "warning", "internal-error",
                                "health checks failed: %s: %s" % (type(exc).__name__, exc)))

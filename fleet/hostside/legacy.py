@@ -251,3 +251,27 @@ def _sha(data):
 def _bad(agent, info, message, size=None, records=0):
     before = stats(info.size if size is None else size, records)
     return file_record(agent, info.rel, info.kind, before=before, error=message)
+
+
+def legacy_policy(ops, size, pick_tier):
+    """The trim policy of a legacy `*.session.json` of `size` bytes, or None to leave it.
+
+    With `legacy.tiers` (the playbook's transcript tiers) a legacy file is trimmed like a
+    transcript of its size: the highest matching tier's keep_records and slim, the transcripts'
+    slim limits; below the first tier it is left alone. Without tiers: legacy.keep_records and
+    legacy.slim for every file (protocol 1's behaviour). `pick_tier(tiers, size)` is the
+    orchestrator's, so transcripts and legacy files choose tiers by one rule.
+    """
+    legacy = ops["legacy"]
+    tiers = legacy.get("tiers") or []
+    if not tiers:
+        return legacy
+    tier = pick_tier(tiers, size)
+    if tier is None:
+        return None
+    policy = dict(legacy)
+    for key in ("tool_output_limit_bytes", "assistant_text_limit_bytes", "untouched_turns"):
+        if key in ops.get("transcripts", {}):
+            policy[key] = ops["transcripts"][key]
+    policy.update(keep_records=tier["keep_records"], slim=tier.get("slim"))
+    return policy

@@ -100,6 +100,7 @@ def execute(plan, stderr=None, environ=None):
     result = new_result(plan, state_dir, started)
     ctx = RunContext(state_dir, plan["run_id"], plan["now_ms"], plan["dry_run"], None,
                      plan["operations"], progress_stream=stderr)
+    ctx.health = plan.get("health")
     try:
         if plan["mode"] == "scan":
             from .scan import scan_agents

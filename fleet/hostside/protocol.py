@@ -12,11 +12,12 @@ import time
 
 from .fsutil import is_safe_id
 from . import ops as operations
-from .terms import (AGENT_VERSION, BACKUP_DEFAULTS, BACKUP_TO, MODES, PROTECTED_KINDS, PROTOCOL_VERSION, PRUNE_CLASSES,
-                    SLIM_LEVELS, PlanError, check_bool, check_int, is_int, want)
+from .terms import (AGENT_VERSION, BACKUP_DEFAULTS, BACKUP_TO, FLAT_LEGACY_AGENT, HEALTH_DEFAULTS, MODES,
+                    OPT_IN_KINDS, PROTECTED_KINDS, PROTOCOL_VERSION, PRUNE_CLASSES, SLIM_LEVELS, PlanError, check_bool,
+                    check_int, is_int, want)
 
-__all__ = ["AGENT_VERSION", "BACKUP_DEFAULTS", "BACKUP_TO", "MODES", "PROTECTED_KINDS", "PROTOCOL_VERSION", "PRUNE_CLASSES",
-           "SLIM_LEVELS", "PlanError", "operation_defaults", "validate_operations", "validate_plan"]
+__all__ = ["AGENT_VERSION", "BACKUP_DEFAULTS", "BACKUP_TO", "FLAT_LEGACY_AGENT", "HEALTH_DEFAULTS", "OPT_IN_KINDS", "MODES", "PROTECTED_KINDS", "PROTOCOL_VERSION", "PRUNE_CLASSES",
+           "SLIM_LEVELS", "PlanError", "operation_defaults", "validate_health", "validate_operations", "validate_plan"]
 
 
 def operation_defaults():
@@ -48,6 +49,25 @@ def validate_operations(ops):
         out[name] = _with_defaults(value, op.DEFAULTS, where)
         op.validate(out[name], where)
     return out
+
+
+def validate_health(value):
+    """The plan's health thresholds with defaults filled in (kinds not given keep theirs); raise PlanError."""
+    merged = _with_defaults({} if value is None else value, HEALTH_DEFAULTS, "health")
+    for key in merged:
+        want(key in HEALTH_DEFAULTS, "health." + str(key), "unknown key (known: %s)" % ", ".join(sorted(HEALTH_DEFAULTS)))
+    check_int(merged, "transcript_warn_bytes", "health", minimum=1)
+    want(isinstance(merged["tokens"], dict), "health.tokens", "expected an object of kind -> [warning, critical]")
+    tokens = dict(HEALTH_DEFAULTS["tokens"])
+    for kind, pair in merged["tokens"].items():
+        where = "health.tokens." + str(kind)
+        want(kind in HEALTH_DEFAULTS["tokens"], where, "unknown session kind (known: %s)"
+             % ", ".join(sorted(HEALTH_DEFAULTS["tokens"])))
+        want(isinstance(pair, (list, tuple)) and len(pair) == 2 and all(is_int(n) and n > 0 for n in pair)
+             and pair[0] <= pair[1], where, "expected [warning, critical], two token counts, warning <= critical")
+        tokens[kind] = [int(pair[0]), int(pair[1])]
+    merged["tokens"] = tokens
+    return merged
 
 
 def _validate_restore(restore):
@@ -100,7 +120,7 @@ def validate_plan(doc, now_ms=None):
           "agents", "expected a list of agent ids or null")
     if agents is not None:
         for a in agents:
-            want(is_safe_id(a), "agents", "not a safe agent id: %r" % (a,))
+            want(is_safe_id(a) or a == FLAT_LEGACY_AGENT, "agents", "not a safe agent id: %r" % (a,))
     backup = doc.get("backup")
     plan["backup"] = _with_defaults({} if backup is None else backup, BACKUP_DEFAULTS, "backup")
     b = plan["backup"]
@@ -110,6 +130,7 @@ def validate_plan(doc, now_ms=None):
     check_int(b, "keep_runs", "backup", minimum=1, nullable=True)
     check_int(b, "max_age_s", "backup", nullable=True)
     plan["operations"] = validate_operations(doc.get("operations"))
+    plan["health"] = validate_health(doc.get("health"))
     plan["restore"] = None
     if plan["mode"] == "restore":
         plan["restore"] = _validate_restore(doc.get("restore"))

@@ -37,7 +37,7 @@ def merge_record(old, new):
         if new.get("backup") not in (None, old["backup"]):
             merged["notes"].append("intermediate version backed up at %s" % new["backup"])
         merged["backup"], merged["backup_sha256"] = old["backup"], old.get("backup_sha256")
-    for key in ("backup", "backup_sha256", "archived_to", "error", "session_key"):
+    for key in ("backup", "backup_sha256", "archived_to", "error", "session_key", "removed_sessions", "age_s"):
         if merged.get(key) is None and old.get(key) is not None:
             merged[key] = old[key]
     return merged
@@ -286,7 +286,7 @@ def execute_plan(ctx, plan, result):
         _restore(ctx, plan, result)
     else:
         agents = discover(ctx.state_dir, plan["agents"])
-        findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key)
+        findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key, ctx.health)
         for af in agents:
             work = work_on_agent(ctx, af)
             records = list(work.records.values())
@@ -312,7 +312,8 @@ def _health_after(ctx, plan, findings_before):
     if ctx.dry_run:
         return findings_before
     try:
-        return health.check_all(discover(ctx.state_dir, plan["agents"]), ctx.now_ms, scan.classify_key)
+        return health.check_all(discover(ctx.state_dir, plan["agents"]), ctx.now_ms, scan.classify_key,
+                                ctx.health)
     except Exception:  # the files were handled; a failed re-check must not fail the run
         return findings_before
 

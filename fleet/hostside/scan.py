@@ -107,5 +107,5 @@ def scan_agents(ctx, agents, result):
             result["health"].extend(sqlite_era.health(af))
         result["files"].extend(records)
         result["agents"].append(agent_summary(af, records))
-    result["health"].extend(health.check_all(agents, ctx.now_ms, classify_key))
+    result["health"].extend(health.check_all(agents, ctx.now_ms, classify_key, ctx.health))
     return result

@@ -21,8 +21,8 @@ report). `disk_space(path)` is what the result reports as the host's space befor
 import os
 
 from . import ops as operations
+from .health import human_bytes
 
-MB = 1024.0 * 1024.0
 BLOCK = 4096  # a copy takes whole blocks: small files cost more than their size
 
 
@@ -59,8 +59,8 @@ def backup_shortfall(ctx, af, ops):
         need = backup_need(ctx, af, ops)
         free = free_bytes(backups.host.root)
         if need and free is not None and need > free:
-            backups.use(af.agent, "controller", "auto: the host has %.1f MB free in %s, this agent's backups "
-                        "may need %.1f MB" % (free / MB, backups.host.root, need / MB))
+            backups.use(af.agent, "controller", "auto: the host has %s free in %s, this agent's backups "
+                        "may need %s" % (human_bytes(free), backups.host.root, human_bytes(need)))
         else:
             backups.use(af.agent, "host", None)
         return None
@@ -72,9 +72,9 @@ def backup_shortfall(ctx, af, ops):
     free = free_bytes(backups.root)
     if free is None or need <= free:
         return None
-    return ("no space for backup: this agent's changes may need %.1f MB of backups, only %.1f MB free in %s; "
+    return ("no space for backup: this agent's changes may need %s of backups, only %s free in %s; "
             "nothing was changed for this agent (free space there, or set backup.dir to a bigger disk)"
-            % (need / MB, free / MB, backups.root))
+            % (human_bytes(need), human_bytes(free), backups.root))
 
 
 def backup_notes(ctx, af):

@@ -173,7 +173,8 @@ def _size(path):
 
 
 def _mb(n):
-    return "%.1f MB" % (n / 1048576.0) if n >= 1048576 else "%.1f KB" % (n / 1024.0)
+    from .health import human_bytes
+    return human_bytes(n)
 
 
 def database_notes(info):

@@ -8,7 +8,9 @@ fields, and rewrites the store under OpenClaw's store lock; `rotate_store` keeps
 Rules that keep users' sessions safe:
 - PROTECTED kinds (main, global, group, channel, topic, thread, cron job templates) are never
   removed by any rule, whatever their age and whatever the cap. Entries with a `pinnedAt` are
-  kept too.
+  kept too. Heartbeats and dreaming sessions (OPT_IN_KINDS) are protected the same way unless
+  the policy's `prune` names their kind: the field's cleanup keeps them as live infrastructure,
+  and a playbook opts in to pruning them.
 - Age = run clock (`now_ms`) - `updatedAt`. An entry without a numeric `updatedAt` counts as
   the oldest possible: any age rule that applies to its kind removes it, and the cap removes
   it first.
@@ -35,10 +37,11 @@ from .archive import copy_verified, delete_file
 from .discover import BULKY_FIELDS, json_type, loads_store_text
 from .fsutil import FileChanged, FileError, describe_oserror, is_safe_id, open_nofollow, safe_rewrite
 from .locks import LOCK_WAIT_S, StoreLock
-from .terms import PROTECTED_KINDS
+from .terms import OPT_IN_KINDS as _OPT_IN, PROTECTED_KINDS
 
 STORE_NAME = "sessions.json"
 PROTECTED = frozenset(PROTECTED_KINDS)
+OPT_IN_KINDS = frozenset(_OPT_IN)
 KINDS = ("main", "direct", "group", "channel", "topic", "thread", "cron", "cron_run", "subagent",
          "acp", "dashboard", "probe", "explicit", "hook", "heartbeat", "dreaming", "global", "other")
 
@@ -232,6 +235,7 @@ class PrunePlan(object):
         self.kept = {}
         self.removed = RemovedEntries()
         self.removed_by_kind = {}
+        self.removed_kinds = {}
         self.notes = []
         self.stripped = {}
         self.entries_before = len(store)
@@ -240,13 +244,14 @@ class PrunePlan(object):
         stale_after = policy.get("stale_after_s")
         max_entries = policy.get("max_entries")
         strip_fields = list(policy.get("strip_fields") or [])
+        self.protected = PROTECTED | (OPT_IN_KINDS - set(ages))
         kinds = {}
         kept_keys = []
         pinned = 0
         for key, entry in store.items():
             kind = classify_key(key)
             kinds[key] = kind
-            if kind in PROTECTED:
+            if kind in self.protected:
                 kept_keys.append(key)
                 continue
             if entry.get("pinnedAt"):
@@ -290,11 +295,24 @@ class PrunePlan(object):
     def _remove(self, key, entry, kind):
         self.removed[key] = entry
         self.removed_by_kind[kind] = self.removed_by_kind.get(kind, 0) + 1
+        self.removed_kinds[key] = kind
+
+    def removed_sessions(self, now_ms):
+        """[{key, kind, session_id, age_s}] of every removed entry, in store order (age_s None
+        without a numeric updatedAt): the record's `removed_sessions`, so reports can name them."""
+        out = []
+        for key, entry in self.removed.items():
+            ts = updated_at(entry)
+            sid = entry.get("sessionId")
+            out.append({"key": key, "kind": self.removed_kinds.get(key, "other"),
+                        "session_id": sid if isinstance(sid, str) else None,
+                        "age_s": None if ts is None else max(0, int((now_ms - ts) // 1000))})
+        return out
 
     def _cap(self, store, kinds, kept_keys, max_entries):
         order = dict((k, i) for i, k in enumerate(kept_keys))
         candidates = [k for k in kept_keys
-                      if kinds[k] not in PROTECTED and not store[k].get("pinnedAt")]
+                      if kinds[k] not in self.protected and not store[k].get("pinnedAt")]
 
         def oldest_first(k):
             ts = updated_at(store[k])
@@ -385,6 +403,8 @@ def prune_store(ctx, agent, store_info, policy, lock_wait_s=LOCK_WAIT_S):
                       stats(result["after"]["bytes"], len(plan.kept), result["after"]["sha256"]),
                       action=action, actions=actions, backup=result["backup"],
                       notes=plan.notes + notes + result["notes"])
+    if plan.removed:
+        rec["removed_sessions"] = plan.removed_sessions(ctx.now_ms)
     return rec, plan.removed
 
 

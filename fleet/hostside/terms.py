@@ -17,6 +17,25 @@ SLIM_LEVELS = (None, "tool-output", "aggressive")
 PRUNE_CLASSES = ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe", "hook", "dreaming")
 # Kinds never removed by any rule, whatever their age and whatever the entry cap.
 PROTECTED_KINDS = ("main", "global", "group", "channel", "topic", "thread", "cron")
+# Kept like protected kinds unless a plan's store.prune names them (store.PrunePlan): the field's
+# cleanup keeps cron heartbeats and dreaming sessions as live infrastructure.
+OPT_IN_KINDS = ("heartbeat", "dreaming")
+
+# The flat legacy `<state>/sessions/` folder's pseudo-agent (discover.discover_flat_legacy).
+FLAT_LEGACY_AGENT = "(legacy)"
+
+# Health thresholds (plan key "health"; fleet.toml [thresholds] on the control host). A transcript
+# warns from the size where the shipped weekly playbook's first tier starts trimming, so a
+# healthy weekly run leaves no size warning it could have fixed. Tokens: (warning, critical)
+# per session kind.
+HEALTH_DEFAULTS = {
+    "transcript_warn_bytes": 2 * 1024 * 1024,
+    "tokens": {
+        "group": [50000, 150000], "channel": [50000, 150000], "topic": [50000, 150000],
+        "thread": [50000, 150000], "direct": [100000, 150000], "main": [150000, 200000],
+        "global": [150000, 200000],
+    },
+}
 
 # The plan's `backup` section when it sets nothing: the run's folder under <state>/fleet-backups,
 # plain copies, the last 10 runs kept for at most 30 days, on the host.

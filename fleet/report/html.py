@@ -13,9 +13,10 @@ from html import escape
 from fleet.report.tables import (DRY_RUN_BANNER, NUMERIC_HEADERS, SizeRow, agent_rows, failed_hosts, host_rows,
                              sections, summary_line, title, undo_hint)
 from fleet.report.results import RunResult
-from fleet.units import human_mb, percent_change
+from fleet.units import human_bytes, percent_change
 
 MAX_CHART_ROWS = 40
+WRAP_HEADERS = {"detail", "error", "reason", "path", "session"}
 BEFORE_COLOR = "#d9822b"
 AFTER_COLOR = "#2b8a3e"
 
@@ -38,6 +39,7 @@ h2{font-size:1.05em;margin:1.4em 0 .5em}
 table{border-collapse:collapse;width:100%;font-size:.9em}
 th,td{padding:.35em .6em;border-bottom:1px solid #eceff3;text-align:left;white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:14em}
 tr.total td{font-weight:700;border-top:2px solid #c5ccd4}
 .failed{background:#fff5f5;border:2px solid #e03131;border-radius:6px;padding:.5em .8em}
 .failed li{margin:.3em 0}
@@ -71,7 +73,7 @@ def _chart(rows: list[tuple[str, int, int]], scan: bool, caption: str) -> str:
             w = max(1.0, bar_w * value / scale) if value else 0
             parts.append(f'<rect class="bar {name}" x="{pad}" y="{by}" width="{w:.1f}" height="13" '
                          f'fill="{color}"><title>{escape(label)} {name}: {value} bytes</title></rect>')
-            text = human_mb(value)
+            text = human_bytes(value)
             if not scan and name == "after":
                 text += f" ({percent_change(before, after)})"
             parts.append(f'<text x="{pad + w + 5:.1f}" y="{by + 11}">{escape(text)}</text>')
@@ -82,7 +84,10 @@ def _chart(rows: list[tuple[str, int, int]], scan: bool, caption: str) -> str:
 
 
 def html_table(headers: list[str], rows: list[list]) -> str:
-    cls = [' class="num"' if h in NUMERIC_HEADERS else "" for h in headers]
+    """A table in a horizontally scrolling box; long text columns (WRAP_HEADERS) wrap, so a
+    finding's detail stays on screen on a desktop-sized window instead of behind the scrollbar."""
+    cls = [' class="num"' if h in NUMERIC_HEADERS else ' class="wrap"' if h in WRAP_HEADERS else ""
+           for h in headers]
     head = "".join(f"<th{c}>{escape(str(h))}</th>" for h, c in zip(headers, cls))
     body = []
     for row in rows:
@@ -98,14 +103,14 @@ def _cards(result: RunResult) -> str:
     if t["hosts_failed"]:
         items.append((str(t["hosts_failed"]), "hosts failed"))
     if result.kind == "scan":
-        items += [(str(t["files"]), "files"), (human_mb(t["before_bytes"]), "total size")]
+        items += [(str(t["files"]), "files"), (human_bytes(t["before_bytes"]), "total size")]
     else:
-        items += [(human_mb(t["before_bytes"]), "before"), (human_mb(t["after_bytes"]), "after")]
+        items += [(human_bytes(t["before_bytes"]), "before"), (human_bytes(t["after_bytes"]), "after")]
         if result.kind != "restore":
-            items.append((human_mb(t["freed_bytes"]), "would free" if result.dry_run else "freed"))
+            items.append((human_bytes(t["freed_bytes"]), "would free" if result.dry_run else "freed"))
         items.append((percent_change(t["before_bytes"], t["after_bytes"]), "change"))
         if t["expired_backup_bytes"]:
-            items.append((human_mb(t["expired_backup_bytes"]), "old backups expired"))
+            items.append((human_bytes(t["expired_backup_bytes"]), "old backups expired"))
     return '<div class="cards">' + "".join(
         f'<div class="card"><b>{escape(v)}</b><span>{escape(k)}</span></div>' for v, k in items) + "</div>"
 
@@ -114,7 +119,7 @@ def _chart_rows(rows: list[SizeRow], per_agent: bool) -> list[tuple[str, int, in
     return [(f"{r.host}/{r.agent}" if per_agent else r.host, r.before, r.after) for r in rows]
 
 
-def render_html(result: RunResult, top: int = 10) -> str:
+def render_html(result: RunResult, top: int = 10, verbose: bool = False) -> str:
     """The whole report page as a string (UTF-8 text)."""
     scan = result.kind == "scan"
     body = [f"<h1>{escape(title(result))}</h1>"]
@@ -133,7 +138,7 @@ def render_html(result: RunResult, top: int = 10) -> str:
                            "size per host/agent" if scan else "before and after per host/agent")
         body.append(f'<div class="charts"><section id="chart-hosts"><h2>Size per host</h2>{per_host}</section>'
                     f'<section id="chart-agents"><h2>Size per agent</h2>{per_agent}</section></div>')
-    for heading, (headers, rows) in sections(result, top):
+    for heading, (headers, rows) in sections(result, top, verbose):
         if heading == "Failed hosts":
             continue
         body.append(f"<h2>{escape(heading)}</h2>")

@@ -1,11 +1,11 @@
 """After a run: a short summary to Telegram and/or a Slack-compatible webhook.
 
-`build_notice_text(result)` is pure: run id, playbook (a dry run is marked), hosts ok/failed,
-the agents that shrank most (`pc-a/main 9.2MB → 0.18MB (−98 %)`), the total freed, failed hosts
-with their reasons, and where the backups are — short, like the field report's notice.
+The text is `fleet.report.notice.build_notice_text` (local time, files changed, bytes freed per
+host, every agent, new findings first).
 
-`send_run_notice(result, inventory_path)` reads `fleet.toml` next to the inventory and sends
-that text with the standard library (`urllib`, no extra dependency):
+`send_run_notice(result, inventory_path, when)` reads `fleet.toml` next to the inventory and,
+when `when` (a schedule's own, else fleet.toml's `notify.when`) asks for it, sends that text with
+the standard library (`urllib`, no extra dependency):
 
 - Telegram Bot API: `POST {base_url}/bot{token}/sendMessage` with JSON `chat_id`, `text`,
   `disable_web_page_preview`; the token comes from the environment variable `token_env` names.
@@ -30,91 +30,9 @@ from pathlib import Path
 
 from fleet.errors import ConfigError
 from fleet.config.fleetconf import NotifyConfig, TelegramConfig, WebhookConfig, load_fleet_config
+from fleet.report import noticefilter
+from fleet.report.notice import build_notice_text
 from fleet.report.results import RunResult
-from fleet.units import human_mb, percent_change
-
-TELEGRAM_TEXT_LIMIT = 4096
-MAX_FAILED_LISTED = 5
-MAX_BACKUPS_LISTED = 3
-MAX_REASON_CHARS = 160
-
-
-# --- the text -------------------------------------------------------------------------------
-
-def _short(text: str | None, limit: int = MAX_REASON_CHARS) -> str:
-    line = " ".join((text or "unknown error").split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _agent_sizes(result: RunResult) -> list[tuple[str, int, int]]:
-    """(host/agent, before, after) for every agent of every host that answered."""
-    sizes: dict[str, list[int]] = {}
-    for host in result.hosts:
-        for f in host.files:
-            entry = sizes.setdefault(f"{host.host}/{f.agent}" if f.agent else host.host, [0, 0])
-            entry[0] += f.before.bytes
-            entry[1] += f.after.bytes
-    return [(name, before, after) for name, (before, after) in sizes.items()]
-
-
-def _headline(result: RunResult) -> str:
-    if result.kind == "skipped":
-        name = result.extra.get("schedule") or result.playbook or "?"
-        return f"fleet schedule {name}: skipped ({_short(result.extra.get('reason'))})"
-    status = "ok" if result.ok else "FAILED"
-    if result.kind == "scan":
-        return f"fleet scan {result.run_id} — {status}"
-    dry = " (DRY RUN, nothing changed)" if result.dry_run else ""
-    return f"fleet {result.kind} {result.run_id}: {result.playbook or '?'}{dry} — {status}"
-
-
-def build_notice_text(result: RunResult, top: int = 5) -> str:
-    """The notice for `result` as plain text (pure; at most Telegram's 4096 characters)."""
-    lines = [_headline(result)]
-    if result.kind == "skipped":
-        return lines[0]
-    totals = result.totals()
-    failed = [h for h in result.hosts if not h.ok]
-    lines.append(f"hosts: {totals['hosts_ok']} ok, {totals['hosts_failed']} failed")
-
-    sizes = _agent_sizes(result)
-    if result.kind == "scan":
-        for name, before, _after in sorted(sizes, key=lambda s: (-s[1], s[0]))[:top]:
-            lines.append(f"{name} {human_mb(before)}")
-        lines.append(f"total {human_mb(totals['before_bytes'])}")
-        findings = [(h.host, f) for h in result.hosts for f in h.health if f.severity in ("critical", "warning")]
-        if findings:
-            critical = sum(1 for _h, f in findings if f.severity == "critical")
-            lines.append(f"health: {critical} critical, {len(findings) - critical} warning")
-            for host, f in sorted(findings, key=lambda x: x[1].severity != "critical")[:3]:
-                lines.append(f"  {host}/{f.agent} {f.severity}: {_short(f.detail, 100)}")
-    else:
-        shrunk = [s for s in sizes if s[1] != s[2]]
-        for name, before, after in sorted(shrunk, key=lambda s: (s[2] - s[1], s[0]))[:top]:
-            lines.append(f"{name} {human_mb(before)} → {human_mb(after)} ({percent_change(before, after)})")
-        verb = "would free" if result.dry_run else "freed"
-        lines.append(f"{verb} {human_mb(totals['freed_bytes'])} "
-                     f"({human_mb(totals['before_bytes'])} → {human_mb(totals['after_bytes'])})")
-        if totals.get("file_errors"):
-            lines.append(f"files not handled: {totals['file_errors']}")
-
-    if failed:
-        lines.append("failed:")
-        for h in failed[:MAX_FAILED_LISTED]:
-            lines.append(f"  {h.host}: {_short(h.error)}")
-        if len(failed) > MAX_FAILED_LISTED:
-            lines.append(f"  … and {len(failed) - MAX_FAILED_LISTED} more")
-
-    backups = [f"{h.host}:{h.backup_dir}" for h in result.hosts if h.backup_dir]
-    if backups and not result.dry_run:
-        more = f" (+{len(backups) - MAX_BACKUPS_LISTED} more)" if len(backups) > MAX_BACKUPS_LISTED else ""
-        lines.append("backups: " + ", ".join(backups[:MAX_BACKUPS_LISTED]) + more)
-
-    text = "\n".join(lines)
-    if len(text) > TELEGRAM_TEXT_LIMIT:
-        text = text[: TELEGRAM_TEXT_LIMIT - 1] + "…"
-    return text
-
 
 # --- sending ----------------------------------------------------------------------------------
 
@@ -220,12 +138,19 @@ def _log_attempt(result: RunResult, channel: str, problem: str | None) -> str | 
     return None
 
 
-def should_notify(config: NotifyConfig, result: RunResult) -> bool:
-    """Whether `notify.when` asks for a notice about this result."""
-    if config.when == "never":
+def should_notify(config: NotifyConfig | str, result: RunResult, new: set | None = None) -> bool:
+    """Whether `when` (a NotifyConfig's, or the word itself) asks for a notice about this result.
+
+    "findings" sends for a failure, as "failure" does, and when `new` (the ids of the findings new
+    since the last notice, noticefilter.new_findings) is not empty."""
+    when = config if isinstance(config, str) else config.when
+    failed = not result.ok or result.kind == "skipped"
+    if when == "never":
         return False
-    if config.when == "failure":
-        return not result.ok or result.kind == "skipped"
+    if when == "failure":
+        return failed
+    if when == "findings":
+        return failed or bool(new)
     return True
 
 
@@ -236,8 +161,10 @@ def check_notify_config(inventory_path: Path) -> NotifyConfig:
     return load_fleet_config(Path(inventory_path)).notify
 
 
-def send_run_notice(result: RunResult, inventory_path: Path) -> list[str]:
-    """Send the notice for `result` to every notifier in fleet.toml; return problems (never raises)."""
+def send_run_notice(result: RunResult, inventory_path: Path, when: str | None = None) -> list[str]:
+    """Send the notice for `result` to every notifier in fleet.toml; return problems (never raises).
+
+    `when` overrides fleet.toml's notify.when (a schedule's own `--when`)."""
     try:
         config = load_fleet_config(Path(inventory_path)).notify
     except ConfigError as exc:
@@ -249,15 +176,22 @@ def send_run_notice(result: RunResult, inventory_path: Path) -> list[str]:
 
         return [f"notify: nothing to send to: {config_path(Path(inventory_path))} has no "
                 "[notify.telegram] or [notify.webhook] table"]
-    if not should_notify(config, result):
+    when = when or config.when
+    new = noticefilter.new_findings(Path(inventory_path), result) if when == "findings" else None
+    if not should_notify(when, result, new):
+        if when == "findings":
+            # Nothing new: what is there now is what the next run is compared with.
+            kept = noticefilter.remember(Path(inventory_path), result)
+            return [kept] if kept else []
         return []
-    text = build_notice_text(result, top=config.top)
+    text = build_notice_text(result, top=config.top, tz=config.timezone, new=new)
     problems: list[str] = []
     channels = []
     if config.telegram:
         channels.append(("telegram", lambda: send_telegram(config.telegram, text)))
     if config.webhook:
         channels.append(("webhook", lambda: send_webhook(config.webhook, text)))
+    delivered = True
     for name, send in channels:
         try:
             problem = send()
@@ -265,7 +199,12 @@ def send_run_notice(result: RunResult, inventory_path: Path) -> list[str]:
             problem = f"{name}: unexpected failure: {type(exc).__name__}"
         if problem:
             problems.append(problem)
+            delivered = False
         log_problem = _log_attempt(result, name, problem)
         if log_problem:
             problems.append(log_problem)
+    if when == "findings" and delivered:
+        kept = noticefilter.remember(Path(inventory_path), result)
+        if kept:
+            problems.append(kept)
     return problems

@@ -20,10 +20,10 @@ from tabulate import tabulate
 
 from fleet.errors import UsageError
 from fleet.report.html import render_html
-from fleet.report.results import RunResult
+from fleet.report.results import HostResult, RunResult
 from fleet.report.tables import (DRY_RUN_BANNER, NUMERIC_HEADERS, change, one_line, sections, summary_line, title,
                                  undo_hint)
-from fleet.units import human_mb
+from fleet.units import human_bytes
 
 def text_table(headers: list[str], rows: list[list], tablefmt: str) -> str:
     """tabulate with numbers and sizes right-aligned, text left-aligned, every cell on one line."""
@@ -33,12 +33,12 @@ def text_table(headers: list[str], rows: list[list], tablefmt: str) -> str:
     return tabulate(cells, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
 
 
-def render_json(result: RunResult, top: int = 10) -> str:
-    """The contract's document, indented (exact bytes)."""
+def render_json(result: RunResult, top: int = 10, verbose: bool = False) -> str:
+    """The contract's document, indented (exact bytes; each host's removed_sessions always there)."""
     return json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
 
 
-def render_text(result: RunResult, top: int = 10, markdown: bool = False) -> str:
+def render_text(result: RunResult, top: int = 10, verbose: bool = False, markdown: bool = False) -> str:
     """The terminal tables, or the same as GitHub markdown."""
     tablefmt = "github" if markdown else "simple"
     out = [f"## {title(result)}" if markdown else title(result)]
@@ -51,25 +51,26 @@ def render_text(result: RunResult, top: int = 10, markdown: bool = False) -> str
     hint = undo_hint(result)
     if hint:
         out.append(f"_{hint}_" if markdown else hint)
-    for heading, (headers, rows) in sections(result, top):
+    for heading, (headers, rows) in sections(result, top, verbose):
         out.append(f"### {heading}" if markdown else heading)
         out.append(text_table(headers, rows, tablefmt))
     return "\n\n".join(out) + "\n"
 
 
-def render_markdown(result: RunResult, top: int = 10) -> str:
-    return render_text(result, top, markdown=True)
+def render_markdown(result: RunResult, top: int = 10, verbose: bool = False) -> str:
+    return render_text(result, top, verbose, markdown=True)
 
 
 RENDERERS = {"table": render_text, "markdown": render_markdown, "json": render_json, "html": render_html}
 FORMATS = tuple(RENDERERS)
 
 
-def render_run(result: RunResult, fmt: str, top: int = 10) -> str:
-    """The report of one run as text: fmt is one of FORMATS (table, markdown, json, html)."""
+def render_run(result: RunResult, fmt: str, top: int = 10, verbose: bool = False) -> str:
+    """The report of one run as text: fmt is one of FORMATS (table, markdown, json, html). `verbose`
+    names every removed or archived session (the JSON always does, in each host's removed_sessions)."""
     if fmt not in RENDERERS:
         raise UsageError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return RENDERERS[fmt](result, top)
+    return RENDERERS[fmt](result, top, verbose)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -87,9 +88,21 @@ def filter_result(result: RunResult, host: str | None, agent: str | None) -> Run
         if agent not in agents:
             where = f" on {host}" if host else ""
             raise UsageError(f"run {result.run_id} has no agent {agent!r}{where} (agents: {', '.join(agents) or 'none'})")
-        hosts = tuple(replace(h, files=tuple(f for f in h.files if f.agent == agent),
-                              health=tuple(x for x in h.health if x.agent == agent)) for h in hosts)
+        hosts = tuple(_one_agent(h, agent) for h in hosts)
     return replace(result, hosts=hosts)
+
+
+def _one_agent(host: HostResult, agent: str) -> HostResult:
+    """`host` narrowed to `agent`: its files, findings and summary, and its share of the host's
+    backups (the host's backup bytes in proportion to the bytes of its files that were backed up;
+    exact unless backups are gzipped). Old backups expire per host, not per agent: 0 here."""
+    files = tuple(f for f in host.files if f.agent == agent)
+    backed_up = sum(f.before.bytes for f in host.files if f.backup)
+    mine = sum(f.before.bytes for f in files if f.backup)
+    share = round(host.backup_bytes * mine / backed_up) if backed_up else 0
+    return replace(host, files=files, health=tuple(x for x in host.health if x.agent == agent),
+                   agents=tuple(a for a in host.agents if a.get("agent") == agent),
+                   backup_bytes=share, expired_backup_bytes=0)
 
 
 def write_private(path: Path, text: str) -> None:
@@ -111,7 +124,7 @@ def emit(text: str, output: Path | None) -> None:
 
 
 def report_command(run_id: str | None, fmt: str, output: Path | None, trend: bool, host: str | None,
-                   agent: str | None, top: int) -> int:
+                   agent: str | None, top: int, inventory: Path | None = None, verbose: bool = False) -> int:
     """`fleet report`: re-render a recorded run, or with `trend` the size trends of the agents."""
     from fleet.report.history import load_run
 
@@ -122,10 +135,10 @@ def report_command(run_id: str | None, fmt: str, output: Path | None, trend: boo
     if trend:
         from fleet.report.trend import trend_command_text
 
-        emit(trend_command_text(host=host, agent=agent, fmt=fmt), output)
+        emit(trend_command_text(host=host, agent=agent, fmt=fmt, inventory=inventory), output)
         return 0
     result = filter_result(load_run(run_id), host, agent)
-    emit(render_run(result, fmt, top), output)
+    emit(render_run(result, fmt, top, verbose), output)
     return 0
 
 
@@ -135,9 +148,9 @@ def history_rows(runs: list[dict]) -> tuple[list[str], list[list]]:
     for r in runs:
         t = r["totals"]
         kind = r["kind"] + (" (dry run)" if r["dry_run"] else "")
-        sizes = human_mb(t.get("before_bytes", 0)) if r["kind"] == "scan" else change(
+        sizes = human_bytes(t.get("before_bytes", 0)) if r["kind"] == "scan" else change(
             t.get("before_bytes", 0), t.get("after_bytes", 0))
-        freed = "" if r["kind"] == "scan" else human_mb(t.get("freed_bytes", 0))
+        freed = "" if r["kind"] == "scan" else human_bytes(t.get("freed_bytes", 0))
         what = f"undo {r['restored_run']}" if r.get("restored_run") else (r["playbook"] or "")
         rows.append([r["run_id"], kind, what, r["started_at"], r["controller"] or "",
                      t.get("hosts", 0), t.get("hosts_failed", 0), sizes, freed, "yes" if r["ok"] else "no"])

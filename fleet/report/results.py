@@ -42,6 +42,9 @@ class FileResult:
     archived_to: str | None = None
     notes: tuple[str, ...] = ()
     error: str | None = None
+    session_key: str | None = None            # the store key whose removal archived this file
+    removed_sessions: tuple[dict, ...] = ()   # a store's removed entries: {key, kind, session_id, age_s}
+    age_s: int | None = None                  # an archived orphan's age (seconds since last written)
 
     @classmethod
     def from_json(cls, d: dict) -> "FileResult":
@@ -51,15 +54,25 @@ class FileResult:
             before=Stats.from_json(d.get("before")), after=Stats.from_json(d.get("after") or d.get("before")),
             backup=d.get("backup"), backup_sha256=d.get("backup_sha256"), archived_to=d.get("archived_to"),
             notes=tuple(d.get("notes") or ()), error=d.get("error"),
+            session_key=d.get("session_key") if isinstance(d.get("session_key"), str) else None,
+            removed_sessions=tuple(r for r in d.get("removed_sessions") or () if isinstance(r, dict)),
+            age_s=d.get("age_s") if isinstance(d.get("age_s"), int) else None,
         )
 
     def to_json(self) -> dict:
-        return {
+        doc = {
             "agent": self.agent, "path": self.path, "kind": self.kind, "action": self.action,
             "actions": list(self.actions), "before": self.before.to_json(), "after": self.after.to_json(),
             "backup": self.backup, "backup_sha256": self.backup_sha256, "archived_to": self.archived_to,
             "notes": list(self.notes), "error": self.error,
         }
+        if self.session_key is not None:
+            doc["session_key"] = self.session_key
+        if self.removed_sessions:
+            doc["removed_sessions"] = [dict(r) for r in self.removed_sessions]
+        if self.age_s is not None:
+            doc["age_s"] = self.age_s
+        return doc
 
 
 @dataclass(frozen=True)
@@ -118,6 +131,27 @@ class HostResult:
         return cls(host=host, ok=False, error=error, elapsed_s=elapsed_s, stderr_tail=stderr_tail,
                    interrupted=interrupted)
 
+    def removed_sessions(self) -> list[dict]:
+        """Every session this run removed from a store or archived, named: {agent, key, kind,
+        session_id, age_s, bytes, files}. Store entries come with their archived files' bytes
+        (before the run) and paths; an archived orphan transcript has key None and kind "orphan"."""
+        out = []
+        by_key: dict[tuple[str, str], list[FileResult]] = {}
+        for f in self.files:
+            if f.session_key is not None and f.action == "archive":
+                by_key.setdefault((f.agent, f.session_key), []).append(f)
+        for f in self.files:
+            for r in f.removed_sessions:
+                archived = by_key.get((f.agent, str(r.get("key"))), [])
+                out.append({"agent": f.agent, "key": r.get("key"), "kind": r.get("kind"),
+                            "session_id": r.get("session_id"), "age_s": r.get("age_s"),
+                            "bytes": sum(a.before.bytes for a in archived), "files": [a.path for a in archived]})
+        for f in self.files:
+            if f.kind == "orphan" and f.action == "archive":
+                out.append({"agent": f.agent, "key": None, "kind": "orphan", "session_id": None,
+                            "age_s": f.age_s, "bytes": f.before.bytes, "files": [f.path]})
+        return out
+
     def to_json(self) -> dict:
         return {
             "host": self.host, "ok": self.ok, "error": self.error, "elapsed_s": round(self.elapsed_s, 3),
@@ -129,6 +163,7 @@ class HostResult:
             "expired_backup_bytes": self.expired_backup_bytes,
             "before_bytes": self.before_bytes, "after_bytes": self.after_bytes,
             "backup_to": self.backup_to, "disk": self.disk,
+            "removed_sessions": self.removed_sessions(),
         }
 
     @classmethod

@@ -10,13 +10,13 @@ import re
 from dataclasses import dataclass
 
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult
-from fleet.units import human_bytes, human_mb, percent_change
+from fleet.units import human_bytes, percent_change
 
 DRY_RUN_BANNER = "DRY RUN — nothing was changed"
 TOTAL_LABEL = "all hosts"
 SHOWN_SEVERITIES = ("critical", "warning")
 NUMERIC_HEADERS = {"hosts", "ok", "failed", "files", "changed", "errors", "before", "after", "freed", "change",
-                   "backups", "expired backups", "elapsed", "size", "records", "before → after"}
+                   "backups", "expired backups", "elapsed", "size", "records", "before → after", "age"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def failed_hosts(result: RunResult) -> list[HostResult]:
 
 def change(before: int, after: int) -> str:
     """'9.2MB → 0.18MB (−98 %)'."""
-    return f"{human_mb(before)} → {human_mb(after)} ({percent_change(before, after)})"
+    return f"{human_bytes(before)} → {human_bytes(after)} ({percent_change(before, after)})"
 
 
 def title(result: RunResult) -> str:
@@ -102,7 +102,7 @@ def summary_line(result: RunResult) -> str:
     t = result.totals()
     hosts = f"{t['hosts_ok']}/{t['hosts']} hosts ok"
     if result.kind == "scan":
-        return f"{hosts}; {t['files']} files, {human_mb(t['before_bytes'])} in total"
+        return f"{hosts}; {t['files']} files, {human_bytes(t['before_bytes'])} in total"
     if result.kind == "restore":
         restored = sum(1 for h in result.hosts for f in h.files if f.action == "restore" and not f.error)
         verb = "would restore" if result.dry_run else "restored"
@@ -111,11 +111,11 @@ def summary_line(result: RunResult) -> str:
             line += f"; {t['file_errors']} not restored (see File errors)"
         return line
     freed = "would free" if result.dry_run else "freed"
-    line = f"{hosts}; {change(t['before_bytes'], t['after_bytes'])}, {freed} {human_mb(t['freed_bytes'])}"
+    line = f"{hosts}; {change(t['before_bytes'], t['after_bytes'])}, {freed} {human_bytes(t['freed_bytes'])}"
     if t["backup_bytes"]:
-        line += f"; backups {human_mb(t['backup_bytes'])}"
+        line += f"; backups {human_bytes(t['backup_bytes'])}"
     if t["expired_backup_bytes"]:
-        line += f"; old backups expired {human_mb(t['expired_backup_bytes'])}"
+        line += f"; old backups expired {human_bytes(t['expired_backup_bytes'])}"
     return line
 
 
@@ -132,10 +132,10 @@ def undo_hint(result: RunResult) -> str | None:
 
 def _sizes(row_before: int, row_after: int, kind: str) -> list[str]:
     if kind == "scan":
-        return [human_mb(row_before)]
+        return [human_bytes(row_before)]
     if kind == "restore":
-        return [human_mb(row_before), human_mb(row_after), percent_change(row_before, row_after)]
-    return [human_mb(row_before), human_mb(row_after), human_mb(row_before - row_after),
+        return [human_bytes(row_before), human_bytes(row_after), percent_change(row_before, row_after)]
+    return [human_bytes(row_before), human_bytes(row_after), human_bytes(row_before - row_after),
             percent_change(row_before, row_after)]
 
 
@@ -155,8 +155,8 @@ def summary_table(result: RunResult) -> tuple[list[str], list[list]]:
     row = [t["hosts"], t["hosts_ok"], t["hosts_failed"], t["files"]] + ([] if scan else [t["files_changed"]])
     if not scan:
         headers += ["backups", "expired backups"]
-        row += _sizes(t["before_bytes"], t["after_bytes"], result.kind) + [human_mb(t["backup_bytes"]),
-                                                                  human_mb(t["expired_backup_bytes"])]
+        row += _sizes(t["before_bytes"], t["after_bytes"], result.kind) + [human_bytes(t["backup_bytes"]),
+                                                                  human_bytes(t["expired_backup_bytes"])]
     else:
         row += _sizes(t["before_bytes"], t["after_bytes"], result.kind)
     return headers, [row]
@@ -236,7 +236,7 @@ def space_table(result: RunResult) -> tuple[list[str], list[list]]:
             if "free" not in d:
                 return "?"
             used = 100.0 * (1 - d["free"] / d["total"]) if d.get("total") else 0.0
-            return f"{human_mb(d['free'])} ({used:.0f}% full)"
+            return f"{human_bytes(d['free'])} ({used:.0f}% full)"
         rows.append([h.host, where, free(before), free(after)])
     return ["host", "backups to", "free before", "free after"], rows
 
@@ -245,8 +245,9 @@ def failed_table(result: RunResult) -> tuple[list[str], list[list]]:
     return ["host", "reason"], [[h.host, h.error or "failed"] for h in failed_hosts(result)]
 
 
-def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], list[list]]]]:
-    """(heading, (headers, rows)) of every table, in order; empty tables are left out."""
+def sections(result: RunResult, top: int, verbose: bool = False) -> list[tuple[str, tuple[list[str], list[list]]]]:
+    """(heading, (headers, rows)) of every table, in order; empty tables are left out. `verbose`
+    adds the removed and archived sessions, each by name."""
     parts = [("Fleet", summary_table(result)), ("Per host", host_table(result)),
              ("Per host and agent", agent_table(result))]
     if result.kind == "scan":
@@ -255,6 +256,10 @@ def sections(result: RunResult, top: int) -> list[tuple[str, tuple[list[str], li
         parts.append((f"Largest {top} files before", files_table(result, top, "before")))
         parts.append((f"Largest {top} files after", files_table(result, top, "after")))
         parts.append(("Disk and backups", space_table(result)))
+    if verbose:
+        from fleet.report.removed import removed_table
+
+        parts.append(("Removed and archived sessions", removed_table(result)))
     parts += [("Health findings", findings_table(result)), ("File errors", errors_table(result)),
               ("Failed hosts", failed_table(result))]
     return [(heading, table) for heading, table in parts if table[1]]

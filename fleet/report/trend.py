@@ -11,9 +11,10 @@ in about 6 days") — the "boiling frog" of the field report, seen before it hap
 - Forecast: days from `now` until the fitted line reaches a threshold, starting from the last
   measured size; 0 when the agent is already over it; none when it is not growing.
 - Thresholds are totals per agent (all its files on a host), not per file: a single transcript
-  warns at 500 KB, but an agent with a few dozen healthy sessions is easily a few MB. Defaults:
-  warning 10 MB, critical 50 MB; set `FLEET_TREND_WARNING` / `FLEET_TREND_CRITICAL` (sizes like
-  "20MB") to change them.
+  warns at 2 MB, but an agent with a few dozen healthy sessions is easily a few MB. Defaults:
+  warning 10 MB, critical 50 MB; fleet.toml's `[thresholds] trend_warning` / `trend_critical`
+  change them, and `FLEET_TREND_WARNING` / `FLEET_TREND_CRITICAL` (sizes like "20MB") override
+  those for one command.
 
 Everything but `trend_command_text` is pure and works on plain (at_ms, bytes) points.
 """
@@ -23,6 +24,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from datetime import datetime, timezone
 from html import escape
 from typing import Iterable, Sequence
@@ -30,7 +32,7 @@ from typing import Iterable, Sequence
 from tabulate import tabulate
 
 from fleet.errors import UsageError
-from fleet.units import parse_size
+from fleet.units import human_bytes, parse_size
 
 MB = 1024 * 1024
 DAY_MS = 86_400_000
@@ -48,10 +50,12 @@ class Thresholds:
     critical_bytes: int = DEFAULT_CRITICAL_BYTES
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Thresholds":
-        """Thresholds from FLEET_TREND_WARNING / FLEET_TREND_CRITICAL; UsageError if unreadable."""
+    def from_env(cls, env: dict | None = None, base: "Thresholds | None" = None) -> "Thresholds":
+        """`base` (fleet.toml's [thresholds] trend_warning / trend_critical, else the defaults),
+        overridden for one command by FLEET_TREND_WARNING / FLEET_TREND_CRITICAL; UsageError if unreadable."""
         env = os.environ if env is None else env
-        values = {}
+        base = base or cls()
+        values = {"warning_bytes": base.warning_bytes, "critical_bytes": base.critical_bytes}
         for key, name in (("warning_bytes", "FLEET_TREND_WARNING"), ("critical_bytes", "FLEET_TREND_CRITICAL")):
             if env.get(name):
                 try:
@@ -104,15 +108,12 @@ class AgentTrend:
 
 
 def mb(n: float) -> str:
-    """'10 MB', '0.6 MB', '512 KB' — people's units for thresholds and totals."""
-    if abs(n) >= MB:
-        value = n / MB
-        return f"{value:.0f} MB" if value >= 10 or value == int(value) else f"{value:.1f} MB"
-    return f"{n / 1024:.0f} KB"
+    """'10 MB', '1.5 MB', '512 KB': fleet.units.human_bytes, the one size format."""
+    return human_bytes(n)
 
 
 def rate(bytes_per_day: float) -> str:
-    return f"{bytes_per_day / MB:.1f} MB/day" if bytes_per_day >= 0.1 * MB else f"{bytes_per_day / 1024:.0f} KB/day"
+    return f"{human_bytes(bytes_per_day)}/day"
 
 
 def in_days(days: float) -> str:
@@ -260,11 +261,15 @@ def render_trends(trends: list[AgentTrend], fmt: str, thresholds: Thresholds) ->
     return "\n\n".join([head, limits, "\n".join(bullet + s for s in sentences), table]) + "\n"
 
 
-def trend_command_text(host: str | None, agent: str | None, fmt: str, now_ms: int | None = None) -> str:
-    """`fleet report --trend`: read the history and render the trends."""
+def trend_command_text(host: str | None, agent: str | None, fmt: str, now_ms: int | None = None,
+                       inventory: Path | None = None) -> str:
+    """`fleet report --trend`: read the history and render the trends (thresholds from the
+    fleet.toml next to `inventory`, default ./inventory.toml; the environment overrides them)."""
+    from fleet.config.fleetconf import load_fleet_config
     from fleet.report.history import agent_size_series
 
-    thresholds = Thresholds.from_env()
+    configured = load_fleet_config(Path(inventory or "inventory.toml")).thresholds
+    thresholds = Thresholds.from_env(base=Thresholds(configured.trend_warning, configured.trend_critical))
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     trends = analyse_all(agent_size_series(host=host, agent=agent), now_ms, thresholds)
     return render_trends(trends, fmt, thresholds)

@@ -136,7 +136,7 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
     if schedule.notify:
         from fleet.report.notify import send_run_notice
 
-        problems += send_run_notice(result, Path(schedule.inventory))
+        problems += send_run_notice(result, Path(schedule.inventory), when=schedule.notify_when)
     return problems
 
 
@@ -212,7 +212,7 @@ def _run(schedule: Schedule) -> int:
     from fleet.control.finish import Report, finish
 
     inventory = Path(schedule.inventory)
-    report = Report(notify_with=inventory if schedule.notify else None)
+    report = Report(notify_with=inventory if schedule.notify else None, notify_when=schedule.notify_when)
     if schedule.action == "scan":
         return finish(scan(inventory, schedule.limit), report)
     return finish(run(schedule.playbook, inventory, schedule.limit), report)

@@ -60,6 +60,7 @@ class Schedule:
     crontab_user: str | None = None
     installed_at: str = ""
     extra: dict = field(default_factory=dict)
+    notify_when: str | None = None  # always | failure | findings | never; None: fleet.toml's notify.when
 
     @classmethod
     def from_json(cls, d: dict) -> "Schedule":
@@ -206,7 +207,7 @@ def _notify_hints(inventory: Path) -> list[str]:
 
 
 def install_command(name: str, playbook: str, at: str, inventory: Path, limit: str | None,
-                    backend: str, unit_dir: Path | None, notify: bool) -> int:
+                    backend: str, unit_dir: Path | None, notify: bool, when: str | None = None) -> int:
     """Validate everything, store the definition, then install the cron line or systemd units.
 
     Installing a name again replaces its definition and entry. Exit 0, or 2 on bad input.
@@ -214,6 +215,11 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
     from fleet.config.inventory import load_inventory
 
     check_name(name)
+    if when is not None:
+        from fleet.config.fleetconf import NOTIFY_WHEN, NOTIFY_WHEN_NOTE
+
+        if when not in NOTIFY_WHEN:
+            raise UsageError(f"--when must be one of {', '.join(NOTIFY_WHEN)}, got {when!r} ({NOTIFY_WHEN_NOTE})")
     chosen = _pick_backend(backend)
     cron, on_calendar = _timing(at, chosen)
     inventory_path = Path(os.path.abspath(Path(inventory).expanduser()))
@@ -237,7 +243,7 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
         name=name, action=action, playbook=playbook_ref, inventory=str(inventory_path), limit=limit,
         notify=notify, backend=chosen, at=at, cron=cron, on_calendar=on_calendar, command=command,
         state_dir=str(state), log=str(log), unit_dir=str(units) if units else None, crontab_user=crontab_user,
-        installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), notify_when=when,
     )
     # Everything that can refuse the input (quoting, paths) runs before anything is changed.
     if chosen == "cron":
@@ -263,7 +269,8 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
 
     when = at if chosen == "cron" else "; ".join(on_calendar)
     print(f"installed schedule {name}: {schedule.what} -i {inventory_path}"
-          f"{f' --limit {limit}' if limit else ''} at {when} ({chosen}{', notify' if notify else ''})")
+          f"{f' --limit {limit}' if limit else ''} at {when} ({chosen}"
+          f"{(', notify' + (f' when {schedule.notify_when}' if schedule.notify_when else '')) if notify else ''})")
     for note in notes + hints:
         print(f"  {note}")
     print(f"  log: {log}")
@@ -313,7 +320,8 @@ def list_command(json_out: bool, unit_dir: Path | None) -> int:
         outcome = "running" if last.get("exit_code") is None else f"exit {last['exit_code']}"
         when = r["at"] if r["backend"] == "cron" else "; ".join(r["on_calendar"])
         table.append([r["name"], "scan" if r["action"] == "scan" else Path(r["playbook"]).stem, when, r["backend"],
-                      "yes" if r["installed"] else "MISSING", "yes" if r["notify"] else "no",
+                      "yes" if r["installed"] else "MISSING",
+                      (r.get("notify_when") or "yes") if r["notify"] else "no",
                       f"{last.get('started_at', '-')} {outcome}" if last else "-", r["inventory"]])
     print(tabulate(table, headers=["name", "playbook", "when", "backend", "installed", "notify", "last run",
                                    "inventory"], tablefmt="simple"))

@@ -63,7 +63,7 @@ timeout = -1
     f = str(tmp_path / "fleet.toml")
     assert f"{f}: notify.telegram.chat_id: expected a string or integer, got [1, 2]" in problems
     assert f'{f}: notify.telegram.tokn_env: unknown key; did you mean "token_env"?' in problems
-    assert any(p.startswith(f"{f}: notify.when: expected \"always\", \"failure\" or \"never\"") for p in problems)
+    assert any(p.startswith(f"{f}: notify.when: expected \"always\", \"failure\", \"findings\" or \"never\"") for p in problems)
     assert any(p.startswith(f"{f}: notify.telegram.base_url: expected an http:// or https:// URL") for p in problems)
     assert any(p.startswith(f"{f}: notify.telegram.timeout: must be") for p in problems)
     assert any(p.startswith(f"{f}: notify.webhook: needs url") for p in problems)

@@ -64,8 +64,9 @@ def test_weekly_compiles_to_the_field_report_tiers():
         (2097152, 200, None), (5242880, 100, "tool-output"), (10485760, 50, "aggressive")]
     assert ops["transcripts"]["tool_output_limit_bytes"] == 2048
     assert ops["transcripts"]["assistant_text_limit_bytes"] == 4096
-    # The daily-prune store pass, included, plus the strip of the bulky fields.
-    assert ops["store"]["prune"] == {kind: DAY for kind in PRUNE_CLASSES}
+    # The daily-prune store pass, included, plus the strip of the bulky fields; heartbeats and
+    # dreaming sessions are kept unless a playbook names them.
+    assert ops["store"]["prune"] == {kind: DAY for kind in PRUNE_CLASSES if kind not in ("heartbeat", "dreaming")}
     assert ops["store"]["strip_fields"] == ["skillsSnapshot", "systemPromptReport"]
     assert ops["orphans"] == {"archive_after_s": DAY}
     assert ops["trajectories"]["keep_runs"] == 5
@@ -85,8 +86,7 @@ def test_emergency_keeps_100_and_slims_everything_over_1mb():
 def test_daily_prune_is_the_store_pass_without_trims():
     ops = load_playbook("daily-prune").operations
     assert set(ops) == {"store", "orphans"}
-    assert ops["store"]["prune"] == {k: DAY for k in
-                                     ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe", "hook", "dreaming")}
+    assert ops["store"]["prune"] == {k: DAY for k in ("cron_run", "subagent", "acp", "dashboard", "probe", "hook")}
     assert ops["store"]["stale_after_s"] is None and ops["store"]["max_entries"] is None
     assert ops["store"]["strip_fields"] == [] and ops["store"]["prune_direct_after_s"] is None
     assert ops["orphans"]["archive_after_s"] == DAY
@@ -102,8 +102,8 @@ def test_maintenance_has_openclaw_caps():
 def test_playbook_check_shows_what_weekly_does(capsys):
     code, out, err = run_cli(["playbook", "check", "weekly"], capsys)
     assert code == 0 and err == ""
-    assert "over   2.0MB: keep the last 200 records" in out
-    assert "over  10.0MB: keep the last 50 records, slim aggressive" in out
+    assert "over    2 MB: keep the last 200 records" in out
+    assert "over   10 MB: keep the last 50 records, slim aggressive" in out
     code, out, _ = run_cli(["playbook", "check", "weekly", "--json"], capsys)
     assert json.loads(out)["operations"] == load_playbook("weekly").operations
 
@@ -158,7 +158,9 @@ remove_after = 90
 """)
     ops = load_playbook(str(path)).operations
     assert ops["transcripts"]["tiers"] == [{"over_bytes": 1000, "keep_records": 10, "slim": None}]
-    assert ops["legacy"] == {"keep_records": 200, "slim": None}
+    # Legacy files follow the transcript tiers.
+    assert ops["legacy"] == {"keep_records": 200, "slim": None,
+                             "tiers": [{"over_bytes": 1000, "keep_records": 10, "slim": None}]}
     assert ops["temp"] == {"remove_after_s": 90}
 
 

@@ -94,7 +94,7 @@ def test_auto_sends_backups_to_the_controller_when_the_host_is_full(tmp_path, fl
         backups = [f["backup"] for f in host["files"] if f["backup"]]
         assert backups and all(b.startswith("controller:") for b in backups)
         notes = [n for a in host["agents"] for n in a["notes"] if n.startswith("backups to the controller")]
-        assert notes and "MB free" in notes[0]
+        assert notes and " free in " in notes[0] and "may need" in notes[0]
         assert "backups to the controller" in render_run(RunResult.from_json(run), "table")
 
 

@@ -134,11 +134,13 @@ def test_bad_store_is_critical(tmp_path, content, check):
 
 
 def test_entry_checks(tmp_path):
+    # Counted after the transcripts were last written (else the counts would be stale, see below).
+    counted = int(time.time() * 1000) + 3600 * 1000
     make_agent(tmp_path, "main", {
-        "agent:main:main": {"sessionId": "s-main", "updatedAt": 1, "totalTokens": 160000, "contextTokens": 200000},
-        "agent:main:telegram:group:-1": {"sessionId": "s-g1", "updatedAt": 1, "totalTokens": 151000},
+        "agent:main:main": {"sessionId": "s-main", "updatedAt": counted, "totalTokens": 160000, "contextTokens": 200000},
+        "agent:main:telegram:group:-1": {"sessionId": "s-g1", "updatedAt": counted, "totalTokens": 151000},
         "agent:main:telegram:group:-2": {"sessionId": "s-g2", "updatedAt": 1},
-        "agent:main:telegram:direct:5": {"sessionId": "s-dm", "updatedAt": 1, "totalTokens": 120000},
+        "agent:main:telegram:direct:5": {"sessionId": "s-dm", "updatedAt": counted, "totalTokens": 120000},
         "agent:main:cron:j:run:x": {"sessionId": "s-gone", "updatedAt": 1},
         "agent:main:subagent:evil": {"sessionId": "../../etc/passwd", "updatedAt": 1},
     }, {"s-main": 1, "s-g1": 1, "s-g2": (2, 120 * 1024), "s-dm": 1, "stray": 3})
@@ -161,7 +163,7 @@ def test_entry_checks(tmp_path):
 
 def test_big_transcript_warns(tmp_path):
     make_agent(tmp_path, "main", {"agent:main:main": {"sessionId": "big", "updatedAt": 1, "totalTokens": 5}},
-               {"big": (3, 200 * 1024)})
+               {"big": (11, 200 * 1024)})   # 2.2 MB: over the default 2 MB
     _code, doc = run_scan(tmp_path)
     size = findings(doc, "transcript-size")
     assert [h["path"] for h in size] == ["agents/main/sessions/big.jsonl"]

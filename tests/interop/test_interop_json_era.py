@@ -2,7 +2,7 @@
 
 The data: real `openclaw agent --local` turns against tests/interop/mock_model.py (genuine.py says
 how), over a main session (8 turns, some running `echo hello` through OpenClaw's exec tool), a cron
-run, a subagent, a heartbeat and a telegram topic. Each test copies it, runs the real controller
+run, a subagent, a heartbeat (kept) and a telegram topic. Each test copies it, runs the real controller
 (`fleet run PLAYBOOK`, local connection, clock 48 h ahead so the disposable sessions are old), and
 then asks OpenClaw itself:
 - `openclaw sessions --all-agents --json` lists exactly the keys left in the store fleet wrote
@@ -23,7 +23,8 @@ from mock_model import MockModel
 
 pytestmark = pytest.mark.timeout(1500)
 
-DISPOSABLE = {CRON_RUN_KEY, SUBAGENT_KEY, HEARTBEAT_KEY}
+# The heartbeat is kept: shipped playbooks prune heartbeats only when they name them.
+DISPOSABLE = {CRON_RUN_KEY, SUBAGENT_KEY}
 TRIM_PLAYBOOK = """\
 description = "test: trim every transcript to its last 10 records, trajectories to 2 runs"
 [[transcripts.tier]]
@@ -112,7 +113,7 @@ def test_openclaw_sessions_lists_exactly_the_kept_keys_lint_clean_loader_reads_a
         genuine_71, tmp_path, playbook):
     state, openclaw, files, kept, keys_before, lint_before, users_before = _judge(genuine_71, tmp_path, playbook)
     if playbook in ("weekly", "daily-prune"):
-        # 48 h later the cron run, subagent and heartbeat are disposable; main and the topic never are.
+        # 48 h later the cron run and subagent are disposable; main, the topic and the heartbeat are kept.
         assert set(kept) == keys_before - DISPOSABLE
     else:
         assert set(kept) == keys_before

@@ -13,7 +13,7 @@ import pytest
 from fleet.errors import ConfigError
 from fleet.report.notify import build_notice_text, check_notify_config, send_run_notice
 from fleet.report.results import FileResult, HostResult, RunResult, Stats
-from fleet.units import human_mb
+from fleet.units import human_bytes
 from helpers import TOKEN, make_local_fleet, RecordingServer, SESSION_ID
 
 
@@ -85,13 +85,17 @@ def sample_run(dry_run: bool = False) -> RunResult:
 
 
 def test_the_notice_reads_like_the_field_report():
-    text = build_notice_text(sample_run())
+    text = build_notice_text(sample_run(), tz="Asia/Tokyo")
     assert text.splitlines() == [
         "fleet run 20261122T030000Z-ab12cd: weekly — FAILED",
+        "at 2026-11-22 12:00 JST (UTC+09:00)",
         "hosts: 2 ok, 1 failed",
-        "pc-a/main 9.2MB → 0.18MB (−98 %)",
-        "t440/ops 4.0MB → 1.0MB (−75 %)",
-        "freed 12.0MB (13.2MB → 1.2MB)",
+        "files changed: 2 of 3",
+        "pc-a: freed 9 MB (9.2 MB → 188 KB), 1 file changed",
+        "t440: freed 3 MB (4 MB → 1 MB), 1 file changed",
+        "pc-a/main 9.2 MB → 188 KB (−98 %)",
+        "t440/ops 4 MB → 1 MB (−75 %)",
+        "freed 12 MB (13 MB → 1.2 MB)",
         "failed:",
         "  nuc: connection refused by 192.168.10.30:22: is sshd running?",
         "backups: pc-a:/home/linou/.openclaw/fleet-backups/20261122T030000Z-ab12cd, "
@@ -99,41 +103,66 @@ def test_the_notice_reads_like_the_field_report():
     ]
 
 
+def test_the_time_is_the_control_hosts_own_unless_configured(monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    import time
+
+    time.tzset()
+    try:
+        assert build_notice_text(sample_run()).splitlines()[1] == "at 2026-11-21 22:00 EST (UTC-05:00)"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_a_dry_run_is_marked_and_says_would():
     text = build_notice_text(sample_run(dry_run=True))
     assert text.splitlines()[0] == "fleet run 20261122T030000Z-ab12cd: weekly (DRY RUN, nothing changed) — FAILED"
-    assert "would free 12.0MB" in text and "backups:" not in text
+    assert "would free 12 MB" in text and "pc-a: would free 9 MB" in text and "backups:" not in text
 
 
-def test_a_scan_lists_the_largest_agents_and_the_worst_findings():
+def test_a_scan_lists_every_agent_and_the_worst_findings():
     from fleet.report.results import HealthFinding
 
     mb = 1024 * 1024
-    scan = RunResult("s1", "scan", None, False, "", "", (
+    scan = RunResult("s1", "scan", None, False, "2026-11-22T03:00:00Z", "", (
         HostResult("pc-a", True, files=(file("main", "a.jsonl", 9 * mb, 9 * mb, "none"),),
-                   health=(HealthFinding("main", "warning", "transcript-size", "transcript is 9.0 MB"),
+                   health=(HealthFinding("main", "warning", "transcript-size", "transcript is 9 MB"),
                            HealthFinding("main", "critical", "store-parse", "sessions.json does not parse"),
                            HealthFinding("main", "info", "era", "json"))),
         HostResult("t440", True, files=(file("ops", "b.jsonl", 2 * mb, 2 * mb, "none"),)),
     ))
-    assert build_notice_text(scan).splitlines() == [
+    assert build_notice_text(scan, tz="Europe/Paris").splitlines() == [
         "fleet scan s1 — ok",
+        "at 2026-11-22 04:00 CET (UTC+01:00)",
         "hosts: 2 ok, 0 failed",
-        "pc-a/main 9.0MB",
-        "t440/ops 2.0MB",
-        "total 11.0MB",
+        "pc-a/main 9 MB",
+        "t440/ops 2 MB",
+        "total 11 MB in 2 files",
         "health: 1 critical, 1 warning",
         "  pc-a/main critical: sessions.json does not parse",
-        "  pc-a/main warning: transcript is 9.0 MB",
+        "  pc-a/main warning: transcript is 9 MB",
     ]
 
 
-def test_top_limits_the_agent_lines_and_long_text_is_cut_for_telegram():
+def test_many_agents_are_grouped_by_host_and_every_one_is_named():
+    mb = 1024 * 1024
+    agents = [f"agent{i:02d}" for i in range(16)]
+    files = tuple(file(a, f"agents/{a}/sessions/x.jsonl", 2 * mb, mb if i % 2 else 2 * mb, "trim" if i % 2 else "none")
+                  for i, a in enumerate(agents))
+    run = RunResult("r1", "run", "weekly", False, "2026-11-22T03:00:00Z", "", (HostResult("t440", True, files=files),))
+    lines = build_notice_text(run, tz="UTC").splitlines()
+    (grouped,) = [line for line in lines if line.startswith("t440 (16 agents): ")]
+    assert all(a in grouped for a in agents)
+    assert "agent01 2 MB → 1 MB" in grouped and "; unchanged: agent00, agent02" in grouped
+    assert "t440: freed 8 MB (32 MB → 24 MB), 8 files changed" in lines
+
+
+def test_long_text_is_cut_for_telegram():
     hosts = tuple(HostResult(f"h{i:03d}", False, error="boom " * 200) for i in range(40))
     big = RunResult("r1", "run", "weekly", False, "", "", hosts)
     text = build_notice_text(big, top=1)
     assert len(text) <= 4096 and "… and 35 more" in text
-    assert len(build_notice_text(sample_run(), top=1).splitlines()) == 7
 
 
 def test_a_skipped_run_is_one_line():
@@ -228,9 +257,9 @@ def test_a_run_with_notify_delivers_one_message_with_the_runs_totals(tmp_path, s
     text = telegram.received[0]["json"]["text"]
     assert text.splitlines()[0] == f"fleet run {doc['run_id']}: emergency — ok"
     assert "hosts: 1 ok, 0 failed" in text
-    assert (f"freed {human_mb(totals['freed_bytes'])} ({human_mb(totals['before_bytes'])} → "
-            f"{human_mb(totals['after_bytes'])})") in text
-    assert f"control/main {human_mb(totals['before_bytes'])} → {human_mb(totals['after_bytes'])}" in text
+    assert (f"freed {human_bytes(totals['freed_bytes'])} ({human_bytes(totals['before_bytes'])} → "
+            f"{human_bytes(totals['after_bytes'])})") in text
+    assert f"control/main {human_bytes(totals['before_bytes'])} → {human_bytes(totals['after_bytes'])}" in text
     assert f"backups: control:{doc['hosts'][0]['backup_dir']}" in text
     assert TOKEN not in proc.stderr + proc.stdout
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import struct
-import subprocess
 import zlib
 from pathlib import Path
 
@@ -15,10 +13,9 @@ import pytest
 
 from fleet.report.html import AFTER_COLOR, BEFORE_COLOR, render_html
 from fleet.report.results import FileResult, HostResult, RunResult, Stats
+from helpers import ARTIFACTS, CHROMIUM, chromium
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def sample_run() -> RunResult:
@@ -34,21 +31,6 @@ def sample_run() -> RunResult:
     )
     return RunResult("20261121T101500Z-3fa2c1", "run", "weekly", False, "2026-11-21T10:15:00Z",
                      "2026-11-21T10:15:04Z", hosts)
-
-
-def chromium(args: list[str], profile: Path) -> str:
-    """Run headless Chromium on loopback-free flags; stop exactly its process group on timeout."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--disable-dev-shm-usage", f"--user-data-dir={profile}"] + args
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return out
 
 
 def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
@@ -136,9 +118,9 @@ def test_browser_renders_both_charts_with_numbers(rendered):
         assert len(re.findall(r'<rect class="bar before"', chart)) >= 2, section
         assert len(re.findall(r'<rect class="bar after"', chart)) >= 2, section
     hosts_chart = dom.split('id="chart-hosts"')[1].split("</section>")[0]
-    assert ">12.1MB<" in hosts_chart and ">0.56MB (−95 %)<" in hosts_chart  # pc-a before / after
+    assert ">12 MB<" in hosts_chart and ">575 KB (−95 %)<" in hosts_chart  # pc-a before / after
     agents_chart = dom.split('id="chart-agents"')[1].split("</section>")[0]
-    assert "pc-a/work" in agents_chart and ">2.9MB<" in agents_chart
+    assert "pc-a/work" in agents_chart and ">2.9 MB<" in agents_chart
     assert "connection refused (10.0.0.5:22)" in dom
 
 

@@ -63,7 +63,7 @@ def test_table_report_has_every_section_and_failed_hosts_last():
     assert text.index("Failed hosts") > text.index("File errors") > text.index("Health findings")
     assert "connection refused (10.0.0.5:22)" in text.split("Failed hosts")[1]
     assert "not valid JSON at line 3" in text
-    assert change(9_646_899, 188_743) == "9.2MB → 0.18MB (−98 %)"
+    assert change(9_646_899, 188_743) == "9.2 MB → 184 KB (−98 %)"
     # Health: critical before warning, info left out.
     health = text.split("Health findings")[1].split("File errors")[0]
     assert health.index("critical") < health.index("warning") and "json era" not in health

@@ -60,9 +60,9 @@ def test_forecast_counts_from_now():
 
 def test_sentences_read_like_the_issue():
     grows = analyse("pc-a", "main", daily([4.4 * MB, 5.0 * MB, 5.6 * MB, 6.2 * MB]), T0 + 3 * DAY_MS, LIMITS)
-    assert grows.sentence() == "pc-a/main grows 0.6 MB/day; crosses 10 MB in about 6 days"
+    assert grows.sentence() == "pc-a/main grows 614 KB/day; crosses 10 MB in about 6 days"
     over = analyse("t440", "main", daily([11 * MB, 12 * MB]), T0 + DAY_MS, LIMITS)
-    assert over.sentence() == ("t440/main grows 1.0 MB/day; already over 10 MB (12 MB); "
+    assert over.sentence() == ("t440/main grows 1 MB/day; already over 10 MB (12 MB); "
                                "crosses the critical 50 MB in about 38 days")
     steady = analyse("pc-b", "work", daily([2 * MB, 2 * MB]), T0 + DAY_MS, LIMITS)
     assert steady.sentence() == "pc-b/work is steady at 2 MB"
@@ -105,7 +105,7 @@ def test_report_trend_command_reads_history(tmp_path, monkeypatch, capsys):
                     {("pc-a", "main"): int((2 + 0.5 * i) * MB), ("t440", "main"): 3 * MB})
     assert _cli(["report", "--trend"]) == 0
     out = capsys.readouterr().out
-    assert "pc-a/main grows 0.5 MB/day" in out and "t440/main is steady at 3 MB" in out
+    assert "pc-a/main grows 512 KB/day" in out and "t440/main is steady at 3 MB" in out
     assert _cli(["report", "--trend", "--host", "pc-a", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [a["host"] for a in doc["agents"]] == ["pc-a"]
@@ -113,7 +113,7 @@ def test_report_trend_command_reads_history(tmp_path, monkeypatch, capsys):
     assert doc["agents"][0]["points"] == 4
     assert _cli(["report", "--trend", "--format", "html"]) == 0
     page = capsys.readouterr().out
-    assert page.startswith("<!DOCTYPE html>") and "pc-a/main grows 0.5 MB/day" in page
+    assert page.startswith("<!DOCTYPE html>") and "pc-a/main grows 512 KB/day" in page
     assert page.count('<polyline class="spark"') == 2
 
 

@@ -8,13 +8,10 @@ paths, FLEET_STATE_DIR, the log redirect) is enough to run the schedule.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,87 +19,7 @@ import pytest
 from fleet.schedule import cron as schedule_cron
 from fleet.schedule.schedules import check_name
 from fleet.schedule.run import ScheduleLock, load_env_file, rotate_log
-from helpers import TOKEN, RecordingServer, make_local_fleet
-
-CRON_USER = "fleet-test"
-UNRELATED = (
-    "# jobs of fleet-test, not fleet's\n"
-    "MAILTO=\"\"\n"
-    "SHELL=/bin/sh\n"
-    "\n"
-    "*/5 * * * * /usr/bin/true   # keep this spacing\n"
-    "# fleet:nightly  (a comment that only looks like fleet's marker)\n"
-    "17 4 * * * echo 'fleet:nightly' >/dev/null\n"
-)
-
-
-def crontab(*args: str, user: str | None = CRON_USER, text: str | None = None) -> subprocess.CompletedProcess:
-    argv = ["crontab", *(["-u", user] if user else []), *args]
-    return subprocess.run(argv, input=text, capture_output=True, text=True, timeout=60)
-
-
-def read_crontab(user: str | None = CRON_USER) -> str:
-    proc = crontab("-l", user=user)
-    return proc.stdout if proc.returncode == 0 else ""
-
-
-@pytest.fixture
-def test_users_crontab():
-    """fleet-test's crontab, with unrelated lines in it; restored afterwards.
-
-    The crontab is one file for the whole machine, so its lock is machine-wide too (in the temp
-    folder, not a test's): xdist workers and concurrent pytest sessions take turns.
-    """
-    if shutil.which("crontab") is None:
-        pytest.fail("the cron package is missing: run scripts/setup.sh test")
-    # Closing the file is what releases the lock, so everything after the open is inside the try:
-    # a failure here must not leave the other workers waiting for a lock nobody will give back.
-    lock_file = open(Path(tempfile.gettempdir()) / "fleet-test-crontab.lock", "w")
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        before_root = read_crontab(user=None)
-        saved = read_crontab()
-        try:
-            assert crontab("-", text=UNRELATED).returncode == 0
-            yield
-        finally:
-            if saved:
-                crontab("-", text=saved)
-            else:
-                crontab("-r")
-            assert read_crontab(user=None) == before_root, "root's own crontab changed"
-    finally:
-        lock_file.close()
-
-
-class Outcome:
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def fleet_cli(capsys, monkeypatch):
-    """The real CLI in this process (its one error boundary included): exit code, stdout, stderr."""
-    from fleet.cli import main
-
-    def call(args: list[str], state: Path, **env: str) -> Outcome:
-        monkeypatch.setenv("FLEET_STATE_DIR", str(state))
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as info:
-            main(args)
-        out, err = capsys.readouterr()
-        for key in env:
-            monkeypatch.delenv(key)
-        return Outcome(info.value.code, out, err)
-
-    return call
-
-
-@pytest.fixture(autouse=True)
-def private_state(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+from helpers import CRON_USER, TOKEN, UNRELATED, RecordingServer, make_local_fleet, read_crontab
 
 
 def test_install_run_remove_in_a_real_crontab(tmp_path, test_users_crontab, fleet_cli):

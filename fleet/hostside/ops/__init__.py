@@ -16,6 +16,9 @@ operation. Each module defines, in this order of use:
   check before an agent is touched, space.py);
 - `run(work, s)`: the pass over one agent (`work` is runops.AgentWork).
 
+Optional: `problem(s)` (what only the merged playbook shows, e.g. a section that does nothing) and
+`compile(s, operations)` (the plan's form of a merged section, given the sections compiled so far).
+
 OPERATIONS is the order a playbook check lists them in; PASSES the order a run applies them to a
 JSON-era agent: the store first (its rotation copy holds the store as it was; removed sessions'
 files are archived with it), then orphans, the file rewrites, and housekeeping last. `sqlite` is

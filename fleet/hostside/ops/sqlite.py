@@ -31,17 +31,17 @@ def read(t):
 
 
 def describe(s, size, duration):
-    steps = []
+    parts = []
     if s["cleanup"]:
-        steps.append("OpenClaw's own `sessions cleanup` (needs openclaw_cmd in the inventory)")
+        parts.append("OpenClaw's own `sessions cleanup` (timeout %s)" % duration(s["timeout_s"]))
     if s["trajectory_keep_runs"] is not None:
-        steps.append("keep the last %d trajectory runs" % s["trajectory_keep_runs"])
+        parts.append("keep each session's last %d trajectory runs" % s["trajectory_keep_runs"])
     if s["checkpoint"]:
-        steps.append("WAL checkpoint")
+        parts.append("WAL checkpoint")
     if s["vacuum"]:
-        steps.append("VACUUM (gateway stopped)")
-    return ["sqlite: verified online backup, then %s; timeout %s"
-            % (", ".join(steps) or "nothing else", duration(s["timeout_s"]))]
+        parts.append("VACUUM (gateway stopped)")
+    done = "; ".join(parts) if parts else "scan and back up only"
+    return ["sqlite: %s; hosts without openclaw_cmd in the inventory are only scanned and backed up" % done]
 
 
 def validate(s, where):

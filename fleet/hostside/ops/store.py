@@ -7,7 +7,7 @@ import os
 import re
 
 from ..fsutil import FileError, set_phase
-from ..terms import PROTECTED_KINDS, PRUNE_CLASSES, check_int, want
+from ..terms import OPT_IN_KINDS, PROTECTED_KINDS, PRUNE_CLASSES, check_int, want
 
 SECTION = "store"
 REWRITES = False
@@ -27,7 +27,8 @@ def read(t):
     prune = {}
     every = t.duration("disposable_after")
     if every is not None:
-        prune = dict((kind, every) for kind in PRUNE_CLASSES)
+        # Heartbeats and dreaming sessions stay unless named in `prune` (OPT_IN_KINDS).
+        prune = dict((kind, every) for kind in PRUNE_CLASSES if kind not in OPT_IN_KINDS)
     table = t.table("prune")
     for kind in table.keys():
         if kind in PRUNE_CLASSES:
@@ -76,6 +77,9 @@ def describe(s, size, duration):
         by_age.setdefault(seconds, []).append(kind)
     for seconds, kinds in by_age.items():
         lines.append("  prune %s idle > %s (files archived)" % (", ".join(kinds), duration(seconds)))
+    kept = [kind for kind in OPT_IN_KINDS if kind not in s["prune"]]
+    if kept:
+        lines.append("  keep %s sessions (protected unless named in prune)" % ", ".join(kept))
     if s["prune_direct_after_s"] is not None:
         lines.append("  prune direct messages idle > %s" % duration(s["prune_direct_after_s"]))
     if s["stale_after_s"] is not None:

@@ -55,18 +55,24 @@ def describe(s, size, duration):
     return lines
 
 
-def validate(s, where):
-    want(isinstance(s["tiers"], list), where + ".tiers", "expected a list")
+def validate_tiers(value, where):
+    """Tiers [{over_bytes, keep_records, slim}] checked and sorted by over_bytes; raise PlanError.
+    (Legacy files follow the same tiers: ops/legacy.py.)"""
+    want(isinstance(value, list), where, "expected a list")
     tiers = []
-    for i, tier in enumerate(s["tiers"]):
-        tw = "%s.tiers[%d]" % (where, i)
+    for i, tier in enumerate(value):
+        tw = "%s[%d]" % (where, i)
         want(isinstance(tier, dict), tw, "expected an object")
         tier = dict({"slim": None}, **tier)
         check_int(tier, "over_bytes", tw)
         check_int(tier, "keep_records", tw, minimum=1)
         check_slim(tier["slim"], tw + ".slim")
         tiers.append(tier)
-    s["tiers"] = sorted(tiers, key=lambda tr: tr["over_bytes"])
+    return sorted(tiers, key=lambda tr: tr["over_bytes"])
+
+
+def validate(s, where):
+    s["tiers"] = validate_tiers(s["tiers"], where + ".tiers")
     for key in ("tool_output_limit_bytes", "assistant_text_limit_bytes", "untouched_turns"):
         check_int(s, key, where)
 
