@@ -18,6 +18,7 @@ import os
 from .context import stats
 from .discover import discover
 from .fsutil import BackupStore, FileError, inside, set_phase
+from .interrupt import RunInterrupted
 from .locks import transcript_in_use
 from .protocol import PlanError
 from .space import backup_shortfall
@@ -92,6 +93,7 @@ class AgentRun(object):
             self.errors.append("an operation returned a malformed record: %r" % (rec,))
             return
         path = rec["path"]
+        self.ctx.journal_done(rec)
         if path in self.records:
             rec = merge_record(self.records[path], rec)
         self.records[path] = rec
@@ -163,6 +165,9 @@ def run_agent(ctx, af):
     ctx.progress(event="agent", agent=af.agent, phase="start", era=af.era)
     try:
         _run_steps(run)
+    except RunInterrupted:
+        # The file in hand is finished; the rest of this agent's files are reported untouched.
+        run.notes.append("stopped early: %s" % run.ctx.stop.reason)
     except Exception as exc:
         run.errors.append("internal error in agent %s: %s: %s" % (af.agent, type(exc).__name__, exc))
     return _finish(run)
@@ -364,8 +369,10 @@ def execute_plan(ctx, plan, result):
     """Run a `run` or `restore` plan into `result` (files, agents, health, backup)."""
     parent, run_dir = backup_root(ctx.state_dir, plan)
     in_state = os.path.abspath(parent).startswith(ctx.state_dir.rstrip(os.sep) + os.sep)
-    ctx.backups = BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
-                              refuse_links=(parent, run_dir) if in_state else (run_dir,))
+    store_args = dict(use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
+                      refuse_links=(parent, run_dir) if in_state else (run_dir,))
+    session = getattr(ctx, "session", None)
+    ctx.backups = session.backup_store(run_dir, **store_args) if session else BackupStore(run_dir, **store_args)
     result["backup"]["dir"] = run_dir
     if plan["mode"] == "restore":
         _restore(ctx, plan, result)
@@ -380,6 +387,8 @@ def execute_plan(ctx, plan, result):
             summary["errors"] = run.errors
             summary["notes"] = run.notes
             result["agents"].append(summary)
+            if ctx.stop is not None and ctx.stop.reason is not None:
+                return result   # no other agent is started; the caller reports the interruption
         result["health"].extend(_health_after(ctx, plan, findings_before))
         _expire_backups(ctx, plan, parent, result)
         _remove_partial_copies(ctx, parent, result)
