@@ -117,8 +117,25 @@ def report(
 
 
 @app.command()
-def history(json_out: bool = JsonOpt, limit: int = typer.Option(50, "--last", help="How many runs to list.")) -> None:
-    """List recorded runs."""
+def history(
+    action: Optional[str] = typer.Argument(None, metavar="[sync]",
+                                           help="sync: read the journals on the hosts and complete the history "
+                                                "(runs interrupted, or started from another control host)."),
+    json_out: bool = JsonOpt,
+    limit: int = typer.Option(50, "--last", help="How many runs to list."),
+    inventory: Path = InventoryOpt,
+    host_limit: Optional[str] = typer.Option(None, "--limit", "-l", help="sync: only these hosts (as for run)."),
+    forks: Optional[int] = typer.Option(None, "--forks", help="sync: hosts at once."),
+    accept_new_host_keys: bool = AcceptNewOpt,
+) -> None:
+    """List recorded runs; `fleet history sync` first completes them from the hosts' journals."""
+    if action not in (None, "sync"):
+        raise typer.BadParameter(f"unknown action {action!r}; the only one is `sync`", param_hint="ACTION")
+    if action == "sync":
+        from fleet.control.journal import sync_command
+
+        _exit(sync_command(inventory=inventory, limit=host_limit, forks=forks,
+                           accept_new_host_keys=accept_new_host_keys))
     from fleet.report.render import history_command
 
     _exit(history_command(json_out=json_out, last=limit))

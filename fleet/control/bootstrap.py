@@ -150,7 +150,7 @@ if not tree_ok(tree):
     if not tree_ok(tree):
         entry = path   # run the verified .pyz itself
 sys.stdin = io.TextIOWrapper(io.BytesIO(plan), encoding="utf-8")
-sys.argv = [path, "run", "--plan", "-"]
+sys.argv = [path, "run", "--plan", "-", "--watch-fd", "0"]
 runpy.run_path(entry, run_name="__main__")
 '''
 
@@ -257,18 +257,19 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
             word, out = _pop_handshake(out)
             if word is None:
                 break
+            # stdin stays open for the whole run and nothing more is sent on it: the agent takes
+            # its end-of-file (we went away: Ctrl-C, kill, lost connection) as "stop at the next
+            # safe point" (--watch-fd 0).
             if word == "need":
                 cached = False
                 stream.send(bundle)
-                stream.close_stdin()
             elif word in ("cached", "installed"):
                 cached, running = word == "cached", True
-                if cached:
-                    stream.close_stdin()
                 if on_running:
                     on_running()
             else:
                 failure = word
+    stream.close_stdin()
     code = stream.exit_code()
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if code is None and cancel.is_set():    # the token closed the connection under us

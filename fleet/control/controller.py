@@ -28,6 +28,7 @@ from fleet.report.render import printable, render_run
 from fleet.report.results import HostResult, RunResult
 from fleet.control.runner import run_plans
 from fleet.config.selection import select_hosts, write_retry_file
+from fleet.control.journal import absorb, with_journals
 
 FAIL_ON = {"critical": ("critical",), "warning": ("warning", "critical")}
 
@@ -50,7 +51,7 @@ def _stderr_is_terminal() -> bool:
 class LiveProgress:
     """One line per host on stderr: live (rich) on a terminal, final states only otherwise."""
 
-    SHOWN_STATES = ("ok", "failed", "interrupted", "retrying")
+    SHOWN_STATES = ("ok", "failed", "interrupted", "retrying", "skipped")
 
     def __init__(self, host_names: list[str]):
         self.lines: dict[str, tuple[str, str]] = {name: ("waiting", "") for name in host_names}
@@ -145,8 +146,11 @@ def _print_result(result: RunResult, json_out: bool) -> None:
 def _exit_status(result: RunResult, extra_failure: bool = False) -> int:
     if any(h.interrupted for h in result.hosts):
         return int(ExitStatus.INTERRUPTED)
-    if not result.ok or extra_failure:
+    failed = any((not h.ok and not h.skipped) or h.file_errors for h in result.hosts)
+    if failed or extra_failure:
         return int(ExitStatus.FAILED)
+    if any(h.skipped for h in result.hosts):
+        return int(ExitStatus.OVERLAP)      # 3: skipped because another run holds the host
     return int(ExitStatus.OK)
 
 
@@ -164,9 +168,11 @@ def _execute(kind: str, inventory: Path, limit: Optional[str], forks: Optional[i
     clock = now_ms()
 
     def plan_for(host: Any) -> dict:
-        return build_plan(host, kind, run_id, clock, dry_run=dry_run, playbook=playbook)
+        plan = build_plan(host, kind, run_id, clock, dry_run=dry_run, playbook=playbook)
+        return with_journals(plan, host, playbook.name if playbook is not None else None)
 
     results = _run_hosts(hosts, plan_for, forks, accept_new_host_keys)
+    absorb(results)     # runs the hosts' journals know and this history does not (yet)
     return RunResult(run_id=run_id, kind=kind, playbook=playbook.name if playbook is not None else None,
                      dry_run=dry_run, started_at=_iso(started), finished_at=_iso(datetime.now(timezone.utc)),
                      hosts=tuple(results))
@@ -177,6 +183,9 @@ def _finish(result: RunResult, json_out: bool, extra_failure: bool = False) -> i
     _print_result(result, json_out)
     _retry_list(result)
     status = _exit_status(result, extra_failure)
+    for h in result.hosts:
+        if h.skipped:
+            print(f"fleet: {h.host}: skipped, nothing was run there: {h.error}", file=sys.stderr)
     if status == ExitStatus.INTERRUPTED:
         print("fleet: interrupted; hosts still running were stopped and are reported as interrupted",
               file=sys.stderr)

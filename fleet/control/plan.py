@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from fleet.report.results import PROTOCOL_VERSION
 
-MODES = ("scan", "run", "restore")
+MODES = ("scan", "run", "restore", "journals")
 DEFAULT_BACKUP = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 30 * 86400}
 
 

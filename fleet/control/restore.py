@@ -60,16 +60,51 @@ def restore_files(host: HostResult, agent: Optional[str] = None) -> list[dict]:
 
 def restore_sections(run: RunResult, host: Optional[str], agent: Optional[str], force: bool) -> dict[str, dict]:
     """host name → the plan's `restore` section, for every host of `run` with something to restore."""
-    hosts = [h for h in run.hosts if h.ok and (host is None or h.host == host)]
+    # A host that failed or was interrupted still has its changed files' records (from its journal).
+    hosts = [h for h in run.hosts if (h.ok or h.files) and (host is None or h.host == host)]
     if host is not None and not any(h.host == host for h in run.hosts):
         names = ", ".join(h.host for h in run.hosts) or "none"
         raise UsageError(f"run {run.run_id} has no host {host!r} (hosts: {names})")
+    if agent is not None and not any(f.agent == agent for h in hosts for f in h.files):
+        names = ", ".join(sorted({f.agent for h in hosts for f in h.files if f.agent})) or "none"
+        raise UsageError(f"run {run.run_id} has no agent {agent!r}" + (f" on host {host}" if host else "")
+                         + f" (agents: {names})")
     sections = {}
     for h in hosts:
         files = restore_files(h, agent)
         if files:
             sections[h.host] = {"files": files, "force": bool(force), "state_dir": h.state_dir}
     return sections
+
+
+def _incomplete(run: RunResult, host: Optional[str]) -> bool:
+    """True when a host of `run` stopped before reporting (its journal knows more)."""
+    return any((h.interrupted or not h.ok) and (host is None or h.host == host) for h in run.hosts)
+
+
+def _run_to_restore(run_id: str, host: Optional[str], inventory: Path, accept_new_host_keys: bool) -> RunResult:
+    """The run from the history, completed from the hosts' journals when it is unknown here (started
+    by another control host) or a host of it stopped early. Unknown everywhere: UnknownRunError."""
+    from fleet.errors import UnknownRunError
+    from fleet.report.history import load_run
+    from fleet.config.inventory import load_inventory
+    from fleet.control.journal import sync_hosts
+    from fleet.config.selection import select_hosts
+
+    try:
+        run: Optional[RunResult] = load_run(run_id)
+    except UnknownRunError:
+        run = None
+    if run is not None and not _incomplete(run, host):
+        return run
+    if run is None and not inventory.exists():
+        return load_run(run_id)     # nothing to ask: the history's own error (exit 2)
+    inv = load_inventory(inventory)
+    names = [h.host for h in run.hosts] if run is not None else None
+    targets = select_hosts(inv, host) if host else [inv.hosts[n] for n in (names or inv.hosts) if n in inv.hosts]
+    print(f"fleet: reading the journals of run {run_id} on {len(targets)} host(s)", file=sys.stderr)
+    sync_hosts(targets, accept_new_host_keys)
+    return load_run(run.run_id if run is not None else run_id)
 
 
 def _iso(moment: datetime) -> str:
@@ -84,6 +119,7 @@ def _check_restorable(run: RunResult) -> None:
 
 
 def _plan_for(sections: dict[str, dict], run_id: str, clock: int, dry_run: bool):
+    from fleet.control.journal import origin
     from fleet.control.plan import build_plan
 
     def plan_for(host: Any) -> dict:
@@ -95,6 +131,7 @@ def _plan_for(sections: dict[str, dict], run_id: str, clock: int, dry_run: bool)
             plan["state_dir"] = state_dir
         # A restore never expires backups: it may be reading the oldest ones.
         plan["backup"] = dict(plan["backup"], keep_runs=None, max_age_s=None)
+        plan["origin"] = origin()     # named by a host that is busy with this restore
         return plan
 
     return plan_for
@@ -110,14 +147,14 @@ def restore_command(run_id: str, host: Optional[str], agent: Optional[str], inve
     from fleet.report.render import render_run
     from fleet.control.runner import run_plans
 
-    original = load_run(run_id)
+    original = _run_to_restore(run_id, host, Path(inventory), accept_new_host_keys)
     _check_restorable(original)
     sections = restore_sections(original, host, agent, force)
     if not sections:
         what = " ".join(x for x in (f"host {host}" if host else "", f"agent {agent}" if agent else "") if x)
-        print(f"fleet: run {original.run_id} has no backups to restore{' for ' + what if what else ''}",
-              file=sys.stderr)
-        return int(ExitStatus.OK)
+        print(f"fleet: run {original.run_id} has no backups to restore{' for ' + what if what else ''}: "
+              f"nothing was restored", file=sys.stderr)
+        return int(ExitStatus.FAILED)
     inv = load_inventory(Path(inventory))
     missing = [name for name in sections if name not in inv.hosts]
     if missing:
@@ -144,4 +181,9 @@ def restore_command(run_id: str, host: Optional[str], agent: Optional[str], inve
               "--force overwrites them (after backing them up)", file=sys.stderr)
     if any(h.interrupted for h in results):
         return int(ExitStatus.INTERRUPTED)
-    return int(ExitStatus.OK if result.ok else ExitStatus.FAILED)
+    for h in results:
+        if h.skipped:
+            print(f"fleet: {h.host}: skipped, nothing was restored there: {h.error}", file=sys.stderr)
+    if any((not h.ok and not h.skipped) or h.file_errors for h in results):
+        return int(ExitStatus.FAILED)
+    return int(ExitStatus.OVERLAP if any(h.skipped for h in results) else ExitStatus.OK)

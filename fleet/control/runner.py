@@ -95,7 +95,7 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
             problems = len(result.file_errors)
             progress(host.name, "ok", f"{elapsed:.1f}s" + (f", {problems} file(s) not handled" if problems else ""))
         else:
-            progress(host.name, "failed", result.error or "")
+            progress(host.name, "skipped" if result.skipped else "failed", result.error or "")
         return result
     raise AssertionError("unreachable: the loop returns on its second attempt")
 

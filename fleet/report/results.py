@@ -97,6 +97,9 @@ class HostResult:
     state_dir: str | None = None
     interrupted: bool = False
     stderr_tail: str = ""
+    skipped: str | None = None          # "busy": another run holds the host; nothing was done there
+    # Documents of the host's journaled runs the controller asked about (fleet/control/journal.py).
+    journals: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def before_bytes(self) -> int:
@@ -126,6 +129,7 @@ class HostResult:
             "backup_dir": self.backup_dir, "backup_bytes": self.backup_bytes,
             "expired_backup_bytes": self.expired_backup_bytes,
             "before_bytes": self.before_bytes, "after_bytes": self.after_bytes,
+            **({"skipped": self.skipped} if self.skipped else {}),
         }
 
     @classmethod
@@ -136,7 +140,7 @@ class HostResult:
             health=tuple(HealthFinding.from_json(h) for h in d.get("health") or ()),
             agents=tuple(d.get("agents") or ()), backup_dir=d.get("backup_dir"),
             backup_bytes=int(d.get("backup_bytes") or 0), expired_backup_bytes=int(d.get("expired_backup_bytes") or 0),
-            state_dir=d.get("state_dir"), interrupted=bool(d.get("interrupted")),
+            state_dir=d.get("state_dir"), interrupted=bool(d.get("interrupted")), skipped=d.get("skipped"),
         )
 
 
@@ -247,6 +251,10 @@ def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | Non
             reason = _tail(stdout, 3) or ("it ended without any output (killed, or the connection was lost)"
                                           if exit_code is None else "no output")
         return HostResult.failed(host, f"agent failed (exit {exit_code}): {reason}", elapsed_s, _tail(stderr))
+    if doc.get("busy") is not None and doc.get("error"):
+        # Another run holds the host (its lock, taken on the host): nothing was done here.
+        return HostResult(host=host, ok=False, error=str(doc["error"]), elapsed_s=elapsed_s, skipped="busy",
+                          stderr_tail=_tail(stderr), journals=tuple(doc.get("journals") or ()))
     if doc.get("protocol") != PROTOCOL_VERSION:
         return HostResult.failed(host, f"agent speaks protocol {doc.get('protocol')!r}, fleet needs "
                                        f"{PROTOCOL_VERSION}: the cached agent is stale; run again to replace it",
@@ -269,6 +277,7 @@ def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | Non
         agents=tuple(doc.get("agents") or ()), backup_dir=backup.get("dir"),
         backup_bytes=int(backup.get("bytes") or 0), expired_backup_bytes=int(backup.get("expired_bytes") or 0),
         state_dir=(doc.get("host") or {}).get("state_dir"), stderr_tail=_tail(stderr),
+        interrupted=bool(doc.get("interrupted")), journals=tuple(doc.get("journals") or ()),
     )
 
 
