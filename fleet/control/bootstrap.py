@@ -272,8 +272,10 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
     stream.close_stdin()
     code = stream.exit_code()
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-    if code is None and cancel.is_set():    # the token closed the connection under us
-        return AgentRun(stdout, stderr, None, 1, cached, time.monotonic() - started, "interrupted",
+    if cancel.is_set():
+        # The token closed the connection (or the local agent's stdin) under us; an agent that
+        # stopped at its safe point in time may still have said what it did.
+        return AgentRun(stdout, stderr, code, 1, cached, time.monotonic() - started, "interrupted",
                         interrupted=True)
     error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
     return AgentRun(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
