@@ -85,7 +85,9 @@ class HostRun(object):
             if self.stop.requested_at is not None:
                 result["stopped_after_s"] = round(time.monotonic() - self.stop.requested_at, 3)
             try:
-                self.journal.end(result, "interrupted" if result.get("interrupted") else "complete")
+                wall = self.stop.requested_wall
+                self.journal.end(result, "interrupted" if result.get("interrupted") else "complete",
+                                 iso_now(wall) if wall is not None else None)
             except OSError as exc:
                 result["journal_error"] = "could not close the run's journal: %s" % (exc.strerror or exc)
         return result

@@ -27,6 +27,7 @@ class StopSignal(object):
     def __init__(self):
         self.reason = None
         self.requested_at = None     # time.monotonic() of the request (to measure the bound)
+        self.requested_wall = None   # time.time() of the request (the journal says when)
         self.watching = False        # True under a controller: a broken output pipe means it is gone
         self._lock = threading.Lock()
 
@@ -35,6 +36,7 @@ class StopSignal(object):
             if self.reason is None:
                 self.reason = reason
                 self.requested_at = time.monotonic()
+                self.requested_wall = time.time()
 
     def check(self):
         """Raise RunInterrupted when a stop was requested (call only between files)."""

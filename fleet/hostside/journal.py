@@ -21,7 +21,6 @@ controller does not know yet. Reading never takes the run lock. Stdlib only.
 import json
 import os
 import stat
-import time
 
 from .context import file_record, stats
 from .fsutil import BackupStore, FAULTS, fsync_dir, hash_file, is_safe_id, open_nofollow
@@ -60,12 +59,12 @@ class Journal(object):
 
     def backup(self, rel, saved, phase):
         self._append({"e": "backup", "path": rel, "backup": saved["path"], "sha256": saved["sha256"],
-                      "bytes": saved["bytes"], "phase": phase})
+                      "bytes": saved["bytes"], "phase": phase, "at": iso_now()})
 
     def done(self, record):
         self._append({"e": "done", "record": record})
 
-    def end(self, result, status):
+    def end(self, result, status, stop_requested_at=None):
         """Keep the result document beside the journal, then the closing line."""
         tmp = os.path.join(self.run_dir, ".%s.%d.tmp" % (RESULT_NAME, os.getpid()))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -75,7 +74,8 @@ class Journal(object):
             os.fsync(f.fileno())
         os.rename(tmp, os.path.join(self.run_dir, RESULT_NAME))
         fsync_dir(self.run_dir)
-        self._append({"e": "end", "status": status, "error": result.get("error"), "finished_at": iso_now()})
+        self._append({"e": "end", "status": status, "error": result.get("error"), "finished_at": iso_now(),
+                      "stop_requested_at": stop_requested_at})
 
     def close(self):
         if self.fd is not None:
@@ -252,8 +252,6 @@ def reconstruct(run_dir, state_dir=None, running=False):
                 rec = None
             if rec is not None:
                 records[rel] = rec
-            elif records.get(rel, {}).get("action") not in (None, "none"):
-                pass
     doc["files"] = list(records.values())
     doc["journal"] = {"status": status, "origin": start.get("origin"), "events": len(events),
                       "pid": start.get("pid")}
@@ -298,6 +296,3 @@ def list_journals(backups_parent, state_dir, known, current_run_id=None):
             out.append(doc)
     return out
 
-
-def now_iso():
-    return iso_now(time.time())
