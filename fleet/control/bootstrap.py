@@ -87,8 +87,17 @@ def unpack(data, tree):
     compileall.compile_dir(tmp, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     with open(os.path.join(tmp, ".manifest"), "w") as f:
         f.write("\n".join(manifest) + "\n")
+    if tree_ok(tree):
+        # Another run unpacked it meanwhile and may be running from it: never delete that one.
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     if os.path.isdir(tree):
-        shutil.rmtree(tree, ignore_errors=True)
+        aside = "%s.old-%d" % (tree, os.getpid())   # a damaged tree: out of the way in one rename
+        try:
+            os.rename(tree, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        except OSError:
+            pass
     try:
         os.rename(tmp, tree)
     except OSError:
