@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,8 @@ from typing import Any, Optional
 from fleet.errors import ExitStatus, UsageError
 from fleet.report.results import FileResult, HostResult, RunResult
 
+# A whole run id (a prefix is resolved in the history only): only such an id is looked for on hosts.
+FULL_RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Actions after which the file is no longer at its path: the restore expects it absent.
 GONE_ACTIONS = ("delete", "archive")
 
@@ -97,8 +100,8 @@ def _run_to_restore(run_id: str, host: Optional[str], inventory: Path, accept_ne
         run = None
     if run is not None and not _incomplete(run, host):
         return run
-    if run is None and not inventory.exists():
-        return load_run(run_id)     # nothing to ask: the history's own error (exit 2)
+    if run is None and (not inventory.exists() or not FULL_RUN_ID.match(run_id)):
+        return load_run(run_id)     # nothing to ask the hosts about: the history's own error (exit 2)
     inv = load_inventory(inventory)
     names = [h.host for h in run.hosts] if run is not None else None
     targets = select_hosts(inv, host) if host else [inv.hosts[n] for n in (names or inv.hosts) if n in inv.hosts]
