@@ -45,7 +45,10 @@ class RunContext(object):
     def journal_done(self, rec):
         """Journal a changed file's record after its atomic swap (changing runs only)."""
         if self.journal is not None and (rec.get("action") not in (None, "none") or rec.get("backup")):
-            self.journal.done(rec)
+            try:
+                self.journal.done(rec)
+            except OSError:
+                pass    # its `backup` line is there: reading the journal judges the file on disk
 
 
 def stats(bytes_, records, sha256=None):

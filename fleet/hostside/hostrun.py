@@ -58,11 +58,17 @@ class HostRun(object):
         """The run's BackupStore: journaled (and its journal started) for a changing plan."""
         if not self.changing:
             return BackupStore(run_dir, **kwargs)
-        self.journal = Journal(run_dir)
         origin = dict(self.plan.get("origin") or {})
         origin["controller"] = self.origin()
-        self.journal.start(self.plan, self.ctx.state_dir, origin)
-        self.ctx.journal = self.journal
+        journal = Journal(run_dir)
+        # Where backups may not be written (a backup folder that is a symlink or a file), the
+        # journal is not either: the store refuses every backup there, so nothing changes.
+        if not any(os.path.islink(folder) for folder in kwargs.get("refuse_links") or ()):
+            try:
+                journal.start(self.plan, self.ctx.state_dir, origin)
+                self.journal = self.ctx.journal = journal
+            except OSError:
+                journal.close()
         return JournaledBackupStore(run_dir, self.journal, self.stop, **kwargs)
 
     def list_journals(self, result):

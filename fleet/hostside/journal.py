@@ -23,7 +23,8 @@ import os
 import stat
 
 from .context import file_record, stats
-from .fsutil import BackupStore, FAULTS, fsync_dir, hash_file, is_safe_id, open_nofollow
+from .fsutil import (BackupError, BackupStore, FAULTS, describe_oserror, fsync_dir, hash_file, is_safe_id,
+                     open_nofollow)
 from .protocol import iso_now
 from .retention import run_dirs
 
@@ -100,7 +101,11 @@ class JournaledBackupStore(BackupStore):
             self.stop.check()
         saved = BackupStore.backup(self, abs_path, rel_path, expect)
         if not self.dry_run and self.journal is not None:
-            self.journal.backup(rel_path, saved, FAULTS.phase)
+            try:
+                self.journal.backup(rel_path, saved, FAULTS.phase)
+            except OSError as exc:
+                # No journal line, no change: the file stays as it is (its backup stays too).
+                raise BackupError(describe_oserror(exc, "the run's journal"))
             FAULTS.hit("journal-backup")
         return saved
 

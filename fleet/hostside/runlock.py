@@ -1,7 +1,7 @@
 """One changing run per host at a time, decided on the host: an exclusive kernel lock.
 
 `HostLock(state_dir).acquire(holder)` takes `fcntl.flock(LOCK_EX | LOCK_NB)` on
-`<state_dir>/fleet-backups/.run.lock` before the run's first write and holds it for the whole run.
+`<state_dir>/.fleet-run.lock` before the run's first write and holds it for the whole run.
 The kernel releases it when the process ends, however it ends (SIGKILL included), so there is
 never a stale lock to clean up. The file descriptor is close-on-exec: a subprocess the run starts
 (OpenClaw's CLI) must not keep the lock alive after the agent died.
@@ -9,9 +9,10 @@ never a stale lock to clean up. The file descriptor is close-on-exec: a subproce
 While held, the file holds one JSON line naming the holder (run id, controller user@host, pid,
 start time), so a second run can say who is working: `HostBusy.message` is
 "busy: run R from USER@HOST since T". The lock is taken by changing plans only (a real `run` or
-`restore`); scans and dry runs never touch it, so they never wait. The folder is the default
-backup parent (also when the plan keeps backups elsewhere) because it is per state dir: two
-control hosts with different backup settings still exclude each other. Stdlib only.
+`restore`); scans and dry runs never touch it, so they never wait. The file sits in the state dir itself, not among the backups: it must be per state
+dir (two control hosts with different backup folders still exclude each other), and the state dir
+is the one folder every run may write (a `fleet-backups` that is a symlink or a file must still
+get its per-file refusals, not a failed lock). It is opened with O_NOFOLLOW. Stdlib only.
 """
 import errno
 import json
@@ -23,9 +24,7 @@ try:
 except ImportError:  # not POSIX: no host lock (fleet's hosts are POSIX; the agent still runs)
     fcntl = None
 
-from .fsutil import makedirs_private
-
-LOCK_NAME = ".run.lock"
+LOCK_NAME = ".fleet-run.lock"
 HOLDER_READ_TRIES = 20       # the holder writes its line right after locking; wait up to ~0.2 s
 
 
@@ -46,7 +45,7 @@ class HostBusy(Exception):
 
 
 def lock_path(state_dir):
-    return os.path.join(state_dir, "fleet-backups", LOCK_NAME)
+    return os.path.join(state_dir, LOCK_NAME)
 
 
 def read_holder(path, tries=HOLDER_READ_TRIES):
@@ -83,7 +82,6 @@ class HostLock(object):
         """Take the lock or raise HostBusy (nothing written then). OSError if the folder cannot be made."""
         if fcntl is None:
             return
-        makedirs_private(os.path.dirname(self.path))
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
                      0o600)
         try:

@@ -149,7 +149,7 @@ def step_count(steps: Path) -> int:
 
 def lock_free_at(state: Path, limit: float) -> float:
     """time.monotonic() when no live process holds the host's run lock (waits at most `limit` s)."""
-    lock = state / "fleet-backups" / LOCK_NAME
+    lock = state / LOCK_NAME
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         try:
