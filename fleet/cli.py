@@ -191,12 +191,14 @@ def schedule_install(
     backend: str = typer.Option("auto", "--backend", help="auto | cron | systemd"),
     unit_dir: Optional[Path] = typer.Option(None, "--unit-dir", help="systemd unit directory (default: the user's)."),
     notify: bool = typer.Option(True, "--notify/--no-notify"),
+    retry_for: Optional[str] = typer.Option(None, "--retry-for",
+                                            help="Retry hosts the run could not reach, with back-off, for this long (\"6h\")."),
 ) -> None:
     """Install a recurring run on this control host."""
     from fleet.schedule.schedules import install_command
 
     _exit(install_command(name=name, playbook=playbook, at=at, inventory=inventory, limit=limit,
-                          backend=backend, unit_dir=unit_dir, notify=notify))
+                          backend=backend, unit_dir=unit_dir, notify=notify, retry_for=retry_for))
 
 
 @schedule_app.command("list")

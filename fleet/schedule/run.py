@@ -215,8 +215,13 @@ def _run(schedule: Schedule) -> int:
         if schedule.notify:
             _notify_scan(schedule, inventory)
         return int(code)
-    return int(run_command(playbook=schedule.playbook, inventory=inventory, limit=schedule.limit, forks=None,
-                           dry_run=False, json_out=False, notify=schedule.notify, accept_new_host_keys=False))
+    from fleet.schedule.retry import run_with_retries
+
+    def run_limited(limit: str | None) -> int:
+        return int(run_command(playbook=schedule.playbook, inventory=inventory, limit=limit, forks=None,
+                               dry_run=False, json_out=False, notify=schedule.notify, accept_new_host_keys=False))
+
+    return run_with_retries(schedule, run_limited)
 
 
 def _notify_scan(schedule: Schedule, inventory: Path) -> None:

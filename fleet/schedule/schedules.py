@@ -31,6 +31,7 @@ from fleet.schedule import cron as schedule_cron, systemd as schedule_systemd
 from fleet.schedule.cronconv import CronError, check_oncalendar, cron_for_crontab, cron_to_oncalendar, is_cron_expression
 from fleet.errors import ExitStatus, FleetError, UsageError
 from fleet.report.history import state_dir
+from fleet.units import parse_duration
 
 SCHEMA = "fleet.schedule/1"
 BACKENDS = ("auto", "cron", "systemd")
@@ -215,7 +216,7 @@ def _notify_hints(inventory: Path) -> list[str]:
 
 
 def install_command(name: str, playbook: str, at: str, inventory: Path, limit: str | None,
-                    backend: str, unit_dir: Path | None, notify: bool) -> int:
+                    backend: str, unit_dir: Path | None, notify: bool, retry_for: str | None = None) -> int:
     """Validate everything, store the definition, then install the cron line or systemd units.
 
     Installing a name again replaces its definition and entry. Exit 0, or 2 on bad input.
@@ -234,6 +235,12 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
         select_hosts(inv, limit)            # a term that matches nothing fails the install, not the run
     action, playbook_ref = _resolve_playbook(playbook)
     hints = _notify_hints(inventory_path) if notify else []
+    extra = {}
+    if retry_for:
+        try:
+            extra["retry_for_s"] = parse_duration(retry_for)
+        except ValueError as exc:
+            raise UsageError(f"--retry-for: {exc}") from None
 
     state = control_state()
     logs = private_dir(state / "logs")
@@ -246,7 +253,7 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
         name=name, action=action, playbook=playbook_ref, inventory=str(inventory_path), limit=limit,
         notify=notify, backend=chosen, at=at, cron=cron, on_calendar=on_calendar, command=command,
         state_dir=str(state), log=str(log), unit_dir=str(units) if units else None, crontab_user=crontab_user,
-        installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), extra=extra,
     )
     # Everything that can refuse the input (quoting, paths) runs before anything is changed.
     if chosen == "cron":
