@@ -218,11 +218,13 @@ def schedule_remove(name: str = typer.Argument(...), unit_dir: Optional[Path] = 
 
 
 @schedule_app.command("run")
-def schedule_run(name: str = typer.Argument(...)) -> None:
+def schedule_run(name: str = typer.Argument(...),
+                 catch_up: bool = typer.Option(False, "--catch-up",
+                                               help="Run only if a scheduled time was missed (cron's catch-up line).")) -> None:
     """Run an installed schedule now (what the timer calls). Exit 3 if it is already running."""
     from fleet.schedule.schedules import run_scheduled_command
 
-    _exit(run_scheduled_command(name=name))
+    _exit(run_scheduled_command(name=name, catch_up=catch_up))
 
 
 def _click_exceptions():

@@ -139,18 +139,29 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
     return problems
 
 
-def run_schedule(name: str) -> int:
+def run_schedule(name: str, catch_up: bool = False) -> int:
     """What the timer calls: run the schedule's playbook (or scan) unless it is already running.
 
     Returns the run's exit status, or 3 (OVERLAP) at once when another run of this schedule
-    holds its lock; that skipped run is recorded in history.
+    holds its lock; that skipped run is recorded in history. With `catch_up` (cron's second line,
+    fleet.schedule.catchup) it runs only when a fire time was missed, and is silent otherwise.
     """
     schedule = load_schedule(name)
     state = control_state()
+    status_path = state / "schedules" / f"{name}.last.json"
+    if catch_up:
+        from fleet.schedule.catchup import missed
+
+        fire = missed(schedule.cron, schedule.installed_at, status_path) if schedule.cron else None
+        if fire is None:
+            return int(ExitStatus.OK)
     for problem in load_env_file(state / ENV_FILE):
         print(f"fleet schedule {name}: {problem}", file=sys.stderr)
     lock = ScheduleLock(state / "locks" / f"{name}.lock")
     if not lock.acquire():
+        if catch_up:
+            return int(ExitStatus.OK)    # the schedule is running now: nothing to catch up
+
         holder = lock.holder()
         reason = (f"the previous run (pid {holder.get('pid', '?')}, started {holder.get('started_at', '?')}) "
                   "is still going")
@@ -159,8 +170,10 @@ def run_schedule(name: str) -> int:
         for problem in _record_skipped(schedule, reason):
             print(f"fleet schedule {name}: {problem}", file=sys.stderr)
         return int(ExitStatus.OVERLAP)
-    status_path = state / "schedules" / f"{name}.last.json"
     rotate_log(Path(schedule.log))
+    if catch_up:
+        print(f"fleet schedule {name}: catching up the run missed at {fire.isoformat(timespec='minutes')}",
+              flush=True)
     started = _now()
     exit_code: int | None = None
     try:

@@ -257,7 +257,12 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
     )
     # Everything that can refuse the input (quoting, paths) runs before anything is changed.
     if chosen == "cron":
-        line = schedule_cron.entry_line(name, cron, schedule_cron.entry_command(command, env, log))
+        from fleet.schedule.catchup import CATCH_UP_CRON
+
+        # cron has no catch-up of its own: a second line makes up a missed run (catchup.py).
+        line = "\n".join((schedule_cron.entry_line(name, cron, schedule_cron.entry_command(command, env, log)),
+                           schedule_cron.entry_line(name, CATCH_UP_CRON, schedule_cron.entry_command(
+                               command + ["--catch-up"], env, log))))
     else:
         description = f"fleet schedule {name}: {schedule.what} on {inventory_path}"
         service = schedule_systemd.service_text(name, description, command, env, log)
@@ -369,8 +374,8 @@ def remove_command(name: str, unit_dir: Path | None) -> int:
     return int(ExitStatus.OK)
 
 
-def run_scheduled_command(name: str) -> int:
+def run_scheduled_command(name: str, catch_up: bool = False) -> int:
     """What the timer calls; see fleet.schedule.run (exit 3 when the schedule is still running)."""
     from fleet.schedule.run import run_schedule
 
-    return run_schedule(name)
+    return run_schedule(name, catch_up=catch_up)
