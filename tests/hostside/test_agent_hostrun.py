@@ -11,13 +11,36 @@ import sys
 import time
 from pathlib import Path
 
+from fleet.demo.gen import HostSpec, generate_host, tiny_agent
 from fleet.hostside.journal import JOURNAL_NAME, read_events
 from fleet.hostside.runlock import LOCK_NAME
-from test_agent_run import build_state, plan_for, snapshot
+from trees import tree
 
 REPO = Path(__file__).resolve().parents[2]
+GEN_NOW_MS = 1_795_000_000_000
 HOLDER = {"run_id": "20261121T110000Z-holder", "origin": "alice@laptop", "pid": 0,
           "started_at": "2026-11-21T11:00:00.000Z", "mode": "run"}
+
+
+def build_state(state: Path, sessions: int = 6) -> Path:
+    """A generated agent with `sessions` direct chats of 8-12 KB each (all over the plan's tier)."""
+    spec = tiny_agent("main", 24 * 1024, 30, key_mix={"direct": sessions}, side_kb=(8, 12))
+    generate_host(state, HostSpec("h", (spec,)), 3, GEN_NOW_MS)
+    return state
+
+
+def plan_for(state: Path, dry_run: bool, run_id: str = "20261121T120000Z-aaaaaa", **extra) -> dict:
+    plan = {"protocol": 1, "mode": "run", "run_id": run_id, "now_ms": GEN_NOW_MS, "dry_run": dry_run,
+            "state_dir": str(state), "agents": None,
+            "backup": {"dir": None, "gzip": False, "keep_runs": 5, "max_age_s": None},
+            "operations": {"transcripts": {"tiers": [{"over_bytes": 4096, "keep_records": 4, "slim": None}]},
+                           "store": {"prune": {"cron_run": 86400}}, "orphans": {"archive_after_s": 86400}}}
+    plan.update(extra)
+    return plan
+
+
+def snapshot(root: Path) -> dict:
+    return tree(root, absolute=True)
 
 
 def agent(args, plan=None, **kw):
@@ -103,16 +126,8 @@ def test_the_lock_names_the_controller_from_the_plan(tmp_path):
 
 
 def test_sigterm_stops_the_run_at_a_safe_point_and_the_journal_says_so(tmp_path):
-    state = build_state(tmp_path / "state")
     # Many transcripts so the run is still going when the signal lands.
-    sessions = state / "agents" / "main" / "sessions"
-    from test_agent_run import NOW_MS, conversation
-
-    store = json.loads((sessions / "sessions.json").read_text())
-    for i in range(60):
-        conversation(sessions / ("extra-%02d.jsonl" % i), "extra-%02d" % i, 30)
-        store["agent:main:direct:extra-%02d" % i] = {"sessionId": "extra-%02d" % i, "updatedAt": NOW_MS}
-    (sessions / "sessions.json").write_text(json.dumps(store))
+    state = build_state(tmp_path / "state", sessions=60)
     plan = plan_for(state, dry_run=False)
     r, w = os.pipe()
     # The controller's channel is a pipe we keep open: only the signal may stop the run.
