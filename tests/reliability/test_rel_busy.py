@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 import crashkit as ck
 
@@ -30,9 +33,16 @@ archive_after = "24h"
 """
 
 
-def populate(state_dir: Path, index: int) -> None:
-    # Big enough that a run holds its host for a good second (the second run starts 0.2 s later).
-    ck.build_state(state_dir, scale=2)
+@pytest.fixture(scope="module")
+def populate(tmp_path_factory):
+    """Each host gets a copy of one state big enough that a run holds its host for a second or
+    more (the second command starts 0.2 s after the first); built once, copied with its mtimes."""
+    template = ck.build_state(tmp_path_factory.mktemp("busy-template") / "state", scale=4)
+
+    def copy(state_dir: Path, index: int) -> None:
+        shutil.copytree(template, state_dir, dirs_exist_ok=True)
+
+    return copy
 
 
 def start(args: list, inventory: Path, control_host: Path) -> subprocess.Popen:
@@ -64,6 +74,7 @@ def check_one_worked_one_busy(a: tuple, b: tuple, hosts: list) -> dict:
         (good, good_doc), (busy, busy_err) = (((ha, a[1]), (hb, b[2])) if hb.get("skipped")
                                               else ((hb, b[1]), (ha, a[2])))
         assert good["ok"] and good["error"] is None
+        assert good["elapsed_s"] > 0.4, "the run was too short to overlap: the test would prove nothing"
         assert busy["ok"] is False and busy["files"] == []
         assert busy["error"].startswith(f"busy: run {good_doc['run_id']} from "), busy["error"]
         assert " since 20" in busy["error"]
@@ -72,7 +83,7 @@ def check_one_worked_one_busy(a: tuple, b: tuple, hosts: list) -> dict:
     return worked
 
 
-def test_two_runs_0_2s_apart_one_works_the_other_is_busy(ssh_fleet, tmp_path):
+def test_two_runs_0_2s_apart_one_works_the_other_is_busy(ssh_fleet, populate, tmp_path):
     fleet_ = ssh_fleet(2, populate=populate, names=["a", "b"])
     inventory = fleet_.write_inventory("command_timeout = 120")
     playbook = tmp_path / "weekly.toml"
@@ -89,7 +100,7 @@ def test_two_runs_0_2s_apart_one_works_the_other_is_busy(ssh_fleet, tmp_path):
         assert runs == [doc["run_id"]]
 
 
-def test_a_restore_started_during_a_run_is_busy_or_the_run_is(ssh_fleet, tmp_path):
+def test_a_restore_started_during_a_run_is_busy_or_the_run_is(ssh_fleet, populate, tmp_path):
     fleet_ = ssh_fleet(1, populate=populate, names=["a"])
     inventory = fleet_.write_inventory("command_timeout = 120")
     playbook = tmp_path / "weekly.toml"
