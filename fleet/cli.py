@@ -217,9 +217,27 @@ def report(
 
 
 @app.command()
-def history(json_out: bool = JsonOpt, limit: int = typer.Option(50, "--last", help="How many runs to list."),
-            inventory: Path = InventoryOpt, all_fleets: bool = AllFleetsOpt) -> None:
-    """List the recorded runs of this inventory's fleet (--all-fleets: of every fleet)."""
+def history(
+    action: Optional[str] = typer.Argument(None, metavar="[sync]",
+                                           help="sync: read the journals on the hosts and complete the history "
+                                                "(runs interrupted, or started from another control host)."),
+    json_out: bool = JsonOpt,
+    limit: int = typer.Option(50, "--last", help="How many runs to list."),
+    inventory: Path = InventoryOpt,
+    all_fleets: bool = AllFleetsOpt,
+    host_limit: Optional[str] = LimitOpt,
+    forks: Optional[int] = ForksOpt,
+    accept_new_host_keys: bool = AcceptNewOpt,
+) -> None:
+    """List the recorded runs of this inventory's fleet (--all-fleets: of every fleet); `fleet history
+    sync` first completes them from the hosts' journals."""
+    if action not in (None, "sync"):
+        raise typer.BadParameter(f"unknown action {action!r}; the only one is `sync`", param_hint="ACTION")
+    if action == "sync":
+        from fleet.control.journal import sync_command
+
+        _exit(sync_command(inventory=inventory, limit=host_limit, forks=forks,
+                           accept_new_host_keys=accept_new_host_keys))
     from fleet.report.render import history_command
 
     with _fleet_scope(inventory, all_fleets):
@@ -304,12 +322,14 @@ def schedule_install(
     when: Optional[str] = typer.Option(None, "--when", help="When this schedule sends a notice: always | failure | "
                                        "findings (a warning or critical finding new since the last notice) | never; "
                                        "default: fleet.toml's notify.when."),
+    retry_for: Optional[str] = typer.Option(None, "--retry-for",
+                                            help="Retry hosts the run could not reach, with back-off, for this long (\"6h\")."),
 ) -> None:
     """Install a recurring run on this control host."""
     from fleet.schedule.schedules import install_command
 
     _exit(install_command(name=name, playbook=playbook, at=at, inventory=inventory, limit=limit,
-                          backend=backend, unit_dir=unit_dir, notify=notify, when=when))
+                          backend=backend, unit_dir=unit_dir, notify=notify, when=when, retry_for=retry_for))
 
 
 @schedule_app.command("list")
@@ -329,11 +349,13 @@ def schedule_remove(name: str = typer.Argument(...), unit_dir: Optional[Path] = 
 
 
 @schedule_app.command("run")
-def schedule_run(name: str = typer.Argument(...)) -> None:
+def schedule_run(name: str = typer.Argument(...),
+                 catch_up: bool = typer.Option(False, "--catch-up",
+                                               help="Run only if a scheduled time was missed (cron's catch-up line).")) -> None:
     """Run an installed schedule now (what the timer calls). Exit 3 if it is already running."""
     from fleet.schedule.run import run_schedule
 
-    _exit(run_schedule(name))
+    _exit(run_schedule(name, catch_up=catch_up))
 
 
 def _click_exceptions():

@@ -87,8 +87,17 @@ def unpack(data, tree):
     compileall.compile_dir(tmp, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     with open(os.path.join(tmp, ".manifest"), "w") as f:
         f.write("\n".join(manifest) + "\n")
+    if tree_ok(tree):
+        # Another run unpacked it meanwhile and may be running from it: never delete that one.
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     if os.path.isdir(tree):
-        shutil.rmtree(tree, ignore_errors=True)
+        aside = "%s.old-%d" % (tree, os.getpid())   # a damaged tree: out of the way in one rename
+        try:
+            os.rename(tree, aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        except OSError:
+            pass
     try:
         os.rename(tmp, tree)
     except OSError:
@@ -150,7 +159,7 @@ if not tree_ok(tree):
     if not tree_ok(tree):
         entry = path   # run the verified .pyz itself
 sys.stdin = io.TextIOWrapper(io.BytesIO(plan), encoding="utf-8")
-sys.argv = [path, "run", "--plan", "-"]
+sys.argv = [path, "run", "--plan", "-", "--watch-fd", "0"]
 runpy.run_path(entry, run_name="__main__")
 '''
 
@@ -285,25 +294,27 @@ def _converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bu
             word, out = _pop_handshake(out)
             if word is None:
                 break
+            # stdin stays open for the whole run and nothing more is sent on it: the agent takes
+            # its end-of-file (we went away: Ctrl-C, kill, lost connection) as "stop at the next
+            # safe point" (--watch-fd 0).
             if word == "need":
                 cached = False
                 stream.send(bundle)
-                if frames is None:
-                    stream.close_stdin()
             elif word in ("cached", "installed"):
                 cached, running = word == "cached", True
-                if cached and frames is None:
-                    stream.close_stdin()
                 if frames is not None:
                     out = bytearray(frames.feed(bytes(out)) + (frames.flush() if finished else b""))
                 if on_running:
                     on_running()
             else:
                 failure = word
+    stream.close_stdin()
     code = stream.exit_code()
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-    if code is None and cancel.is_set():    # the token closed the connection under us
-        return AgentExec(stdout, stderr, None, cached, time.monotonic() - started, "interrupted",
+    if cancel.is_set():
+        # The token closed the connection (or the local agent's stdin) under us; an agent that
+        # stopped at its safe point in time may still have said what it did.
+        return AgentExec(stdout, stderr, code, cached, time.monotonic() - started, "interrupted",
                         interrupted=True)
     error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
     return AgentExec(stdout, stderr, code, cached, time.monotonic() - started, error)

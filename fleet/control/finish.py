@@ -9,7 +9,7 @@ does what follows, the same way for each (and for a scheduled run):
 4. writes the retry list of hosts that failed (`--limit @FILE`);
 5. says on stderr what the exit status is about (a `--fail-on` match, refused restores, Ctrl-C);
 6. returns the exit status: 130 interrupted, 1 a host or file failed (or `--fail-on` matched),
-   else 0.
+   3 a host was skipped because another run holds it (and nothing failed), else 0.
 """
 from __future__ import annotations
 
@@ -70,11 +70,19 @@ def finish(result: RunResult, report: Report = Report()) -> int:
     _write_retry_list(result)
     matched = _fail_on_matches(result, report.fail_on)
     _say_refused(result)
+    for h in result.hosts:
+        if h.skipped:
+            print(f"fleet: {h.host}: skipped, nothing was done there: {h.error}", file=sys.stderr)
     if any(h.interrupted for h in result.hosts):
         print("fleet: interrupted; hosts still running were stopped and are reported as interrupted",
               file=sys.stderr)
         return int(ExitStatus.INTERRUPTED)
-    return int(ExitStatus.FAILED if not result.ok or matched else ExitStatus.OK)
+    failed = any((not h.ok and not h.skipped) or h.file_errors for h in result.hosts)
+    if failed or matched:
+        return int(ExitStatus.FAILED)
+    if any(h.skipped for h in result.hosts):
+        return int(ExitStatus.OVERLAP)      # 3: skipped because another run holds the host
+    return int(ExitStatus.OK)
 
 
 def _write_retry_list(result: RunResult) -> None:

@@ -25,7 +25,7 @@ def _stderr_is_terminal() -> bool:
 class LiveProgress:
     """One line per host on stderr: live (rich) on a terminal, final states only otherwise."""
 
-    SHOWN_STATES = ("ok", "failed", "interrupted", "retrying")
+    SHOWN_STATES = ("ok", "failed", "interrupted", "retrying", "skipped")
 
     def __init__(self, host_names: list[str]):
         from fleet.logs import quiet, verbosity

@@ -16,19 +16,24 @@ agent included); 130 interrupted.
 from __future__ import annotations
 
 import posixpath
+import re
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
 from fleet.config.inventory import Host, load_inventory
 from fleet.control.controller import iso
+from fleet.control.journal import origin
 from fleet.control.plan import build_plan, new_run_id, now_ms
 from fleet.control.progress import run_hosts
-from fleet.errors import NothingToRestore, UsageError
+from fleet.errors import NothingToRestore, UnknownRunError, UsageError
 from fleet.config.selection import select_hosts
 from fleet.report.history import fleet_key, load_run
 from fleet.report.results import FileResult, HostResult, RunResult
 
+# A whole run id (a prefix is resolved in the history only): only such an id is looked for on hosts.
+FULL_RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Actions after which the file is no longer at its path: the restore expects it absent.
 GONE_ACTIONS = ("delete", "archive")
 
@@ -72,10 +77,15 @@ def restore_files(host: HostResult, agent: Optional[str] = None) -> list[dict]:
 
 def restore_sections(run: RunResult, host: Optional[str], agent: Optional[str], force: bool) -> dict[str, dict]:
     """host name → the plan's `restore` section, for every host of `run` with something to restore."""
-    hosts = [h for h in run.hosts if h.ok and (host is None or h.host == host)]
+    # A host that failed or was interrupted still has its changed files' records (from its journal).
+    hosts = [h for h in run.hosts if (h.ok or h.files) and (host is None or h.host == host)]
     if host is not None and not any(h.host == host for h in run.hosts):
         names = ", ".join(h.host for h in run.hosts) or "none"
         raise UsageError(f"run {run.run_id} has no host {host!r} (hosts: {names})")
+    if agent is not None and not any(f.agent == agent for h in hosts for f in h.files):
+        names = ", ".join(sorted({f.agent for h in hosts for f in h.files if f.agent})) or "none"
+        raise UsageError(f"run {run.run_id} has no agent {agent!r}" + (f" on host {host}" if host else "")
+                         + f" (agents: {names})")
     sections = {}
     for h in hosts:
         files = restore_files(h, agent)
@@ -91,6 +101,32 @@ def check_agent(run: RunResult, agent: Optional[str]) -> None:
     agents = sorted({f.agent for h in run.hosts for f in h.files if f.agent})
     if agent not in agents:
         raise UsageError(f"run {run.run_id} has no agent {agent!r} (agents: {', '.join(agents) or 'none'})")
+
+
+def _incomplete(run: RunResult, host: Optional[str]) -> bool:
+    """True when a host of `run` stopped before reporting (its journal knows more)."""
+    return any((h.interrupted or not h.ok) and (host is None or h.host == host) for h in run.hosts)
+
+
+def _run_to_restore(run_id: str, host: Optional[str], inventory: Path, accept_new_host_keys: bool) -> RunResult:
+    """The run from the history, completed from the hosts' journals when it is unknown here (started
+    by another control host) or a host of it stopped early. Unknown everywhere: UnknownRunError."""
+    from fleet.control.journal import sync_hosts
+
+    try:
+        run: Optional[RunResult] = load_run(run_id)
+    except UnknownRunError:
+        run = None
+    if run is not None and not _incomplete(run, host):
+        return run
+    if run is None and (not inventory.exists() or not FULL_RUN_ID.match(run_id)):
+        return load_run(run_id)     # nothing to ask the hosts about: the history's own error (exit 2)
+    inv = load_inventory(inventory)
+    names = [h.host for h in run.hosts] if run is not None else None
+    targets = select_hosts(inv, host) if host else [inv.hosts[n] for n in (names or inv.hosts) if n in inv.hosts]
+    print(f"fleet: reading the journals of run {run_id} on {len(targets)} host(s)", file=sys.stderr)
+    sync_hosts(targets, accept_new_host_keys)
+    return load_run(run.run_id if run is not None else run_id)
 
 
 def _check_restorable(run: RunResult) -> None:
@@ -110,6 +146,7 @@ def _plan_for(sections: dict[str, dict], run_id: str, clock: int, dry_run: bool)
             plan["state_dir"] = state_dir
         # A restore never expires backups: it may be reading the oldest ones.
         plan["backup"] = dict(plan["backup"], keep_runs=None, max_age_s=None)
+        plan["origin"] = origin()     # named by a host that is busy with this restore
         return plan
 
     return plan_for
@@ -124,7 +161,7 @@ def restore(run_id: str, inventory: Path, host: Optional[str] = None, agent: Opt
     the run did not have, a `limit` naming no host, or a host the inventory lost; and
     NothingToRestore when no selected file has a backup.
     """
-    original = load_run(run_id)
+    original = _run_to_restore(run_id, host, Path(inventory), accept_new_host_keys)
     _check_restorable(original)
     check_agent(original, agent)
     sections = restore_sections(original, host, agent, force)
@@ -137,7 +174,8 @@ def restore(run_id: str, inventory: Path, host: Optional[str] = None, agent: Opt
     if not sections:
         what = " ".join(x for x in (f"host {host}" if host else "", f"--limit {limit}" if limit else "",
                                     f"agent {agent}" if agent else "") if x)
-        raise NothingToRestore(f"run {original.run_id} has no backups to restore{' for ' + what if what else ''}")
+        raise NothingToRestore(f"run {original.run_id} has no backups to restore{' for ' + what if what else ''}: "
+                               "nothing was restored")
     inv = load_inventory(Path(inventory))
     missing = [name for name in sections if name not in inv.hosts]
     if missing:

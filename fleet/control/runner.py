@@ -15,6 +15,7 @@ import resource
 import threading
 import time
 import traceback
+from dataclasses import replace
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Optional, Sequence
 
@@ -92,7 +93,7 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
         elapsed = time.monotonic() - started
         _log_agent(host.name, run, len(bundle), elapsed)
         if run.interrupted:
-            return _interrupted(host, started, progress, run.stderr)
+            return _interrupted(host, started, progress, run.stderr, run.stdout, run.exit_code)
         if run.error:
             return _failed(host, run.error, started, progress, run.stderr)
         result = parse_agent_output(host.name, run.stdout, run.stderr, run.exit_code, elapsed)
@@ -102,7 +103,7 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
             problems = len(result.file_errors)
             progress(host.name, "ok", f"{elapsed:.1f}s" + (f", {problems} file(s) not handled" if problems else ""))
         else:
-            progress(host.name, "failed", result.error or "")
+            progress(host.name, "skipped" if result.skipped else "failed", result.error or "")
         return result
     raise AssertionError("unreachable: the loop returns on its second attempt")
 
@@ -125,8 +126,14 @@ def _failed(host: Any, error: str, started: float, progress: Progress, stderr: s
     return HostResult.failed(host.name, error, time.monotonic() - started, tail)
 
 
-def _interrupted(host: Any, started: float, progress: Progress, stderr: str = "") -> HostResult:
+def _interrupted(host: Any, started: float, progress: Progress, stderr: str = "", stdout: str = "",
+                 exit_code: Optional[int] = None) -> HostResult:
     progress(host.name, "interrupted", "")
+    if stdout.strip():
+        # The agent stopped at a safe point and reported: keep the files it had done.
+        done = parse_agent_output(host.name, stdout, stderr, exit_code, time.monotonic() - started)
+        if done.files:
+            return replace(done, ok=False, error="interrupted", interrupted=True)
     return HostResult.failed(host.name, "interrupted", time.monotonic() - started,
                              "\n".join(stderr.strip().splitlines()[-15:]), interrupted=True)
 

@@ -401,8 +401,17 @@ class _ProcessStream(Stream):
         return code if code >= 0 else None
 
     def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        # End-of-file on its stdin stops the agent at its next safe point (the file in hand is
+        # finished); only one that does not stop within LOCAL_STOP_S is killed.
+        self.close_stdin()
+        try:
+            self.proc.wait(LOCAL_STOP_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+LOCAL_STOP_S = 10.0
 
 
 def _run_local(host: Host, command: str, plan_bytes: bytes, bundle: bytes, command_timeout: float,
@@ -410,7 +419,7 @@ def _run_local(host: Host, command: str, plan_bytes: bytes, bundle: bytes, comma
                frames: Any = None) -> AgentExec:
     proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, close_fds=True)
-    key = cancel.register(proc.kill) if isinstance(cancel, CancelToken) else None
+    key = cancel.register(lambda: _close_quietly(proc.stdin)) if isinstance(cancel, CancelToken) else None
     try:
         return converse(_ProcessStream(proc), host.name, python, plan_bytes, bundle,
                          time.monotonic() + command_timeout, command_timeout, cancel, on_running, frames)
@@ -426,6 +435,13 @@ def _run_local(host: Host, command: str, plan_bytes: bytes, bundle: bytes, comma
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _close_quietly(pipe: Any) -> None:
+    try:
+        pipe.close()
+    except (OSError, ValueError):
+        pass
 
 
 def exec_agent(host: Host, plan: dict, *, bundle: bytes, digest: str, accept_new_host_keys: bool = False,

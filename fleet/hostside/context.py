@@ -15,6 +15,10 @@ class RunContext(object):
     it), dry_run, backups (fsutil.BackupStore), operations (the plan's operations dict).
     """
 
+    stop = None        # interrupt.StopSignal of the run (None: nothing can ask it to stop)
+    journal = None     # journal.Journal of a changing run (None: scans and dry runs keep none)
+    session = None     # hostrun.HostRun holding the lock and journal (None: called without one)
+
     def __init__(self, state_dir, run_id, now_ms, dry_run, backups, operations, progress_stream=None):
         self.state_dir = state_dir
         self.run_id = run_id
@@ -30,12 +34,22 @@ class RunContext(object):
         return os.path.relpath(abs_path, self.state_dir)
 
     def progress(self, **event):
-        """One JSON line on stderr; never fails the run."""
+        """One JSON line on stderr; never fails the run. A broken pipe means the controller is
+        gone: the run then stops at the next safe point (when it watches for that)."""
         try:
             self._progress.write(json.dumps(event, sort_keys=True) + "\n")
             self._progress.flush()
         except (OSError, ValueError):
-            pass
+            if self.stop is not None:
+                self.stop.output_broken()
+
+    def journal_done(self, rec):
+        """Journal a changed file's record after its atomic swap (changing runs only)."""
+        if self.journal is not None and (rec.get("action") not in (None, "none") or rec.get("backup")):
+            try:
+                self.journal.done(rec)
+            except OSError:
+                pass    # its `backup` line is there: reading the journal judges the file on disk
 
 
 def stats(bytes_, records, sha256=None):

@@ -2,7 +2,9 @@
 
 `main(argv)` returns the exit status: 0 every file handled, 1 some file or agent could not be
 handled (the result says which), 2 the plan is unreadable/invalid/of another protocol version,
-3 the state dir is missing or unreadable. Whenever the plan could be read, exactly one JSON
+3 the state dir is missing or unreadable, 4 another run holds this host (nothing done; the
+result's `busy` names it), 5 the run stopped early because the controller went away (see
+hostrun.py: the host lock, the journal and the stop at a safe point). Whenever the plan could be read, exactly one JSON
 result document goes to stdout; progress and fatal errors go to stderr as JSON lines.
 """
 import argparse
@@ -12,11 +14,12 @@ import sys
 import time
 
 from .terms import AGENT_VERSION, PROTOCOL_VERSION
+from . import hostrun
 from .context import RunContext
 from .discover import StateDirError, discover, resolve_state_dir
 from .protocol import PlanError, finish_result, has_file_errors, new_result, scan_plan, validate_plan
 
-EXIT_OK, EXIT_FILES, EXIT_PLAN, EXIT_STATE_DIR = 0, 1, 2, 3
+EXIT_OK, EXIT_FILES, EXIT_PLAN, EXIT_STATE_DIR, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
 
 DESCRIPTION = """\
 fleet's cleanup agent for OpenClaw hosts (protocol %d, agent %s). Stdlib only, Python >= 3.8.
@@ -29,7 +32,8 @@ dry run writes nothing at all.""" % (PROTOCOL_VERSION, AGENT_VERSION)
 
 EPILOG = """\
 exit status: 0 every file handled; 1 some file could not be handled (see the result);
-2 bad plan or protocol mismatch (nothing touched); 3 state dir missing or unreadable.
+2 bad plan or protocol mismatch (nothing touched); 3 state dir missing or unreadable;
+4 another run holds this host (nothing touched); 5 stopped early: the controller went away.
 The plan/result JSON contract is fleet's docs/agent-protocol.md. Example:
   python3 fleet-agent.pyz scan --state-dir ~/.openclaw-work
   python3 fleet-agent.pyz run --plan plan.json > result.json"""
@@ -51,6 +55,9 @@ def build_parser():
     run = sub.add_parser("run", help="Run a JSON plan (from FILE, or - for stdin); result JSON on stdout.",
                          description="Run a JSON plan; one JSON result on stdout, progress on stderr.")
     run.add_argument("--plan", default="-", metavar="FILE|-", help="plan file, or - for stdin (default)")
+    run.add_argument("--watch-fd", type=int, default=None, metavar="FD",
+                     help="the controller's channel: end-of-file on FD (or SIGHUP/SIGTERM/SIGINT) stops the "
+                          "run at the next safe point (fleet's bootstrap passes 0)")
     scan = sub.add_parser("scan", help="Read-only scan: sizes, records and health; no plan needed.",
                           description="Read-only scan of the state dir; one JSON result on stdout.")
     scan.add_argument("--state-dir", default=None, metavar="DIR",
@@ -87,8 +94,12 @@ def read_plan(source, stdin):
         raise PlanError("the plan is not valid JSON: %s" % exc)
 
 
-def execute(plan, stderr=None, environ=None):
-    """Run a validated plan; return (result document, exit status). Never raises."""
+def execute(plan, stderr=None, environ=None, watch_fd=None):
+    """Run a validated plan; return (result document, exit status). Never raises.
+
+    With `watch_fd`, end-of-file on it (the controller went away) stops the run at the next safe
+    point. A real run or restore holds the host lock and keeps a journal (hostrun.py).
+    """
     stderr = sys.stderr if stderr is None else stderr
     started = time.time()
     try:
@@ -101,8 +112,34 @@ def execute(plan, stderr=None, environ=None):
     ctx = RunContext(state_dir, plan["run_id"], plan["now_ms"], plan["dry_run"], None,
                      plan["operations"], progress_stream=stderr)
     ctx.health = plan.get("health")
+    if (plan.get("backup") or {}).get("to", "host") != "host":
+        # stdin carries the controller's answers to backup frames (backupstream.py), so it is not
+        # watched for end-of-file: a controller that goes away fails the next backup instead.
+        watch_fd = None
+    session = hostrun.HostRun(ctx, plan, watch_fd)
     try:
-        if plan["mode"] == "scan":
+        session.open()
+    except hostrun.HostBusy as exc:
+        result["busy"] = exc.holder
+        _fatal(stderr, exc.message)
+        return finish_result(result, started, error=exc.message), EXIT_BUSY
+    except OSError as exc:
+        message = "cannot take the host's run lock: %s" % (exc.strerror or exc)
+        _fatal(stderr, message)
+        return finish_result(result, started, error=message), EXIT_STATE_DIR
+    try:
+        return _execute_held(ctx, plan, result, started, stderr, session)
+    finally:
+        session.close()
+
+
+def _execute_held(ctx, plan, result, started, stderr, session):
+    state_dir = ctx.state_dir
+    session.list_journals(result)
+    try:
+        if plan["mode"] == "journals":
+            pass    # read-only: the `journals` answer above is the whole result
+        elif plan["mode"] == "scan":
             from .scan import scan_agents
             scan_agents(ctx, discover(state_dir, plan["agents"]), result)
         else:
@@ -114,12 +151,23 @@ def execute(plan, stderr=None, environ=None):
     except PlanError as exc:  # only visible once the state dir is known (a backup dir inside agents/)
         _fatal(stderr, str(exc))
         return finish_result(result, started, error=str(exc)), EXIT_PLAN
+    except hostrun.RunInterrupted as exc:
+        message = "interrupted: %s; stopped at a safe point (no file half-written, none started after)" % exc
+        _fatal(stderr, message)
+        result["interrupted"] = True
+        return session.finish(finish_result(result, started, error=message)), EXIT_INTERRUPTED
     except Exception as exc:  # the run cannot go on; the result still says why
         message = "internal error: %s: %s" % (type(exc).__name__, exc)
         _fatal(stderr, message)
-        return finish_result(result, started, error=message), EXIT_FILES
+        return session.finish(finish_result(result, started, error=message)), EXIT_FILES
+    if session.stop.reason is not None:
+        message = ("interrupted: %s; stopped at a safe point (no file half-written, none started after)"
+                   % session.stop.reason)
+        _fatal(stderr, message)
+        result["interrupted"] = True
+        return session.finish(finish_result(result, started, error=message)), EXIT_INTERRUPTED
     ctx.progress(event="done")
-    finish_result(result, started)
+    session.finish(finish_result(result, started))
     return result, (EXIT_FILES if has_file_errors(result) else EXIT_OK)
 
 
@@ -157,7 +205,7 @@ def main(argv=None, stdin=None, stdout=None, stderr=None, environ=None):
                                  "dry_run": partial.get("dry_run") is True}, None, started)
             _write(stdout, finish_result(result, started, error="bad plan: %s" % exc))
         return EXIT_PLAN
-    result, code = execute(plan, stderr, environ)
+    result, code = execute(plan, stderr, environ, watch_fd=getattr(args, "watch_fd", None))
     _write(stdout, result)
     return code
 

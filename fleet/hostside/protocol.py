@@ -83,6 +83,32 @@ def _validate_restore(restore):
     return restore
 
 
+def _validate_origin(origin):
+    """Who started the run (shown to a second run that finds the host busy): {user, host, playbook}."""
+    if origin is None:
+        return {}
+    want(isinstance(origin, dict), "origin", "expected an object")
+    out = {}
+    for key in ("user", "host", "playbook"):
+        value = origin.get(key)
+        want(value is None or isinstance(value, str), "origin." + key, "expected a string or null")
+        if value:
+            out[key] = value[:200]
+    return out
+
+
+def _validate_journals(journals):
+    """The controller asks for the host's journals of runs it does not hold complete:
+    {"known": [run ids it holds]} (null: do not list journals)."""
+    if journals is None:
+        return None
+    want(isinstance(journals, dict), "journals", "expected an object or null")
+    known = journals.get("known") or []
+    want(isinstance(known, list) and all(is_safe_id(k) for k in known), "journals.known",
+          "expected a list of run ids")
+    return {"known": list(known)}
+
+
 def validate_plan(doc, now_ms=None):
     """Check a parsed plan and return a normalized copy (defaults filled in).
 
@@ -131,6 +157,8 @@ def validate_plan(doc, now_ms=None):
     check_int(b, "max_age_s", "backup", nullable=True)
     plan["operations"] = validate_operations(doc.get("operations"))
     plan["health"] = validate_health(doc.get("health"))
+    plan["origin"] = _validate_origin(doc.get("origin"))
+    plan["journals"] = _validate_journals(doc.get("journals"))
     plan["restore"] = None
     if plan["mode"] == "restore":
         plan["restore"] = _validate_restore(doc.get("restore"))

@@ -359,9 +359,14 @@ def run_restore(ctx, restore_section, lock_wait_s=None):
     force = bool(restore_section.get("force"))
     records = []
     for item in restore_section.get("files") or []:
+        if getattr(ctx, "stop", None) is not None:
+            ctx.stop.check()   # between files: a restore stops like a run when the controller goes
         ctx.progress(event="file", agent=item.get("agent") or "", path=item.get("path"), action="restore")
         if _is_store(ctx, item):
-            records.append(restore_store(ctx, item, force, lock_wait_s))
+            record = restore_store(ctx, item, force, lock_wait_s)
         else:
-            records.append(restore_file(ctx, item, force))
+            record = restore_file(ctx, item, force)
+        records.append(record)
+        if hasattr(ctx, "journal_done"):
+            ctx.journal_done(record)
     return records

@@ -17,6 +17,7 @@ import os
 from .context import stats
 from .discover import discover
 from .fsutil import BackupStore, FileError, inside, set_phase
+from .interrupt import RunInterrupted
 from .locks import transcript_in_use
 from .protocol import PlanError
 from .space import backup_notes, backup_shortfall, disk_space, free_bytes, make_backups, no_room, space_first
@@ -82,6 +83,7 @@ class AgentWork(object):
             self.errors.append("an operation returned a malformed record: %r" % (rec,))
             return
         path = rec["path"]
+        self.ctx.journal_done(rec)
         if path in self.records:
             rec = merge_record(self.records[path], rec)
         self.records[path] = rec
@@ -213,6 +215,9 @@ def work_on_agent(ctx, af):
     ctx.progress(event="agent", agent=af.agent, phase="start", era=af.era)
     try:
         _run_operations(work)
+    except RunInterrupted:
+        # The file in hand is finished; the rest of this agent's files are reported untouched.
+        work.notes.append("stopped early: %s" % work.ctx.stop.reason)
     except Exception as exc:
         work.errors.append("internal error in agent %s: %s: %s" % (af.agent, type(exc).__name__, exc))
     return _finish(work)
@@ -277,8 +282,11 @@ def execute_plan(ctx, plan, result):
     """Run a `run` or `restore` plan into `result` (files, agents, health, backup)."""
     parent, run_dir = backup_root(ctx.state_dir, plan)
     in_state = os.path.abspath(parent).startswith(ctx.state_dir.rstrip(os.sep) + os.sep)
-    ctx.backups = make_backups(plan, BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
-                                                 refuse_links=(parent, run_dir) if in_state else (run_dir,)))
+    store_args = dict(use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
+                      refuse_links=(parent, run_dir) if in_state else (run_dir,))
+    session = getattr(ctx, "session", None)     # the host's run lock and journal (hostrun.HostRun)
+    host_store = session.backup_store(run_dir, **store_args) if session else BackupStore(run_dir, **store_args)
+    ctx.backups = make_backups(plan, host_store)
     result["backup"]["dir"] = run_dir
     result["backup"]["to"] = plan["backup"].get("to") or "host"
     result["disk"] = {"before": disk_space(ctx.state_dir)}
@@ -295,9 +303,12 @@ def execute_plan(ctx, plan, result):
             summary["errors"] = work.errors
             summary["notes"] = work.notes
             result["agents"].append(summary)
-        result["health"].extend(_health_after(ctx, plan, findings_before))
-        _expire_backups(ctx, plan, parent, result)
-        _remove_partial_copies(ctx, parent, result)
+            if ctx.stop is not None and ctx.stop.reason is not None:
+                break   # no other agent is started; the caller reports the interruption
+        else:
+            result["health"].extend(_health_after(ctx, plan, findings_before))
+            _expire_backups(ctx, plan, parent, result)
+            _remove_partial_copies(ctx, parent, result)
     if not ctx.dry_run:
         ctx.backups.tidy()   # a run whose changes all fell through leaves no empty backup folders
     result["backup"]["bytes"] = ctx.backups.stored_bytes

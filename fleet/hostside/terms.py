@@ -8,7 +8,7 @@ Nothing here imports another module of the host-side program, so every module ma
 PROTOCOL_VERSION = 1
 AGENT_VERSION = "0.1.0"
 
-MODES = ("scan", "run", "restore")
+MODES = ("scan", "run", "restore", "journals")   # journals: only answer the plan's `journals` request
 
 # What a slim level may shorten in kept transcript lines (slim.py); None keeps lines as they are.
 SLIM_LEVELS = (None, "tool-output", "aggressive")

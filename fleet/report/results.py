@@ -112,6 +112,9 @@ class HostResult:
     stderr_tail: str = ""
     backup_to: str | None = None        # "host" | "controller" | "auto" (the agent's backup.to)
     disk: dict | None = None            # {"before": {"free", "total"}, "after": {...}} of the state dir's disk
+    skipped: str | None = None          # "busy": another run holds the host; nothing was done there
+    # Documents of the host's journaled runs the controller asked about (fleet/control/journal.py).
+    journals: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def before_bytes(self) -> int:
@@ -164,6 +167,7 @@ class HostResult:
             "before_bytes": self.before_bytes, "after_bytes": self.after_bytes,
             "backup_to": self.backup_to, "disk": self.disk,
             "removed_sessions": self.removed_sessions(),
+            **({"skipped": self.skipped} if self.skipped else {}),
         }
 
     @classmethod
@@ -174,7 +178,7 @@ class HostResult:
             health=tuple(HealthFinding.from_json(h) for h in d.get("health") or ()),
             agents=tuple(d.get("agents") or ()), backup_dir=d.get("backup_dir"),
             backup_bytes=int(d.get("backup_bytes") or 0), expired_backup_bytes=int(d.get("expired_backup_bytes") or 0),
-            state_dir=d.get("state_dir"), interrupted=bool(d.get("interrupted")),
+            state_dir=d.get("state_dir"), interrupted=bool(d.get("interrupted")), skipped=d.get("skipped"),
             backup_to=d.get("backup_to"), disk=d.get("disk"),
         )
 
@@ -286,6 +290,10 @@ def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | Non
             reason = _tail(stdout, 3) or ("it ended without any output (killed, or the connection was lost)"
                                           if exit_code is None else "no output")
         return HostResult.failed(host, f"agent failed (exit {exit_code}): {reason}", elapsed_s, _tail(stderr))
+    if doc.get("busy") is not None and doc.get("error"):
+        # Another run holds the host (its lock, taken on the host): nothing was done here.
+        return HostResult(host=host, ok=False, error=str(doc["error"]), elapsed_s=elapsed_s, skipped="busy",
+                          stderr_tail=_tail(stderr), journals=tuple(doc.get("journals") or ()))
     if doc.get("protocol") != PROTOCOL_VERSION:
         return HostResult.failed(host, f"agent speaks protocol {doc.get('protocol')!r}, fleet needs "
                                        f"{PROTOCOL_VERSION}: the cached agent is stale; run again to replace it",
@@ -309,6 +317,7 @@ def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | Non
         backup_bytes=int(backup.get("bytes") or 0), expired_backup_bytes=int(backup.get("expired_bytes") or 0),
         state_dir=(doc.get("host") or {}).get("state_dir"), stderr_tail=_tail(stderr),
         backup_to=backup.get("to"), disk=doc.get("disk"),
+        interrupted=bool(doc.get("interrupted")), journals=tuple(doc.get("journals") or ()),
     )
 
 

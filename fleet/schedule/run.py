@@ -21,6 +21,7 @@ from typing import Iterator
 
 from fleet.errors import ExitStatus, FleetError
 from fleet.home import control_dir, private_dir
+from fleet.report.results import RunResult
 from fleet.schedule.schedules import ENV_FILE, Schedule, write_json, load_schedule
 
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
@@ -140,18 +141,29 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
     return problems
 
 
-def run_schedule(name: str) -> int:
+def run_schedule(name: str, catch_up: bool = False) -> int:
     """What the timer calls: run the schedule's playbook (or scan) unless it is already running.
 
     Returns the run's exit status, or 3 (OVERLAP) at once when another run of this schedule
-    holds its lock; that skipped run is recorded in history.
+    holds its lock; that skipped run is recorded in history. With `catch_up` (cron's second line,
+    fleet.schedule.catchup) it runs only when a fire time was missed, and is silent otherwise.
     """
     schedule = load_schedule(name)
     state = control_dir()
+    status_path = state / "schedules" / f"{name}.last.json"
+    if catch_up:
+        from fleet.schedule.catchup import missed
+
+        fire = missed(schedule.cron, schedule.installed_at, status_path) if schedule.cron else None
+        if fire is None:
+            return int(ExitStatus.OK)
     for problem in load_env_file(state / ENV_FILE):
         print(f"fleet schedule {name}: {problem}", file=sys.stderr)
     lock = ScheduleLock(state / "locks" / f"{name}.lock")
     if not lock.acquire():
+        if catch_up:
+            return int(ExitStatus.OK)    # the schedule is running now: nothing to catch up
+
         holder = lock.holder()
         reason = (f"the previous run (pid {holder.get('pid', '?')}, started {holder.get('started_at', '?')}) "
                   "is still going")
@@ -160,8 +172,10 @@ def run_schedule(name: str) -> int:
         for problem in _record_skipped(schedule, reason):
             print(f"fleet schedule {name}: {problem}", file=sys.stderr)
         return int(ExitStatus.OVERLAP)
-    status_path = state / "schedules" / f"{name}.last.json"
     rotate_log(Path(schedule.log))
+    if catch_up:
+        print(f"fleet schedule {name}: catching up the run missed at {fire.isoformat(timespec='minutes')}",
+              flush=True)
     started = _now()
     exit_code: int | None = None
     try:
@@ -215,4 +229,10 @@ def _run(schedule: Schedule) -> int:
     report = Report(notify_with=inventory if schedule.notify else None, notify_when=schedule.notify_when)
     if schedule.action == "scan":
         return finish(scan(inventory, schedule.limit), report)
-    return finish(run(schedule.playbook, inventory, schedule.limit), report)
+    from fleet.schedule.retry import run_with_retries
+
+    def run_limited(limit: str | None) -> tuple[int, RunResult]:
+        result = run(schedule.playbook, inventory, limit)
+        return finish(result, report), result
+
+    return run_with_retries(schedule, run_limited)

@@ -31,6 +31,7 @@ from fleet.schedule import cron as schedule_cron, systemd as schedule_systemd
 from fleet.schedule.cronconv import CronError, check_oncalendar, cron_for_crontab, cron_to_oncalendar, is_cron_expression
 from fleet.errors import ExitStatus, FleetError, UsageError
 from fleet.home import control_dir, private_dir
+from fleet.units import parse_duration
 
 SCHEMA = "fleet.schedule/1"
 BACKENDS = ("auto", "cron", "systemd")
@@ -207,7 +208,8 @@ def _notify_hints(inventory: Path) -> list[str]:
 
 
 def install_command(name: str, playbook: str, at: str, inventory: Path, limit: str | None,
-                    backend: str, unit_dir: Path | None, notify: bool, when: str | None = None) -> int:
+                    backend: str, unit_dir: Path | None, notify: bool, when: str | None = None,
+                    retry_for: str | None = None) -> int:
     """Validate everything, store the definition, then install the cron line or systemd units.
 
     Installing a name again replaces its definition and entry. Exit 0, or 2 on bad input.
@@ -231,6 +233,12 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
         select_hosts(inv, limit)            # a term that matches nothing fails the install, not the run
     action, playbook_ref = _resolve_playbook(playbook)
     hints = _notify_hints(inventory_path) if notify else []
+    extra = {}
+    if retry_for:
+        try:
+            extra["retry_for_s"] = parse_duration(retry_for)
+        except ValueError as exc:
+            raise UsageError(f"--retry-for: {exc}") from None
 
     state = control_dir()
     logs = private_dir(state / "logs")
@@ -243,11 +251,16 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
         name=name, action=action, playbook=playbook_ref, inventory=str(inventory_path), limit=limit,
         notify=notify, backend=chosen, at=at, cron=cron, on_calendar=on_calendar, command=command,
         state_dir=str(state), log=str(log), unit_dir=str(units) if units else None, crontab_user=crontab_user,
-        installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), notify_when=when,
+        installed_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), notify_when=when, extra=extra,
     )
     # Everything that can refuse the input (quoting, paths) runs before anything is changed.
     if chosen == "cron":
-        line = schedule_cron.entry_line(name, cron, schedule_cron.entry_command(command, env, log))
+        from fleet.schedule.catchup import CATCH_UP_CRON
+
+        # cron has no catch-up of its own: a second line makes up a missed run (catchup.py).
+        line = "\n".join((schedule_cron.entry_line(name, cron, schedule_cron.entry_command(command, env, log)),
+                           schedule_cron.entry_line(name, CATCH_UP_CRON, schedule_cron.entry_command(
+                               command + ["--catch-up"], env, log))))
     else:
         description = f"fleet schedule {name}: {schedule.what} on {inventory_path}"
         service = schedule_systemd.service_text(name, description, command, env, log)

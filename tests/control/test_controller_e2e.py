@@ -236,8 +236,13 @@ def test_bad_inventory_or_playbook_exits_2_before_any_connection(cli, tmp_path):
 
 
 SLOW_AGENT = """\
-import json, sys, time
+import json, os, sys, threading, time
 plan = json.load(sys.stdin)
+def watch():   # as the real agent (--watch-fd 0): end-of-file on the channel means the controller left
+    while os.read(0, 65536):
+        pass
+    os._exit(5)
+threading.Thread(target=watch, daemon=True).start()
 open(plan["run_id"] and sys.argv[0].rstrip("/") + ".started", "w").close()   # argv[0]: the unpacked agent
 for _ in range(600):
     sys.stderr.write(".")

@@ -155,3 +155,21 @@ def test_restore_of_unknown_run_or_scan_exits_2(tmp_path, capsys):
                                  "2026-11-21T00:00:01Z", ()))
     assert cli(["restore", "20261121T000000Z-scan00", "-i", str(inventory)]) == 2
     assert "is a scan" in capsys.readouterr().err
+
+
+def test_restore_with_nothing_to_restore_exits_1_and_an_unknown_agent_exits_2(tmp_path, capsys):
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[hosts.a]\nconnection = "local"\n')
+    untouched = HostResult("a", True, files=(fr("agents/main/sessions/d.jsonl", "none", "D", "D"),))
+    history.record_run(RunResult("20261121T000000Z-none00", "run", "weekly", False, "2026-11-21T00:00:00Z",
+                                 "2026-11-21T00:00:01Z", (untouched,)))
+    assert cli(["restore", "20261121T000000Z-none00", "-i", str(inventory)]) == 1
+    assert "has no backups to restore: nothing was restored" in capsys.readouterr().err
+    trimmed = HostResult("a", True, backup_dir="/s/fleet-backups/R", files=(
+        fr("agents/main/sessions/a.jsonl", "trim", "A", "a2", "/s/fleet-backups/R/agents/main/sessions/a.jsonl", "A"),))
+    history.record_run(RunResult("20261121T000000Z-trim00", "run", "weekly", False, "2026-11-21T00:00:00Z",
+                                 "2026-11-21T00:00:01Z", (trimmed,)))
+    assert cli(["restore", "20261121T000000Z-trim00", "--agent", "ghost", "-i", str(inventory)]) == 2
+    assert "has no agent 'ghost'" in capsys.readouterr().err
+    assert cli(["restore", "20261121T000000Z-trim00", "--host", "b", "-i", str(inventory)]) == 2
+    assert "has no host 'b'" in capsys.readouterr().err

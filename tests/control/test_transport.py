@@ -70,7 +70,7 @@ def test_uncached_and_cached_runs_each_open_exactly_one_exec_channel(one_host):
     assert second.cached is True
     assert exec_requests(log) == (2, 2, 2)
     assert json.loads(second.stdout)["plan"] == {"n": 2}
-    assert json.loads(second.stdout)["argv"] == ["run", "--plan", "-"]
+    assert json.loads(second.stdout)["argv"] == ["run", "--plan", "-", "--watch-fd", "0"]
     assert second.exit_code == 0
 
 

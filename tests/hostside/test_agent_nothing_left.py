@@ -117,10 +117,16 @@ def test_completed_changes_keep_their_backups_and_the_rest_costs_nothing(tmp_pat
         assert "backup taken for this change was removed" in failed["error"]
         assert failed["backup"] is None and b.read_bytes() == b_before
         assert Path(done["backup"]).read_bytes() == a_before
-        assert tree_bytes(state / "fleet-backups") == len(a_before) == doc["backup"]["bytes"]
+        # The run's journal and result document (its record on the host, a few KB) sit beside the
+        # one backup of the change that completed; nothing of the failed one stays.
+        journal = [p for p in (state / "fleet-backups").rglob(".fleet-*") if p.is_file()]
+        assert sorted(p.name for p in journal) == [".fleet-journal.jsonl", ".fleet-result.json"]
+        assert tree_bytes(state / "fleet-backups") - sum(p.stat().st_size for p in journal) == len(a_before) \
+            == doc["backup"]["bytes"]
         assert stray_files(disk) == []
-        # Only the completed change moved space: a's bytes became its backup plus its trimmed copy.
-        assert free_bytes(disk) == free_before - pages(a_after)
+        # Only the completed change moved space: a's bytes became its backup plus its trimmed copy,
+        # and the run's record took its pages.
+        assert free_bytes(disk) == free_before - pages(a_after) - sum(pages(p.stat().st_size) for p in journal)
 
 
 def test_full_disk_rewrites_what_fits_first_and_retries_the_rest(tmp_path):

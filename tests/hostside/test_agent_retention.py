@@ -132,4 +132,5 @@ def test_the_agent_expires_old_backups_at_the_end_of_a_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert result["backup"]["expired_runs"] == old[:2]
     assert result["backup"]["expired_bytes"] == 1000 + 2000
+    # The current run's folder holds its journal.
     assert sorted(p.name for p in parent.iterdir()) == [old[2], current]

@@ -184,7 +184,10 @@ def test_backups_are_private_verified_copies(tmp_path):
         assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     for d in [run_dir] + [p for p in run_dir.rglob("*") if p.is_dir()]:
         assert stat.S_IMODE(d.stat().st_mode) == 0o700
-    assert doc["backup"]["bytes"] == sum(p.stat().st_size for p in run_dir.rglob("*") if p.is_file())
+    # The run's journal and result document sit beside the copies; backup bytes count the copies.
+    assert doc["backup"]["bytes"] == sum(p.stat().st_size for p in run_dir.rglob("*")
+                                         if p.is_file() and not p.name.startswith(".fleet-"))
+    assert (run_dir / ".fleet-journal.jsonl").is_file() and (run_dir / ".fleet-result.json").is_file()
 
 
 def test_restore_puts_a_trimmed_transcript_back(tmp_path):

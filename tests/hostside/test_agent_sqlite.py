@@ -91,6 +91,8 @@ def snapshot(root: Path) -> dict:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             p = Path(dirpath) / name
+            if p.relative_to(root) == Path(".fleet-run.lock"):
+                continue        # the host's run lock (held while a run works), not an agent's file
             out[str(p.relative_to(root))] = (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
     return out
 

@@ -16,7 +16,7 @@ one logging run enumerates them all and each crash run dies at a known one.
   subsequence of the original's, a trajectory whose lines are original lines in order.
 New files may only be: archives (`<file>.deleted.<ts>`, the rotation's `sessions.json.bak.<ms>`)
 holding an original's exact bytes or a complete new version of it, fleet's own temp files `.<name>.fleet-<pid>.tmp` (leftovers the
-next run must handle) and the store lock fleet takes.
+next run must handle), the store lock fleet takes and the host's run lock (`.fleet-run.lock`).
 """
 from __future__ import annotations
 
@@ -274,8 +274,8 @@ def check_whole(original: Dict[str, bytes], state_dir: Path) -> List[str]:
         if rel in original:
             continue
         name = os.path.basename(rel)
-        if FLEET_TMP_RE.match(name) or name == "sessions.json.lock":
-            continue
+        if FLEET_TMP_RE.match(name) or name == "sessions.json.lock" or rel == ".fleet-run.lock":
+            continue        # ... or the host's run lock (fleet/hostside/runlock.py)
         if sha(data) in original_shas and (".deleted." in name or name.startswith("sessions.json.bak.")):
             continue
         # An archive made by a later run holds a version an earlier (crashed) run already wrote.

@@ -41,11 +41,14 @@ def test_install_run_remove_in_a_real_crontab(tmp_path, test_users_crontab, flee
 
         text = read_crontab()
         assert text.startswith(UNRELATED)                     # every other byte as it was
-        (line,) = text[len(UNRELATED):].splitlines()
-        assert schedule_cron.fleet_entries(text) == {"nightly": line}
+        (line, catch_up) = text[len(UNRELATED):].splitlines()
+        assert schedule_cron.fleet_entries(text) == {"nightly": catch_up}
         log = state / "logs" / "nightly.log"
         assert line == (f"30 2 * * * FLEET_STATE_DIR={state} {sys.executable} -m fleet schedule run nightly "
                         f">>{log} 2>&1 # fleet:nightly")
+        # cron has no catch-up: a second line makes up a missed run (fleet/schedule/catchup.py).
+        assert catch_up == (f"*/15 * * * * FLEET_STATE_DIR={state} {sys.executable} -m fleet schedule run "
+                            f"nightly --catch-up >>{log} 2>&1 # fleet:nightly")
 
         # Installing again replaces the line in place; nothing else moves.
         assert fleet_cli(install, state, FLEET_CRONTAB_USER=CRON_USER).returncode == 0
@@ -59,6 +62,11 @@ def test_install_run_remove_in_a_real_crontab(tmp_path, test_users_crontab, flee
         assert run.returncode == 0 and run.stdout == "" and run.stderr == "", log.read_text()
         logged = log.read_text()
         assert "fleet schedule nightly: started at" in logged and "finished at" in logged and "with exit 0" in logged
+        # The catch-up line right after: the last run is newer than any missed time, so nothing runs.
+        quiet = subprocess.run(["sh", "-c", schedule_cron.command_of(catch_up)], cwd="/", capture_output=True,
+                               text=True, timeout=240, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                                                            "SHELL": "/bin/sh", "LOGNAME": CRON_USER})
+        assert quiet.returncode == 0 and log.read_text() == logged
 
         from fleet.report.history import list_runs, load_run
 
