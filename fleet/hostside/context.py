@@ -104,3 +104,35 @@ class FileInfo(object):
 
     def __repr__(self):
         return "FileInfo(%r, %r, %s)" % (self.agent, self.rel, self.kind)
+
+
+class AgentFiles(object):
+    """Everything discovery learnt about one agent.
+
+    files: [FileInfo] (every regular file and symlink under the agent dir);
+    problems: {rel: message} for files/dirs that could not be looked at (symlinks, permissions);
+    store_info: the FileInfo of sessions.json or None; store: the parsed store or None;
+    store_problem: (check, detail) when the store is empty, not JSON or of the wrong shape;
+    store_usable: the store parsed into {key: entry-object} (store-dependent operations may run);
+    era: json | sqlite | half-migrated | empty; error: a message when the agent itself is refused.
+    """
+
+    def __init__(self, agent, agent_dir, state_dir):
+        self.agent = agent
+        self.dir = agent_dir
+        self.state_dir = state_dir
+        self.sessions_dir = os.path.join(agent_dir, "sessions")
+        self.files = []
+        self.problems = {}
+        self.store_info = None
+        self.store = None
+        self.store_problem = None
+        self.store_usable = False
+        self.era = "empty"
+        self.error = None
+
+    def by_kind(self, *kinds):
+        return [f for f in self.files if f.kind in kinds]
+
+    def __repr__(self):
+        return "AgentFiles(%r, era=%s, %d files)" % (self.agent, self.era, len(self.files))

@@ -12,9 +12,9 @@ import re
 import stat
 from json.decoder import WHITESPACE, scanstring
 
-from .context import FileInfo
+from .context import AgentFiles, FileInfo
 from .fsutil import describe_oserror, inside, is_safe_id, open_nofollow
-from .storeread import stream_store
+from .storeread import drop_fields as _drop_fields, stream_store
 from .terms import FLAT_LEGACY_AGENT
 
 STORE_NAME = "sessions.json"
@@ -29,38 +29,6 @@ _ARCHIVE_RE = re.compile(r"\.(?:deleted|reset|bak)\.[^/]+$|\.corrupt-")
 
 class StateDirError(Exception):
     """The state directory does not exist or cannot be read (exit 3)."""
-
-
-class AgentFiles(object):
-    """Everything discovery learnt about one agent.
-
-    files: [FileInfo] (every regular file and symlink under the agent dir);
-    problems: {rel: message} for files/dirs that could not be looked at (symlinks, permissions);
-    store_info: the FileInfo of sessions.json or None; store: the parsed store or None;
-    store_problem: (check, detail) when the store is empty, not JSON or of the wrong shape;
-    store_usable: the store parsed into {key: entry-object} (store-dependent operations may run);
-    era: json | sqlite | half-migrated | empty; error: a message when the agent itself is refused.
-    """
-
-    def __init__(self, agent, agent_dir, state_dir):
-        self.agent = agent
-        self.dir = agent_dir
-        self.state_dir = state_dir
-        self.sessions_dir = os.path.join(agent_dir, "sessions")
-        self.files = []
-        self.problems = {}
-        self.store_info = None
-        self.store = None
-        self.store_problem = None
-        self.store_usable = False
-        self.era = "empty"
-        self.error = None
-
-    def by_kind(self, *kinds):
-        return [f for f in self.files if f.kind in kinds]
-
-    def __repr__(self):
-        return "AgentFiles(%r, era=%s, %d files)" % (self.agent, self.era, len(self.files))
 
 
 def resolve_state_dir(value, environ=None):
@@ -203,17 +171,6 @@ def _store_decoder(reject_constant):
         decoder = _STORE_DECODERS[reject_constant] = json.JSONDecoder(parse_constant=reject_constant,
                                                                       parse_float=finite_float)
     return decoder
-
-
-def _drop_fields(entries, drop, keep_keys):
-    for entry in entries:
-        if isinstance(entry, dict):
-            for name in drop:
-                if name in entry:
-                    if keep_keys:
-                        entry[name] = None
-                    else:
-                        del entry[name]
 
 
 _WS = WHITESPACE.match             # json's own idea of white space between tokens

@@ -5,8 +5,7 @@ files, discovered read-only as one pseudo-agent, FLAT_LEGACY_AGENT — a name no
 import os
 import stat
 
-from .context import FileInfo
-from .discover import AgentFiles
+from .context import AgentFiles, FileInfo
 from .fsutil import describe_oserror
 from .terms import FLAT_LEGACY_AGENT
 

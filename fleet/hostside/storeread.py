@@ -47,7 +47,6 @@ class _Window(object):
 
 def stream_store(f, scan_once, drop=(), keep_keys=False):
     """The store in `f` (see the module), or None when the caller must read it whole."""
-    from .discover import _drop_fields
     w = _Window(f)
     try:
         i = 0
@@ -68,7 +67,7 @@ def stream_store(f, scan_once, drop=(), keep_keys=False):
                     return None
                 key, value, i, sep = parsed
                 if drop:
-                    _drop_fields((value,), drop, keep_keys)
+                    drop_fields((value,), drop, keep_keys)
                 store[key] = value          # a repeated key: last value, first place (as json.loads)
                 i = w.drop(i)
                 if sep == "}":
@@ -108,3 +107,15 @@ def _entry(w, start, scan_once):
             want = max(CHUNK, 2 * want, len(w.text) - start)
             if not w.more(want):
                 return None
+
+
+def drop_fields(entries, drop, keep_keys):
+    """Drop (or, with keep_keys, null) the `drop` fields of each entry object, in place."""
+    for entry in entries:
+        if isinstance(entry, dict):
+            for name in drop:
+                if name in entry:
+                    if keep_keys:
+                        entry[name] = None
+                    else:
+                        del entry[name]
