@@ -372,8 +372,10 @@ def execute_plan(ctx, plan, result):
     else:
         agents = discover(ctx.state_dir, plan["agents"])
         findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key)
+        not_done = []  # steps an agent's operation could not do, with why (the printed report lists them)
         for af in agents:
             run = run_agent(ctx, af)
+            not_done.extend(getattr(run, "findings", ()))
             records = list(run.records.values())
             result["files"].extend(records)
             summary = scan.agent_summary(af, records)
@@ -381,6 +383,7 @@ def execute_plan(ctx, plan, result):
             summary["notes"] = run.notes
             result["agents"].append(summary)
         result["health"].extend(_health_after(ctx, plan, findings_before))
+        result["health"].extend(not_done)
         _expire_backups(ctx, plan, parent, result)
         _remove_partial_copies(ctx, parent, result)
     result["backup"]["bytes"] = ctx.backups.stored_bytes
