@@ -135,7 +135,9 @@ def free_bytes(folder):
 
 
 def reclaim(path):
-    """Give free pages back to the file system (see module doc); returns (notes, done)."""
+    """Give free pages back to the file system (see module doc); returns (notes, done).
+
+    `done` is False when nothing could be reclaimed (not INCREMENTAL, no room, always busy)."""
     conn = connect("file:%s?mode=rw" % quote(os.path.abspath(path)))
     notes = []
     try:
@@ -162,9 +164,8 @@ def reclaim(path):
                     conn.execute("ROLLBACK")
                 busy += 1
                 if busy >= RECLAIM_ATTEMPTS:
-                    notes.append("space reclaim stopped: the database stayed busy (%s) after %d pages"
-                                 % (exc, moved))
-                    break
+                    return ["space reclaim skipped: the database stayed busy (%s) %d times; %d pages were "
+                            "freed before" % (exc, busy, moved)], moved > 0
                 continue
             left = conn.execute("PRAGMA freelist_count").fetchone()[0]
             moved += free - left
@@ -175,7 +176,7 @@ def reclaim(path):
         notes.append("incremental_vacuum freed %d pages of %d bytes; WAL checkpoint (TRUNCATE): %s"
                      % (moved, page, "busy (a reader holds it), the WAL shrinks at OpenClaw's next checkpoint"
                         if blocked else "done"))
-        return notes, not busy or moved > 0
+        return notes, True
     finally:
         conn.close()
 
