@@ -156,9 +156,9 @@ def reclaim(path):
         moved, busy = 0, 0
         while free > 0:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("PRAGMA incremental_vacuum(%d)" % RECLAIM_BATCH_PAGES).fetchall()
-                conn.execute("COMMIT")
+                # One script: sqlite3_exec steps the pragma to the end (execute() would step it once,
+                # and one step frees one page).
+                conn.executescript("BEGIN IMMEDIATE; PRAGMA incremental_vacuum(%d); COMMIT;" % RECLAIM_BATCH_PAGES)
             except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

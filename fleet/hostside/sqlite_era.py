@@ -142,6 +142,12 @@ def _entries(conn, tables):
         "SELECT session_key, current_session_id, updated_at FROM session_nodes")}
 
 
+def _entries_with_fields(conn):
+    """How many session_nodes entries carry the bulky skillsSnapshot / systemPromptReport fields."""
+    return conn.execute("SELECT COUNT(*) FROM session_nodes WHERE instr(entry_json, '\"skillsSnapshot\"') > 0 "
+                        "OR instr(entry_json, '\"systemPromptReport\"') > 0").fetchone()[0]
+
+
 def inspect(path):
     """Everything a scan reports about one agent database (read-only; raises sqlite3.Error)."""
     conn, how = open_readonly(path)
@@ -160,6 +166,7 @@ def inspect(path):
             "quick_check": quick_check(conn) if known else "not run (unknown schema)",
             "sessions": _sessions(conn, tables) if known else {},
             "entries": _entries(conn, tables) if known else {},
+            "entries_with_fields": _entries_with_fields(conn) if known else 0,
             "schema_known": known,
         }
     finally:

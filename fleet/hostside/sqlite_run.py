@@ -25,6 +25,7 @@ from .sqlite_clean import (judge_prune, make_work_dir, nodes, openclaw_env, prun
                            run_openclaw)
 from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, SQLITE_DEFAULTS, _size, agent_databases, connect, inspect,
                          open_readonly, quick_check, scan_agent, session_records)
+from .sqlite_plan import sqlite_settings, unsupported
 from .sqlite_schema import find_openclaw, unknown_schema_message, usable_openclaw
 
 # Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
@@ -281,21 +282,20 @@ def _summary(doc):
 
 
 def run_steps(run, ops):
-    """runops' step for a SQLite-era agent (`run` is runops.AgentRun): the plan's `sqlite`
-    section, or a note when the plan has none. Every file of the agent gets its record here;
+    """runops' step for a SQLite-era agent (`run` is runops.AgentRun): what the plan's sections
+    mean on this era (sqlite_plan.py). Every file of the agent gets its record here;
     every step not done becomes a warning finding in `run.findings` (the printed report)."""
     from .scan import untouched_record
     af, ctx = run.af, run.ctx
     base = scan_agent(af, [untouched_record(af, info) for info in af.files])
     not_done = []
-    if "sqlite" not in ops:
-        run.notes.append("SQLite era: no `sqlite` section in the plan; sessions are left to "
-                         "`openclaw sessions cleanup`")
+    cfg, prune = sqlite_settings(ops)
+    if cfg is None:
+        run.notes.append("SQLite era: the plan asks nothing of a SQLite-era agent")
         records = base
     else:
-        prune = (ops.get("store") or {}).get("prune")
         try:
-            records, notes, not_done = run_agent(ctx, af, ops["sqlite"], base, prune)
+            records, notes, not_done = run_agent(ctx, af, cfg, base, prune)
             run.notes.extend(notes)
         except (FileError, sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
             records = base
@@ -303,6 +303,9 @@ def run_steps(run, ops):
             for rec in records:
                 if db is not None and rec["path"] == db.rel:
                     rec["error"] = "SQLite step failed, database left as it was: %s" % exc
+    info = getattr(af, "sqlite_info", None) or {}
+    if info.get("schema_known"):
+        not_done.extend(unsupported(ops, info))
     db = agent_databases(af)
     run.findings = [{"agent": af.agent, "severity": "warning", "check": "sqlite-not-done",
                      "detail": "%s not done%s: %s" % (what, " (dry run)" if ctx.dry_run else "", why),

@@ -214,9 +214,12 @@ def test_a_run_without_an_openclaw_command_changes_nothing_and_says_so(tmp_path)
     assert all(f["action"] == "none" for f in doc["files"])
     assert any("openclaw_cmd" in n for n in doc["agents"][0]["notes"])
     assert any(f["path"].endswith("#transcript/s-main") for f in doc["files"])
-    (not_done,) = [h for h in doc["health"] if h["check"] == "sqlite-not-done"]
-    assert not_done["severity"] == "warning" and not_done["agent"] == "main"
-    assert "pruning disposable sessions not done: no OpenClaw found" in not_done["detail"]
+    not_done = [h for h in doc["health"] if h["check"] == "sqlite-not-done"]
+    assert all(h["severity"] == "warning" and h["agent"] == "main" for h in not_done)
+    (pruning,) = [h for h in not_done if h["detail"].startswith("pruning disposable sessions")]
+    assert "not done: no OpenClaw found" in pruning["detail"]
+    (tiers,) = [h for h in not_done if h["detail"].startswith("transcript tiers (3 session(s) over 0 bytes)")]
+    assert "transcript_events rows" in tiers["detail"]
 
 
 def test_a_bad_openclaw_command_in_the_plan_is_refused(tmp_path):
