@@ -213,8 +213,8 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
         db = next(r for r in out if r["path"] == db_info.rel)
         db["notes"] = ["dry run: these numbers are a rehearsal on a copy of the database"] + notes + rehearsal \
             + db["notes"]
-        db["action"] = "trim" if steps else "none"
-        db["actions"] = [db["action"]] if steps else []
+        db["actions"] = _actions(steps)
+        db["action"] = db["actions"][0] if db["actions"] else "none"
         return out, [], not_done
     if "prune" in steps:
         plan = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", db_info.path, "--dry-run",
@@ -232,9 +232,8 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
     after_info = inspect(db_info.path)
     out = _records(af, db_info, records, after_info, _size(db_info.path))
     db = next(r for r in out if r["path"] == db_info.rel)
-    actions = [a for a, step in (("prune", "prune"), ("trim", "cap"), ("repair", "reclaim")) if step in steps]
-    db["action"] = actions[0] if actions else "none"
-    db["actions"] = actions
+    db["actions"] = _actions(steps)
+    db["action"] = db["actions"][0] if db["actions"] else "none"
     db["backup"], db["backup_sha256"] = backup["path"], backup["sha256"]
     # The file's own sha256 after the run: `fleet restore` refuses to put the backup back over a
     # database OpenClaw has written to since (its WAL would no longer match), unless forced.
@@ -242,6 +241,11 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
     db["notes"] = notes + db["notes"]
     af.sqlite_entries = after_info["entries"]
     return out, [], not_done
+
+
+def _actions(steps):
+    """The database record's actions for the steps run (the same in a dry run and a run)."""
+    return [a for a, step in (("prune", "prune"), ("trim", "cap"), ("repair", "reclaim")) if step in steps]
 
 
 def _planned_file_deletions(doc):
