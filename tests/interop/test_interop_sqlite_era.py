@@ -4,9 +4,9 @@ The data: the same real turns as the JSON era (genuine.py), written by 2026.9.6 
 `agents/main/agent/openclaw-agent.sqlite`. Then:
 - `fleet scan` (real controller, local connection) reports every session OpenClaw lists, with
   per-session records, and changes no byte of the database or its WAL;
-- every shipped playbook through the controller leaves a SQLite agent alone when the inventory
-  gives the host no `openclaw_cmd` (nothing may change a database without OpenClaw's own CLI), and
-  OpenClaw still lists every key;
+- every shipped playbook through the controller, on a host where no OpenClaw can be found (no
+  `openclaw_cmd`, none on PATH, no gateway process), prunes no session and says why per agent;
+  only the steps OpenClaw proved per schema run, and OpenClaw still lists every key;
 - `fleet run weekly` with `openclaw_cmd` in the inventory caps trajectories to the playbook's
   last 5 runs through the controller, and OpenClaw still lists every key, lint-clean;
 - the agent with `operations.sqlite.openclaw_cmd` set runs OpenClaw's own `sessions cleanup`
