@@ -9,7 +9,9 @@ sessions written 13 days ago by real OpenClaw and a main session of today:
   run's; the cron run, subagent and heartbeat are gone, main and the topic kept; OpenClaw lists
   exactly the (key, session id) pairs fleet reports as kept; `doctor --lint` has no new finding;
   `PRAGMA integrity_check` and `foreign_key_check` are clean; the database + WAL shrink on disk;
-  and one more `openclaw agent --local` turn on main works and sends main's last kept message.
+  and one more `openclaw agent --local` turn on main works and sends main's last kept message;
+- the printed report names each step not done on the agent; `fleet restore` of the run (forced:
+  OpenClaw wrote a turn since) brings back exactly the sessions OpenClaw listed before.
 """
 import json
 import os
@@ -39,6 +41,14 @@ def release(request, tmp_path_factory):
     cached = aged.aged_state(version, node, pkgs[version], MAIN_TURNS)
     baseline = genuine.copy_state(cached, tmp_path_factory.mktemp("baseline") / "state")
     return version, node, pkgs[version], cached, OpenClaw(node, pkgs[version], baseline).lint()
+
+
+def fleet_cli(tmp_path, *args):
+    proc = subprocess.run([sys.executable, "-m", "fleet"] + list(args), capture_output=True, text=True,
+                          timeout=600, cwd=str(tmp_path), env=dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state")))
+    assert proc.returncode in (0, 1), "fleet %s exited %d:\n%s\n%s" % (args, proc.returncode, proc.stdout[-2000:],
+                                                                     proc.stderr[-2000:])
+    return proc
 
 
 def on_disk(state):
@@ -129,3 +139,13 @@ def test_weekly_prunes_like_the_json_era_dry_run_equals_run_and_openclaw_agrees(
         mock.stop()
     sent = sent_text(mock.requests[0])
     assert "one more turn after fleet" in sent and "main turn %d" % (MAIN_TURNS - 1) in sent
+    # The printed report names what was not done on this agent, and why.
+    printed = fleet_cli(tmp_path, "report")
+    assert "sqlite-not-done" in printed.stdout and "no write into OpenClaw's" in printed.stdout, printed.stdout
+    # Restore: OpenClaw wrote a turn since the run, so --force; it lists what it listed before.
+    restored = json.loads(fleet_cli(tmp_path, "restore", doc["run_id"], "-i", str(tmp_path / "inventory.toml"),
+                                    "--force", "--json").stdout)
+    (rhost,) = restored["hosts"]
+    (rdb,) = [f for f in rhost["files"] if f["path"] == DB]
+    assert rdb["action"] == "restore" and rdb["error"] is None, rdb
+    assert {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]} == ids_before
