@@ -149,3 +149,49 @@ def test_weekly_prunes_like_the_json_era_dry_run_equals_run_and_openclaw_agrees(
     (rdb,) = [f for f in rhost["files"] if f["path"] == DB]
     assert rdb["action"] == "restore" and rdb["error"] is None, rdb
     assert {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]} == ids_before
+
+
+def test_weekly_beside_a_live_openclaw_writing_loses_no_write(release, tmp_path, monkeypatch):
+    """OpenClaw runs turns on main during the whole `fleet run weekly` (its own write path, its own
+    locking): every acknowledged turn is still in main's history afterwards, integrity_check is ok,
+    and OpenClaw's next turn works."""
+    import threading
+    version, node, pkg, cached, _lint = release
+    state = genuine.copy_state(cached, tmp_path / "state")
+    openclaw = OpenClaw(node, pkg, state)
+    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    mock = MockModel.start()
+    acknowledged, failures, stop = [], [], threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            proc = openclaw.run("agent", "--local", "--session-key", MAIN_KEY, "--message", "live turn %d" % i,
+                                "--json", timeout=600, check=False)
+            (acknowledged if proc.returncode == 0 else failures).append((i, proc.stderr[-300:]))
+            i += 1
+
+    try:
+        genuine.write_config(state, mock.base_url)
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            doc = run_fleet(tmp_path, state, "weekly", hours_later=0)
+        finally:
+            stop.set()
+            thread.join()
+        assert host_files(doc)
+        assert acknowledged and not failures, failures
+        conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+        mock.requests.clear()
+        assert openclaw.turn(MAIN_KEY, "after the live run").get("payloads")
+    finally:
+        mock.stop()
+    sent = sent_text(mock.requests[0])
+    lost = [i for i, _ in acknowledged if "live turn %d" % i not in sent]
+    assert not lost, "turns OpenClaw acknowledged are missing from main's history: %s" % lost
+    print("%s: %d live turns during weekly, none lost" % (version, len(acknowledged)))
