@@ -145,6 +145,9 @@ def reclaim(path):
         mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
         page = conn.execute("PRAGMA page_size").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if free == 0:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return ["no free pages to give back; WAL checkpointed"], True
         if mode != 2:
             return ["space not reclaimed: the database is not auto_vacuum=INCREMENTAL (mode %d); a VACUUM "
                     "needs the gateway stopped" % mode], False

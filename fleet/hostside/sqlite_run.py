@@ -170,8 +170,9 @@ def run_agent(ctx, af, cfg, records, prune=None):
     return result
 
 
-def _apply(steps, path, env, cfg):
-    """Run `steps` on the database at `path`; returns notes."""
+def _apply(steps, path, env, cfg, not_done):
+    """Run `steps` on the database at `path`; returns notes (a reclaim that could not be done is
+    added to `not_done`)."""
     notes = []
     if "prune" in steps:
         out = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", path, "--enforce", "--json"],
@@ -181,7 +182,10 @@ def _apply(steps, path, env, cfg):
         removed = cap_trajectories(path, steps["cap"])
         notes.append("trajectories capped to the last %d runs per session: %d events removed" % (steps["cap"], removed))
     if "reclaim" in steps:
-        notes.extend(reclaim(path)[0])
+        said, done = reclaim(path)
+        notes.extend(said)
+        if not done:
+            not_done.append(("giving space back", said[-1]))
     return notes
 
 
@@ -194,10 +198,21 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
             del steps["prune"]
         else:
             env = openclaw_env(ctx.state_dir, config)
+    if "prune" in steps:
+        # OpenClaw's own preview on the live store (read-only): files it would delete outside the
+        # database have no fleet backup, so the cleanup is not run at all then.
+        plan = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", db_info.path, "--dry-run",
+                                                  "--enforce", "--json"], cfg["timeout_s"])
+        files = _planned_file_deletions(plan)
+        if files:
+            not_done.append(("pruning disposable sessions", "OpenClaw's cleanup would also delete %d unreferenced "
+                             "file(s) fleet has no backup of" % files))
+            del steps["prune"]
     copy = os.path.join(work, AGENT_DB)
     backup_database(db_info.path, copy)
     before_nodes = nodes(copy)
-    rehearsal = _apply(steps, copy, env, cfg)
+    rehearsal = _apply(steps, copy, env, cfg, [])
+    predicted = []
     if "prune" in steps:
         predicted, why = judge_prune(before_nodes, nodes(copy), prune, ctx.now_ms)
         if why:
@@ -206,7 +221,7 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
             del steps["prune"]
             os.unlink(copy)
             backup_database(db_info.path, copy)
-            rehearsal = _apply(steps, copy, env, cfg)
+            rehearsal = _apply(steps, copy, env, cfg, [])
     if ctx.dry_run:
         after_info = inspect(copy)
         out = _records(af, db_info, records, after_info, _size(copy))
@@ -216,19 +231,16 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
         db["actions"] = _actions(steps)
         db["action"] = db["actions"][0] if db["actions"] else "none"
         return out, [], not_done
-    if "prune" in steps:
-        plan = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", db_info.path, "--dry-run",
-                                                  "--enforce", "--json"], cfg["timeout_s"])
-        files = _planned_file_deletions(plan)
-        if files:
-            not_done.append(("pruning disposable sessions", "OpenClaw's cleanup would also delete %d unreferenced "
-                             "file(s) fleet has no backup of" % files))
-            del steps["prune"]
     target = ctx.backups.target_for(db_info.rel)
     backup = backup_database(db_info.path, target)
     ctx.backups.stored_bytes += backup["stored_bytes"]
     notes.append("verified online backup (quick_check ok, sha256 %s)" % backup["sha256"][:16])
-    notes.extend(_apply(steps, db_info.path, env, cfg))
+    live_before = nodes(db_info.path) if "prune" in steps else {}
+    notes.extend(_apply(steps, db_info.path, env, cfg, not_done))
+    if "prune" in steps:
+        removed = sorted(set(live_before) - set(nodes(db_info.path)))
+        if removed != predicted:
+            notes.append("OpenClaw removed %s, the rehearsal %s (sessions changed in between)" % (removed, predicted))
     after_info = inspect(db_info.path)
     out = _records(af, db_info, records, after_info, _size(db_info.path))
     db = next(r for r in out if r["path"] == db_info.rel)
