@@ -89,7 +89,8 @@ def measure(version, work):
                 f["after"]["records"])
     dry_files = {key(f) for f in dry["hosts"][0]["files"]} if dry else set()
     run_files = {key(f) for f in run["hosts"][0]["files"]}
-    row["dry run"] = "exact" if dry_files == run_files else "differs on %d file(s)" % len(dry_files ^ run_files)
+    differ = sorted({k[0].rsplit("/", 1)[-1] for k in dry_files ^ run_files})
+    row["dry run"] = "exact" if not differ else "differs on: %s" % ", ".join(differ)
     after = listing(openclaw)
     kept_ok = set(after) == set(aged.KEPT_KEYS)
     not_done = sorted({h["detail"].split(" not done")[0] for h in run["hosts"][0]["health"]
