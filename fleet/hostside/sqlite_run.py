@@ -230,8 +230,9 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
             + db["notes"]
         db["actions"] = _actions(steps)
         db["action"] = db["actions"][0] if db["actions"] else "none"
-        # The rehearsal emptied its WAL: a run does the same, and SQLite deletes the -wal and -shm
-        # when the last connection closes (on a host where no gateway holds the database open).
+        # The rehearsal emptied its WAL: the run's own checkpoint (TRUNCATE) leaves the live -wal at
+        # 0 bytes (or gone, when the last connection closes). The -shm, SQLite's shared-memory index
+        # of the WAL, holds no data and is left to SQLite: it stays while anyone has the database open.
         af.sqlite_wal_emptied = any("(TRUNCATE): done" in n or "WAL checkpointed" in n for n in rehearsal)
         return out, [], not_done
     target = ctx.backups.target_for(db_info.rel)
@@ -335,8 +336,7 @@ def run_steps(run, ops):
         if info is not None and info.kind == "sqlite" and rec["action"] == "none" and not ctx.dry_run:
             rec["after"] = stats(_size(info.path), rec["after"]["records"])  # -wal after a checkpoint
         elif info is not None and ctx.dry_run and getattr(af, "sqlite_wal_emptied", False) and \
-                info.rel in (db.rel + "-wal", db.rel + "-shm"):
+                info.rel == db.rel + "-wal":
             rec["after"] = stats(0, 0)
-            rec["notes"] = list(rec.get("notes") or []) + [
-                "predicted: gone after the run's WAL checkpoint when no gateway holds the database open"]
+            rec["notes"] = list(rec.get("notes") or []) + ["predicted: emptied by the run's WAL checkpoint"]
         run.add(rec)
