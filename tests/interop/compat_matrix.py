@@ -88,10 +88,15 @@ def measure(version, work):
     def key(f):
         return (f["path"], f["action"], f["before"]["bytes"], f["before"]["records"], f["after"]["bytes"],
                 f["after"]["records"])
-    # The -shm (SQLite's shared-memory WAL index, no data) is deleted by SQLite only when the last
-    # connection closes, which depends on other processes: it is not a number a dry run can promise.
-    dry_files = {key(f) for f in dry["hosts"][0]["files"] if not f["path"].endswith("-shm")} if dry else set()
-    run_files = {key(f) for f in run["hosts"][0]["files"] if not f["path"].endswith("-shm")}
+    # The -shm (SQLite's shared-memory WAL index, no data) and an empty -wal are deleted by SQLite
+    # when the last connection closes (OpenClaw's own --dry-run during fleet's dry run does that):
+    # they are compared only when both runs found them.
+    def comparable(files, other):
+        paths = {f["path"] for f in other}
+        return {key(f) for f in files if not f["path"].endswith(("-shm", "-wal")) or f["path"] in paths}
+    dry_all = dry["hosts"][0]["files"] if dry else []
+    run_all = run["hosts"][0]["files"]
+    dry_files, run_files = comparable(dry_all, run_all), comparable(run_all, dry_all)
     differ = sorted({k[0].rsplit("/", 1)[-1] for k in dry_files ^ run_files})
     row["dry run"] = "exact" if not differ else "differs on: %s" % ", ".join(differ)
     after = listing(openclaw)
@@ -134,8 +139,9 @@ a Telegram topic written 13 days ago, a main session of %d turns today), through
 CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
 
 - **scan**: the host is ok, no file error, no unknown-schema warning;
-- **dry run**: `weekly --dry-run`'s per-file numbers compared with the real `weekly`'s (all files but
-  SQLite's `-shm` index, which SQLite deletes only when the last connection closes);
+- **dry run**: `weekly --dry-run`'s per-file numbers compared with the real `weekly`'s (SQLite's `-shm`
+  index and an empty `-wal` only when both runs found them: SQLite deletes them when the last
+  connection closes);
 - **run**: `weekly`; "ok" = OpenClaw then lists exactly main and the topic; bytes freed under `agents/`
   (2026.9.x also keeps ~0.3 MB of `memory-reindex` scratch databases per turn there, which fleet
   reports and leaves alone) and, on the SQLite era, of the agent database + WAL;
