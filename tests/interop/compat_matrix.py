@@ -150,6 +150,11 @@ CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
 - **openclaw cleanup**: OpenClaw's own `sessions cleanup --enforce` (its default settings) on another
   copy of the same data, for comparison.
 
+SQLite-era schemas by release (`OPENCLAW_AGENT_SCHEMA_VERSION` in each published package): 19 =
+2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three; on 21 it runs
+OpenClaw's own cleanup (by an OpenClaw 2026.9.5) but not the trajectory cap, which is proved only on
+19 and 23. Any other schema is scanned for sizes only, with one warning, and never changed.
+
 Releases not in the table were not measured. Measured %s.
 
 | version | storage | schema | scan | dry run | run (weekly) | restore | openclaw cleanup |
