@@ -151,7 +151,7 @@ CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
   copy of the same data, for comparison.
 
 SQLite-era schemas by release (`OPENCLAW_AGENT_SCHEMA_VERSION` in each published package): 19 =
-2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three; on 21 it runs
+2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three; on 21 (not measured here) it runs
 OpenClaw's own cleanup (by an OpenClaw 2026.9.5) but not the trajectory cap, which is proved only on
 19 and 23. Any other schema is scanned for sizes only, with one warning, and never changed.
 
