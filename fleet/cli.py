@@ -13,26 +13,90 @@ import typer
 
 from fleet.errors import ExitStatus, FleetError
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+# The contract's exit codes, shown under `fleet --help` (blank lines keep rich from joining them).
+EXIT_CODES = "\n\n".join([
+    "Exit status:",
+    "0 = every selected host succeeded and every file was handled",
+    "1 = a host failed or a file could not be handled (the others still ran); scan --fail-on matched; "
+    "a restore refused a changed file",
+    "2 = bad usage, inventory or playbook, an unknown host, group, agent or run id: nothing was run",
+    "3 = a host was skipped because another run holds it: nothing was run there",
+    "130 = interrupted",
+])
+# suggest_commands=False: click already prints "Did you mean …?"; typer's own would repeat it.
+app = typer.Typer(no_args_is_help=True, suggest_commands=False, epilog=EXIT_CODES,
                   help="Keep a fleet of OpenClaw agent hosts healthy: back up, trim, prune, report.")
-inventory_app = typer.Typer(no_args_is_help=True, help="Inspect the inventory.")
-agent_app = typer.Typer(no_args_is_help=True, help="The cleanup agent that runs on each host.")
-schedule_app = typer.Typer(no_args_is_help=True, help="Install, list, remove and run recurring runs.")
-playbook_app = typer.Typer(no_args_is_help=True, help="Inspect playbooks.")
+inventory_app = typer.Typer(no_args_is_help=True, suggest_commands=False, help="Write or inspect the inventory.")
+agent_app = typer.Typer(no_args_is_help=True, suggest_commands=False, help="The cleanup agent that runs on each host.")
+schedule_app = typer.Typer(no_args_is_help=True, suggest_commands=False,
+                           help="Install, list, remove and run recurring runs.")
+playbook_app = typer.Typer(no_args_is_help=True, suggest_commands=False, help="Inspect playbooks.")
 app.add_typer(inventory_app, name="inventory")
 app.add_typer(playbook_app, name="playbook")
 app.add_typer(agent_app, name="agent")
 app.add_typer(schedule_app, name="schedule")
 
-InventoryOpt = typer.Option(Path("inventory.toml"), "-i", "--inventory", help="Inventory file.")
-LimitOpt = typer.Option(None, "--limit", help="Hosts, groups or globs, comma-separated; !x excludes; @FILE reads a retry list.")
-ForksOpt = typer.Option(None, "--forks", help="Hosts worked on at once (default: min(50, hosts)).")
+InventoryOpt = typer.Option(Path("inventory.toml"), "-i", "--inventory",
+                            help="Inventory file: inventory.toml, or an Ansible inventory (INI or YAML).")
+LimitOpt = typer.Option(None, "-l", "--limit", help="Hosts, groups or globs separated by , or : as in Ansible; all; "
+                                                    "&x intersects; !x excludes; @FILE reads a retry list.")
+ForksOpt = typer.Option(None, "-f", "--forks", help="Hosts worked on at once (default: min(50, hosts)).")
+DryRunOpt = typer.Option(False, "--dry-run", "--check", help="Show exactly what a real run would do; write nothing.")
+AllFleetsOpt = typer.Option(False, "--all-fleets", help="Every fleet's runs, not only those of the -i inventory.")
+# Options of the whole command line; main() lets them stand after the command too (`fleet scan -v`).
+GLOBAL_FLAGS = ("-v", "-vv", "-vvv", "--verbose", "-q", "--quiet")
+GLOBAL_WITH_VALUE = ("--log-file",)
 JsonOpt = typer.Option(False, "--json", help="Print the contract's JSON document instead of tables.")
 AcceptNewOpt = typer.Option(False, "--accept-new-host-keys", help="Accept and record keys of hosts not yet in known_hosts.")
 
 
 def _exit(code: int) -> None:
     raise typer.Exit(int(code))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from fleet import __version__
+
+        typer.echo(f"fleet {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print fleet's version."),
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True,
+                                help="Each host's SSH and agent steps; -vv also the SSH conversation and the agent's own lines."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines: only the result and errors."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Append every step, with times, to FILE (mode 0600)."),
+) -> None:
+    """Keep a fleet of OpenClaw agent hosts healthy: back up, trim, prune, report."""
+    from fleet.logs import configure
+
+    configure(verbose, quiet, log_file)
+
+
+def _fleet_scope(inventory: Path, all_fleets: bool):
+    """The history scope for `history` and `report`: the -i inventory's fleet, or every fleet."""
+    from fleet.report.history import ALL_FLEETS, fleet_key, scoped
+
+    return scoped(ALL_FLEETS if all_fleets else fleet_key(inventory))
+
+
+@inventory_app.command("init")
+def inventory_init(
+    from_ssh_config: Optional[Path] = typer.Option(None, "--from-ssh-config", help="ssh_config to read (default: ~/.ssh/config)."),
+    from_ansible: Optional[Path] = typer.Option(None, "--from-ansible", help="Read this Ansible inventory (INI or YAML) instead."),
+    output: Path = typer.Option(Path("inventory.toml"), "-o", "--output", help="Where to write."),
+    probe: bool = typer.Option(False, "--probe", help="Look on each host (read-only, over SSH) for OpenClaw state dirs."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file (a copy is kept beside it)."),
+    accept_new_host_keys: bool = AcceptNewOpt,
+) -> None:
+    """Write a commented inventory.toml from ~/.ssh/config's Host entries or an Ansible inventory."""
+    from fleet.control.probe import init_command
+
+    _exit(init_command(from_ssh_config=from_ssh_config, from_ansible=from_ansible, output=output, probe=probe,
+                       force=force, accept_new_host_keys=accept_new_host_keys))
 
 
 @inventory_app.command("check")
@@ -66,6 +130,21 @@ def playbook_check(
         typer.echo(describe_playbook(pb))
 
 
+@playbook_app.command("compile")
+def playbook_compile(
+    playbook: str = typer.Argument(..., help="Playbook name (weekly, emergency, daily-prune, maintenance) or path."),
+    json_out: bool = typer.Option(True, "--json", show_default=False, help="Print the plan as JSON (the only format)."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="The run id (default: a new one, as fleet run makes)."),
+    clock_ms: Optional[int] = typer.Option(None, "--now-ms", help="The run's clock in epoch ms (default: now)."),
+) -> None:
+    """Print the plan `fleet run PLAYBOOK` sends, for the Ansible collection's module. Exit 2 on any error."""
+    from fleet.control.plan_compile import compile_command
+
+    del json_out   # accepted as `playbook check --json` is; JSON is the only output
+
+    _exit(compile_command(playbook, run_id, clock_ms))
+
+
 @app.command()
 def scan(
     inventory: Path = InventoryOpt,
@@ -76,10 +155,11 @@ def scan(
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Read-only: sizes, record counts and health of every store and transcript on every host."""
-    from fleet.control.controller import scan_command
+    from fleet.control.controller import scan as scan_hosts
+    from fleet.control.finish import Report, finish
 
-    _exit(scan_command(inventory=inventory, limit=limit, forks=forks, json_out=json_out,
-                       fail_on=fail_on, accept_new_host_keys=accept_new_host_keys))
+    report = Report(json_out=json_out, fail_on=fail_on)
+    _exit(finish(scan_hosts(inventory, limit, forks, accept_new_host_keys), report))
 
 
 @app.command()
@@ -88,16 +168,17 @@ def run(
     inventory: Path = InventoryOpt,
     limit: Optional[str] = LimitOpt,
     forks: Optional[int] = ForksOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show exactly what a real run would do; write nothing."),
+    dry_run: bool = DryRunOpt,
     json_out: bool = JsonOpt,
     notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers configured in fleet.toml."),
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Back up, then trim and prune per PLAYBOOK on all selected hosts in parallel; print before/after."""
-    from fleet.control.controller import run_command
+    from fleet.control.controller import run as run_playbook
+    from fleet.control.finish import Report, finish
 
-    _exit(run_command(playbook=playbook, inventory=inventory, limit=limit, forks=forks, dry_run=dry_run,
-                      json_out=json_out, notify=notify, accept_new_host_keys=accept_new_host_keys))
+    report = Report(json_out=json_out, notify_with=inventory if notify else None)
+    _exit(finish(run_playbook(playbook, inventory, limit, forks, dry_run, accept_new_host_keys), report))
 
 
 @app.command()
@@ -109,37 +190,67 @@ def report(
     host: Optional[str] = typer.Option(None, "--host"),
     agent: Optional[str] = typer.Option(None, "--agent"),
     top: int = typer.Option(10, "--top", help="How many of the largest files to list."),
+    inventory: Path = InventoryOpt,
+    all_fleets: bool = AllFleetsOpt,
 ) -> None:
-    """Re-render a recorded run (default: the latest)."""
+    """Re-render a recorded run (default: the latest of this inventory's fleet)."""
     from fleet.report.render import report_command
 
-    _exit(report_command(run_id=run_id, fmt=fmt, output=output, trend=trend, host=host, agent=agent, top=top))
+    with _fleet_scope(inventory, all_fleets):
+        _exit(report_command(run_id=run_id, fmt=fmt, output=output, trend=trend, host=host, agent=agent, top=top))
 
 
 @app.command()
-def history(json_out: bool = JsonOpt, limit: int = typer.Option(50, "--last", help="How many runs to list.")) -> None:
-    """List recorded runs."""
+def history(json_out: bool = JsonOpt, limit: int = typer.Option(50, "--last", help="How many runs to list."),
+            inventory: Path = InventoryOpt, all_fleets: bool = AllFleetsOpt) -> None:
+    """List the recorded runs of this inventory's fleet (--all-fleets: of every fleet)."""
     from fleet.report.render import history_command
 
-    _exit(history_command(json_out=json_out, last=limit))
+    with _fleet_scope(inventory, all_fleets):
+        _exit(history_command(json_out=json_out, last=limit))
 
 
 @app.command()
 def restore(
     run_id: str = typer.Argument(..., help="The run whose backups to put back."),
-    host: Optional[str] = typer.Option(None, "--host"),
-    agent: Optional[str] = typer.Option(None, "--agent"),
+    host: Optional[str] = typer.Option(None, "--host", help="Only this host (the same as -l HOST)."),
+    agent: Optional[str] = typer.Option(None, "--agent", help="Only this agent's files."),
     inventory: Path = InventoryOpt,
-    dry_run: bool = typer.Option(False, "--dry-run"),
+    limit: Optional[str] = LimitOpt,
+    forks: Optional[int] = ForksOpt,
+    dry_run: bool = DryRunOpt,
     force: bool = typer.Option(False, "--force", help="Overwrite files that changed after the run (they are backed up first)."),
     json_out: bool = JsonOpt,
     accept_new_host_keys: bool = AcceptNewOpt,
 ) -> None:
     """Put a run's backups back, verifying checksums; refuse files changed since, unless --force."""
-    from fleet.control.restore import restore_command
+    from fleet.control.finish import Report, finish
+    from fleet.control.restore import restore as restore_run
 
-    _exit(restore_command(run_id=run_id, host=host, agent=agent, inventory=inventory, dry_run=dry_run,
-                          force=force, json_out=json_out, accept_new_host_keys=accept_new_host_keys))
+    report = Report(json_out=json_out)
+    _exit(finish(restore_run(run_id, inventory, host, agent, dry_run, force, accept_new_host_keys,
+                             limit, forks), report))
+
+
+@app.command("import-ansible")
+def import_ansible(
+    file: Path = typer.Argument(..., help="The fleet.openclaw.fleet_results callback's file, ansible.posix.json "
+                                          "output, or a mapping of hosts to the module's results."),
+    json_out: bool = JsonOpt,
+    notify: bool = typer.Option(False, "--notify", help="Send the summary to the notifiers configured in fleet.toml."),
+    inventory: Path = typer.Option(Path("inventory.toml"), "-i", "--inventory",
+                                   help="The fleet the run belongs to (its fleet.toml for --notify)."),
+) -> None:
+    """Record the results of the Ansible collection's module as a fleet run (history, report, restore)."""
+    from fleet.control.finish import Report, finish
+    from fleet.report.ansible_import import import_runs
+
+    report = Report(json_out=json_out, notify_with=inventory if notify else None)   # before anything is recorded
+    statuses = []
+    for run in import_runs(file, inventory):
+        statuses.append(finish(run, report))
+        typer.echo(f"fleet: recorded Ansible run {run.run_id} ({len(run.hosts)} host(s)) from {file}", err=True)
+    _exit(max(statuses, default=0))
 
 
 @agent_app.command("export")
@@ -201,9 +312,9 @@ def schedule_remove(name: str = typer.Argument(...), unit_dir: Optional[Path] = 
 @schedule_app.command("run")
 def schedule_run(name: str = typer.Argument(...)) -> None:
     """Run an installed schedule now (what the timer calls). Exit 3 if it is already running."""
-    from fleet.schedule.schedules import run_scheduled_command
+    from fleet.schedule.run import run_schedule
 
-    _exit(run_scheduled_command(name=name))
+    _exit(run_schedule(name))
 
 
 def _click_exceptions():
@@ -215,11 +326,38 @@ def _click_exceptions():
     return exceptions
 
 
+def hoist_global_options(argv: List[str]) -> List[str]:
+    """`fleet scan -v` as `fleet -v scan`: the whole command line's options may follow the command.
+
+    Only GLOBAL_FLAGS and GLOBAL_WITH_VALUE (with their value) move to the front; anything after
+    `--` stays where it is.
+    """
+    front, rest, index = [], [], 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--":
+            rest.extend(argv[index:])
+            break
+        if arg in GLOBAL_FLAGS:
+            front.append(arg)
+        elif arg in GLOBAL_WITH_VALUE and index + 1 < len(argv):
+            front.extend(argv[index:index + 2])
+            index += 1
+        elif any(arg.startswith(opt + "=") for opt in GLOBAL_WITH_VALUE):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Console entry point: the one error boundary of fleet."""
     try:
-        # Without standalone mode, click returns a typer.Exit's code instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
+        # Without standalone mode, click returns a typer.Exit's code instead of exiting. The program
+        # name is fixed so `python -m fleet` and the console script offer the same completion.
+        code = app(args=args, prog_name="fleet", standalone_mode=False)
         sys.exit(code if isinstance(code, int) else 0)
     except FleetError as exc:
         typer.echo(f"fleet: {exc}", err=True)

@@ -9,7 +9,7 @@ import enum
 
 
 class ExitStatus(enum.IntEnum):
-    """Exit codes of the `fleet` command (see shared/spec/contract.md)."""
+    """Exit codes of the `fleet` command (docs/contract.md)."""
 
     OK = 0
     FAILED = 1          # a host or a file failed; `scan --fail-on` matched; a restore refused
@@ -61,9 +61,5 @@ class ConnectionFailed(FleetError):
     """A host could not be reached; carried as a HostResult error, not raised to the CLI."""
 
 
-class AgentError(FleetError):
-    """The agent on a host failed or answered something fleet cannot read."""
-
-
-class OverlapError(FleetError):
-    exit_status = ExitStatus.OVERLAP
+class NothingToRestore(FleetError):
+    """A restore found no file with a backup in the run (for the hosts and agents asked): nothing was done."""

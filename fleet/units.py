@@ -83,3 +83,12 @@ def percent_change(before: int, after: int) -> str:
     if pct == 0:
         return "0 %"
     return f"{'−' if pct < 0 else '+'}{abs(pct)} %"
+
+
+def human_duration(seconds: int) -> str:
+    """"24h", "30d", "10m", "45s": an age as a playbook writes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        # "24h" reads better than "1d"; from two days on, days.
+        if seconds >= size and seconds % size == 0 and not (unit == "d" and seconds < 2 * 86400):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

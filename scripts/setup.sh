@@ -16,6 +16,9 @@ if [ "$mode" = test ]; then
   command -v sudo >/dev/null || pkgs+=(sudo)
   command -v systemd-analyze >/dev/null || pkgs+=(systemd)
   command -v chromium >/dev/null || pkgs+=(chromium)
+  # A real Python older than 3.8 (Jython 2.7; Debian 12 has no CPython < 3.11): the bootstrap must
+  # tell a too-old host interpreter apart and say so (tests/pythons.py finds what a machine has).
+  command -v jython >/dev/null || pkgs+=(jython)
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 if [ ${#pkgs[@]} -gt 0 ]; then
@@ -38,6 +41,11 @@ if [ "$mode" = test ]; then
   # OpenClaw's own loader judges our trims (tests/interop): Node 24 + openclaw from the npm registry, cached.
   command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
   scripts/install-openclaw.sh 2026.7.1 2026.8.2 2026.9.6 >/dev/null
+fi
+
+if [ "$mode" = test ]; then
+  # ansible-core in its own venv (.venv-ansible) for the Ansible collection's tests, cached.
+  scripts/setup-ansible.sh
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -1,9 +1,18 @@
-"""Shared fixtures: a real-sshd test fleet (see tests/sshfleet.py)."""
+"""Shared fixtures: every test's own control-host folder, and a real-sshd test fleet (tests/sshfleet.py)."""
 from __future__ import annotations
 
 import pytest
 
 from sshfleet import SshFleet
+
+
+@pytest.fixture(autouse=True)
+def control_dir(tmp_path, monkeypatch):
+    """The control host's folder (fleet.home) of this test: history, schedules, retry lists and
+    logs land here, never in the real ~/.local/state/fleet."""
+    path = tmp_path / "fleet-state"
+    monkeypatch.setenv("FLEET_STATE_DIR", str(path))
+    return path
 
 
 @pytest.fixture

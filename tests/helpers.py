@@ -1,5 +1,5 @@
 """What several test files share: the in-process CLI runner, recorded-run builders, a recording
-HTTP server, small local fleets, the oldest Python on this machine, and report-table readers.
+HTTP server, small local fleets and report-table readers (the interpreters this machine has: pythons.py).
 
 Test files import from here, never from each other."""
 from __future__ import annotations
@@ -7,17 +7,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import secrets
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 from fleet.cli import main
-from fleet.report.render import TOTAL_LABEL
+from fleet.report.tables import TOTAL_LABEL
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult, Stats
 from fleet.units import human_mb
 
@@ -39,9 +36,6 @@ def expectations(path: Path) -> list[str]:
             if line.startswith("# expect:")]
 
 
-PYENV = Path.home() / ".pyenv" / "versions"
-
-
 SESSION_ID = "0f5d59ee-034e-47d9-ac97-d383e6c022b8"
 
 
@@ -59,19 +53,6 @@ def markdown_tables(text: str) -> dict[str, list[dict]]:
             lines.append(line)
     return tables
 
-
-
-def oldest_python() -> Path:
-    found = []
-    for d in PYENV.glob("3.*") if PYENV.is_dir() else ():
-        m = re.match(r"^3\.(\d+)\.\d+$", d.name)
-        exe = d / "bin" / ("python3.%s" % m.group(1)) if m else None
-        if m and int(m.group(1)) >= 8 and exe.exists():
-            found.append((int(m.group(1)), exe))
-    if not found:
-        pytest.fail("no pyenv Python >= 3.8 under %s: install 3.8 (scripts/setup.sh test) to check the "
-                    "agent's oldest supported version" % PYENV)
-    return min(found)[1]
 
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"

@@ -102,19 +102,25 @@ class SshFleet:
 
     @classmethod
     def start(cls, n: int, user: str = "root", populate: Optional[Populate] = None,
-              log_level: str = "VERBOSE", names: Optional[Sequence[str]] = None) -> "SshFleet":
-        """Start the fleet; on any failure, stop what was started and re-raise."""
+              log_level: str = "VERBOSE", names: Optional[Sequence[str]] = None,
+              state_env: bool = False) -> "SshFleet":
+        """Start the fleet; on any failure, stop what was started and re-raise.
+
+        `state_env`: each host's logins get OPENCLAW_STATE_DIR=<its state dir> (sshd SetEnv), as on
+        a machine where OpenClaw's state dir was moved; the inventory then needs no state_dir."""
         base = Path(tempfile.mkdtemp(prefix="fleet-sshfleet-", dir="/tmp"))
         base.chmod(0o755)
         fleet = cls(base, user)
         try:
-            fleet._build(n, populate, log_level, list(names) if names else [f"host{i + 1}" for i in range(n)])
+            fleet._build(n, populate, log_level, list(names) if names else [f"host{i + 1}" for i in range(n)],
+                         state_env)
         except BaseException:
             fleet.close()
             raise
         return fleet
 
-    def _build(self, n: int, populate: Optional[Populate], log_level: str, names: List[str]) -> None:
+    def _build(self, n: int, populate: Optional[Populate], log_level: str, names: List[str],
+               state_env: bool = False) -> None:
         if len(names) != n:
             raise ValueError(f"{n} hosts but {len(names)} names")
         ensure_login_allowed(TEST_USER)
@@ -133,7 +139,8 @@ class SshFleet:
             (self.base / "hosts").chmod(0o755)
             # Both accounts accept the client key, so a test can also look as root (or as the user).
             server = SshdServer(host_dir / "sshd", log_level=log_level, authorized_keys=[client_key],
-                                users=sorted({"root", TEST_USER, self.user}))
+                                users=sorted({"root", TEST_USER, self.user}),
+                                env={"OPENCLAW_STATE_DIR": str(state_dir)} if state_env else None)
             self.hosts.append(FleetHost(name, LOOPBACK, 0, state_dir, server))
             server.start()
             self.hosts[-1].port = server.port

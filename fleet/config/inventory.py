@@ -1,8 +1,8 @@
-"""The inventory (`inventory.toml`): which hosts fleet works on and how to reach them.
+"""The inventory (`inventory.toml`, or an Ansible inventory): which hosts fleet works on and how to reach them.
 
 `load_inventory` validates the whole file before anything runs and raises
 `fleet.errors.InventoryError` carrying every problem at once, each naming file, table and key.
-The keys are documented in docs/inventory.md (the contract's keys are in shared/spec/contract.md).
+The keys are documented in docs/inventory.md (the ones users may rely on are in docs/contract.md).
 Quoting values for a shell is the transport's job; this layer only refuses values that cannot be
 right (a port of 70000, an address with spaces, a user name starting with "-").
 """
@@ -16,7 +16,8 @@ from typing import Any
 
 from fleet.hostside.fsutil import is_safe_id
 from fleet.errors import InventoryError
-from fleet.config.validate import Problems, Table, describe_value, join_path, read_toml, suggestion
+from fleet.config.ansible import read_inventory_tables
+from fleet.config.validate import Problems, Table, describe_value, join_path, suggestion
 
 HOST_KEY_POLICIES = ("strict", "accept-new")
 CONNECTIONS = ("ssh", "local")
@@ -24,7 +25,7 @@ CONNECTIONS = ("ssh", "local")
 HOST_KEYS = (
     "address", "port", "user", "identity_file", "known_hosts", "host_key_policy", "state_dir", "agents",
     "python", "become_user", "connection", "connect_timeout", "command_timeout", "proxy_jump",
-    "ssh_config", "groups", "openclaw_cmd",
+    "ssh_config", "groups", "openclaw_cmd", "backup_to",
 )
 # Names people bring from ssh_config, Ansible or Fabric, with the fix.
 _KEY_HINTS = {
@@ -73,6 +74,7 @@ class Host:
     ssh_config: str | None       # absolute path; None → ~/.ssh/config if it exists
     groups: tuple[str, ...]
     openclaw_cmd: tuple[str, ...] | None = None   # OpenClaw's CLI on the host (SQLite-era changes)
+    backup_to: str = "host"      # "host" | "controller" | "auto" | a folder on the host (absolute or ~)
 
     @property
     def is_local(self) -> bool:
@@ -91,9 +93,16 @@ _DEFAULTS: dict[str, Any] = {
     "port": None, "user": None, "identity_files": (), "known_hosts": None, "host_key_policy": "strict",
     "state_dir": None, "agents": None, "python": "python3", "become_user": None, "connection": "ssh",
     "connect_timeout": 10.0, "command_timeout": 900.0, "proxy_jump": None, "ssh_config": None, "groups": (),
-    "openclaw_cmd": None,
+    "openclaw_cmd": None, "backup_to": "host",
 }
 
+
+
+def _not_an_option(t: Table, key: str, value: Any) -> Any:
+    """`value`, after noting a problem if it starts with '-' (ssh would read it as an option)."""
+    if isinstance(value, str) and value.startswith("-"):
+        t.add(key, f"must not start with '-', got {describe_value(value)}")
+    return value
 
 def load_inventory(path: Path) -> Inventory:
     """Read and validate `path`; return the inventory with every default applied.
@@ -104,7 +113,9 @@ def load_inventory(path: Path) -> Inventory:
     """
     path = Path(path)
     problems = Problems(path)
-    data = read_toml(path, problems, missing_hint="pass the inventory with -i FILE (default: ./inventory.toml)")
+    # An Ansible inventory (INI or YAML) is read into the same tables, so one validator checks both.
+    data = read_inventory_tables(path, problems, missing_hint="pass the inventory with -i FILE (default: "
+                                                              "./inventory.toml, or an Ansible inventory)")
     if data is None:
         problems.raise_if_any(InventoryError)
     base_dir = path.parent
@@ -148,10 +159,9 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
     t.check_keys(HOST_KEYS, hints)
     s: dict[str, Any] = {}
     if "address" in t:
-        s["address"] = t.string("address", pattern=_ADDRESS_RE,
-                                pattern_hint="expected a host name or IP address (no spaces, no user@: use \"user\")")
-        if isinstance(s["address"], str) and s["address"].startswith("-"):
-            t.add("address", f"must not start with '-', got {describe_value(s['address'])}")
+        s["address"] = _not_an_option(t, "address", t.string(
+            "address", pattern=_ADDRESS_RE,
+            pattern_hint="expected a host name or IP address (no spaces, no user@: use \"user\")"))
     if "port" in t:
         s["port"] = t.integer("port", minimum=1, maximum=65535)
     if "user" in t:
@@ -190,13 +200,13 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
         if key in t:
             s[key] = _read_timeout(t, key)
     if "proxy_jump" in t:
-        s["proxy_jump"] = t.string("proxy_jump", pattern=_PROXY_RE,
-                                   pattern_hint="expected [user@]host[:port][,…] without spaces")
-        if isinstance(s["proxy_jump"], str) and s["proxy_jump"].startswith("-"):
-            t.add("proxy_jump", f"must not start with '-', got {describe_value(s['proxy_jump'])}")
+        s["proxy_jump"] = _not_an_option(t, "proxy_jump", t.string(
+            "proxy_jump", pattern=_PROXY_RE, pattern_hint="expected [user@]host[:port][,…] without spaces"))
     if "groups" in t:
         groups = t.string_list("groups", item_check=_check_name)
         s["groups"] = tuple(groups) if groups is not None else ()
+    if "backup_to" in t:
+        s["backup_to"] = read_backup_to(t, "backup_to")
     if "openclaw_cmd" in t:
         # A string is one program ("openclaw"); a list is a program and its first arguments
         # (["/usr/bin/node", "/opt/openclaw/openclaw.mjs"]). Never run through a shell.
@@ -207,6 +217,20 @@ def _read_host_settings(t: Table, base_dir: Path, host_name: str | None = None) 
         elif cmd:
             s["openclaw_cmd"] = tuple(cmd)
     return s
+
+
+BACKUP_TO = ("host", "controller", "auto")
+
+
+def read_backup_to(t: Table, key: str) -> str | None:
+    """backup_to / [backup] to: "host", "controller", "auto", or a folder on the host (absolute,
+    or starting with '~': it is expanded there)."""
+    value = t.string(key)
+    if isinstance(value, str) and value not in BACKUP_TO and not value.startswith(("/", "~")):
+        t.add(key, f"expected \"host\", \"controller\", \"auto\" or a folder on the host (absolute or "
+                   f"starting with ~), got {describe_value(value)}")
+        return None
+    return value
 
 
 def _check_agent_id(value: str) -> str | None:

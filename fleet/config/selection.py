@@ -1,11 +1,12 @@
-"""`--limit`: which hosts of the inventory a command works on.
+"""`-l`/`--limit`: which hosts of the inventory a command works on, as Ansible's `--limit` does.
 
-A limit is a comma-separated list of terms. A term is a host name, a group name, a shell glob
-over host and group names (`pc-*`, `web?`), or `@FILE`, a retry list (one term per line, `#`
-comments) as `write_retry_file` writes it. A leading `!` excludes what the term selects.
-Without any including term, every host is selected before the exclusions apply. The result keeps
-the inventory's order. A term that matches nothing is a usage error (exit 2): a typo must never
-silently shrink the run.
+A limit is a list of terms separated by `,` or `:`. A term is `all` (every host), a host name, a
+group name, a shell glob over host and group names (`pc-*`, `web?`), or `@FILE`, a retry list
+(one term per line, `#` comments) as `write_retry_file` writes it. A leading `&` intersects
+(`web:&prod`: hosts in both), a leading `!` excludes (`all:!t440`). The including terms are
+united, then each `&` term narrows the result, then the `!` terms remove; without any including
+term every host is the start. The result keeps the inventory's order. A term that matches
+nothing is a usage error (exit 2): a typo must never silently shrink the run.
 """
 from __future__ import annotations
 
@@ -38,16 +39,19 @@ def select_hosts(inv: Inventory, limit: str | None) -> list[Host]:
 
     included: set[str] = set()
     excluded: set[str] = set()
+    narrowing: list[set[str]] = []
     any_include = False
     unknown: list[str] = []
     for term in terms:
-        negate = term.startswith("!")
-        pattern = term[1:].strip() if negate else term
+        sign = term[0] if term[0] in "!&" else ""
+        pattern = term[1:].strip() if sign else term
         matched = _match(inv, pattern)
         if not matched:
             unknown.append(term)
-        if negate:
+        if sign == "!":
             excluded |= matched
+        elif sign == "&":
+            narrowing.append(matched)
         else:
             any_include = True
             included |= matched
@@ -55,9 +59,11 @@ def select_hosts(inv: Inventory, limit: str | None) -> list[Host]:
         raise UsageError(_unknown_message(inv, unknown))
     if not any_include:
         included = set(inv.hosts)
+    for matched in narrowing:
+        included &= matched
     chosen = [host for name, host in inv.hosts.items() if name in included and name not in excluded]
     if not chosen:
-        raise UsageError(f"--limit {limit!r} selects no host (every match is excluded)")
+        raise UsageError(f"--limit {limit!r} selects no host (the intersections and exclusions leave none)")
     return chosen
 
 
@@ -102,7 +108,15 @@ def read_retry_file(path: Path) -> list[str]:
 
 
 def _split(limit: str) -> list[str]:
-    return [term.strip() for term in limit.split(",") if term.strip()]
+    """Terms separated by `,` or `:`; an `@FILE` term keeps its `:` (a path may hold one)."""
+    terms: list[str] = []
+    for part in limit.split(","):
+        part = part.strip()
+        if part.lstrip("!&").startswith("@"):
+            terms.append(part)
+        else:
+            terms.extend(t.strip() for t in part.split(":"))
+    return [t for t in terms if t]
 
 
 def _expand_terms(terms: list[str], seen_files: set[str]) -> list[str]:
@@ -130,7 +144,9 @@ def _expand_terms(terms: list[str], seen_files: set[str]) -> list[str]:
 
 
 def _match(inv: Inventory, pattern: str) -> set[str]:
-    """Host names selected by one term (without its '!')."""
+    """Host names selected by one term (without its '!' or '&')."""
+    if pattern == "all" and "all" not in inv.hosts:
+        return set(inv.hosts)
     if pattern in inv.hosts:
         return {pattern}
     if pattern in inv.groups:
@@ -149,7 +165,7 @@ def _unknown_message(inv: Inventory, unknown: list[str]) -> str:
     valid = list(inv.hosts) + list(inv.groups)
     parts = []
     for term in unknown:
-        hint = suggestion(term.lstrip("!").strip(), valid)   # '; did you mean "x"?' or ''
+        hint = suggestion(term.lstrip("!&").strip(), valid)   # '; did you mean "x"?' or ''
         parts.append(f'"{term}"' + (f" ({hint[2:]})" if hint else ""))
     lines = [f"--limit: no host or group matches {', '.join(parts)}",
              f"  hosts: {', '.join(inv.hosts) or '(none)'}"]

@@ -185,6 +185,15 @@ class Table:
     def keys(self) -> list[str]:
         return list(self.data)
 
+    def describe(self, key: str) -> str:
+        """The value at `key` as a message quotes it."""
+        return describe_value(self.data.get(key))
+
+    @staticmethod
+    def suggestion(name: str, valid: Iterable[str]) -> str:
+        """`suggestion` for readers that only hold a Table (the operations' readers)."""
+        return suggestion(name, valid)
+
     def check_keys(self, allowed: Iterable[str], hints: dict[str, str] | None = None) -> None:
         """Flag every key not in `allowed`, with the nearest valid name or a hint of our own.
 

@@ -11,7 +11,7 @@ protocol over any byte stream (an SSH channel or a local subprocess, see fleet/c
 3. collect the agent's stdout/stderr/exit code, with a deadline and a cancel token.
 
 Bootstrap failures (no python, python < 3.8, damaged transfer, unwritable cache) come back as an
-`AgentRun.error` that names the host. docs/agent-protocol.md documents the handshake.
+`AgentExec.error` that names the host. docs/agent-protocol.md documents the handshake.
 """
 from __future__ import annotations
 
@@ -156,13 +156,12 @@ runpy.run_path(entry, run_name="__main__")
 
 
 @dataclass
-class AgentRun:
+class AgentExec:
     """What one exec of the agent produced. `error` is set when no agent result can exist."""
 
     stdout: str
     stderr: str
     exit_code: Optional[int]
-    channels_opened: int
     cached: Optional[bool]
     elapsed: float
     error: Optional[str] = None
@@ -231,8 +230,35 @@ class Stream:
 
 def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bundle: bytes,
               deadline: float, timeout_s: float, cancel: threading.Event,
-              on_running: Optional[Callable[[], None]]) -> AgentRun:
-    """Send the plan, answer the handshake, collect the agent's output until it exits."""
+              on_running: Optional[Callable[[], None]], frames: Any = None) -> AgentExec:
+    """Send the plan, answer the handshake, collect the agent's output until it exits.
+
+    With `frames` (a fleet.control.backupstream.BackupReceiver: backups to or from the controller) stdin
+    stays open for its answers and the agent's stdout passes through it: the backup frames are
+    taken out, the rest is the output as usual.
+    """
+    if frames is not None:
+        frames.send = stream.send
+        return _with_frames(stream, host_name, python, plan_bytes, bundle, deadline, timeout_s, cancel,
+                            on_running, frames)
+    return _converse(stream, host_name, python, plan_bytes, bundle, deadline, timeout_s, cancel, on_running)
+
+
+def _with_frames(stream, host_name, python, plan_bytes, bundle, deadline, timeout_s, cancel, on_running, frames):
+    try:
+        run = _converse(stream, host_name, python, plan_bytes, bundle, deadline, timeout_s, cancel, on_running,
+                        frames)
+    except ValueError as exc:      # the frames made no sense: the agent's output cannot be trusted
+        stream.kill()
+        return AgentExec("", "", None, None, 0.0, f"{host_name}: broken backup stream from the agent: {exc}")
+    finally:
+        frames.close()
+    return run
+
+
+def _converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bundle: bytes,
+              deadline: float, timeout_s: float, cancel: threading.Event,
+              on_running: Optional[Callable[[], None]], frames: Any = None) -> AgentExec:
     started = time.monotonic()
     out, err = bytearray(), bytearray()
     cached: Optional[bool] = None
@@ -246,9 +272,11 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
             reason = "interrupted" if cancel.is_set() else (
                 f"timed out after {timeout_s:g}s; fleet closed the session (the agent writes "
                 f"atomically: no file is left half-written)")
-            return AgentRun(out.decode(errors="replace"), err.decode(errors="replace"), None, 1, cached,
+            return AgentExec(out.decode(errors="replace"), err.decode(errors="replace"), None, cached,
                             time.monotonic() - started, reason, interrupted=cancel.is_set())
         chunk_out, chunk_err, finished = stream.read(_POLL_S)
+        if running and frames is not None:
+            chunk_out = frames.feed(chunk_out) + (frames.flush() if finished else b"")
         out += chunk_out
         err += chunk_err
         if len(err) > STDERR_KEPT:   # progress lines, one per file: only the end explains a failure
@@ -260,11 +288,14 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
             if word == "need":
                 cached = False
                 stream.send(bundle)
-                stream.close_stdin()
+                if frames is None:
+                    stream.close_stdin()
             elif word in ("cached", "installed"):
                 cached, running = word == "cached", True
-                if cached:
+                if cached and frames is None:
                     stream.close_stdin()
+                if frames is not None:
+                    out = bytearray(frames.feed(bytes(out)) + (frames.flush() if finished else b""))
                 if on_running:
                     on_running()
             else:
@@ -272,10 +303,10 @@ def converse(stream: Stream, host_name: str, python: str, plan_bytes: bytes, bun
     code = stream.exit_code()
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     if code is None and cancel.is_set():    # the token closed the connection under us
-        return AgentRun(stdout, stderr, None, 1, cached, time.monotonic() - started, "interrupted",
+        return AgentExec(stdout, stderr, None, cached, time.monotonic() - started, "interrupted",
                         interrupted=True)
     error = None if running else _bootstrap_error(host_name, python, failure, stdout, stderr, code)
-    return AgentRun(stdout, stderr, code, 1, cached, time.monotonic() - started, error)
+    return AgentExec(stdout, stderr, code, cached, time.monotonic() - started, error)
 
 
 def _pop_handshake(out: bytearray) -> tuple[Optional[str], bytearray]:

@@ -1,4 +1,4 @@
-"""Build the self-contained agent: one zip application file from the stdlib-only fleet/hostside/.
+"""Build the self-contained agent: one zip application file from the stdlib-only fleet/hostside/ (with ops/).
 
 The build is deterministic (sorted names, fixed timestamps), so its sha256 names the agent's
 version on every host's cache (`~/.cache/fleet/agent-<sha256[:16]>.pyz`).
@@ -37,8 +37,9 @@ def agent_bundle() -> bytes:
             zf.writestr(info, data)
 
         add("__main__.py", _MAIN.encode())
-        for src in sorted(AGENT_SRC.glob("*.py")):
-            add(f"{PACKAGE_IN_ZIP}/{src.name}", src.read_bytes())
+        for src in sorted(AGENT_SRC.rglob("*.py")):
+            if "__pycache__" not in src.parts:
+                add(f"{PACKAGE_IN_ZIP}/{src.relative_to(AGENT_SRC).as_posix()}", src.read_bytes())
     return buf.getvalue()
 
 

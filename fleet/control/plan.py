@@ -8,12 +8,11 @@ from __future__ import annotations
 import secrets
 import time
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Optional
 
-from fleet.report.results import PROTOCOL_VERSION
-
-MODES = ("scan", "run", "restore")
-DEFAULT_BACKUP = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 30 * 86400}
+from fleet.config.inventory import Host
+from fleet.config.playbook import Playbook
+from fleet.hostside.protocol import BACKUP_DEFAULTS, MODES, PROTOCOL_VERSION
 
 
 def new_run_id(now: Optional[datetime] = None) -> str:
@@ -27,8 +26,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = False,
-               playbook: Any = None, restore: Optional[dict] = None) -> dict:
+def backup_target(to: Optional[str], playbook_dir: Optional[str]) -> dict:
+    """The plan's backup.to and backup.dir for a backup_to value (the playbook's `[backup] to`,
+    else the host's `backup_to`): a folder on the host becomes to = "host" with that dir."""
+    if to in (None, "host", "controller", "auto"):
+        return {"to": to or "host", "dir": playbook_dir}
+    return {"to": "host", "dir": to}
+
+
+def build_plan(host: Host, mode: str, run_id: str, now_ms: int, dry_run: bool = False,
+               playbook: Optional[Playbook] = None, restore: Optional[dict] = None) -> dict:
     """The plan for `host`: state dir and agents from the inventory, operations from the playbook.
 
     A scan carries no operations; a run needs a playbook (its `operations` and `backup` sections,
@@ -38,14 +45,17 @@ def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = F
         raise ValueError(f"unknown plan mode {mode!r}; expected one of {', '.join(MODES)}")
     if mode == "run" and playbook is None:
         raise ValueError("a run plan needs a playbook")
-    agents = getattr(host, "agents", None)
-    backup = dict(DEFAULT_BACKUP)
+    agents = host.agents
+    backup = dict(BACKUP_DEFAULTS)
     if playbook is not None:
         backup.update(playbook.backup or {})
+    # The playbook's [backup] to when it has one, else the host's backup_to.
+    to = playbook.backup.get("to") if playbook is not None else None
+    backup.update(backup_target(to or host.backup_to, backup.get("dir")))
     operations = dict(playbook.operations) if (playbook is not None and mode == "run") else {}
     if "sqlite" in operations:
         # The host's own OpenClaw CLI makes the SQLite-era changes; without one, none are made.
-        cmd = getattr(host, "openclaw_cmd", None)
+        cmd = host.openclaw_cmd
         operations["sqlite"] = {**operations["sqlite"], "openclaw_cmd": list(cmd) if cmd else None}
     return {
         "protocol": PROTOCOL_VERSION,
@@ -53,7 +63,7 @@ def build_plan(host: Any, mode: str, run_id: str, now_ms: int, dry_run: bool = F
         "run_id": run_id,
         "now_ms": int(now_ms),
         "dry_run": bool(dry_run),
-        "state_dir": getattr(host, "state_dir", None),
+        "state_dir": host.state_dir,
         "agents": list(agents) if agents is not None else None,
         "backup": backup,
         "operations": operations,

@@ -2,25 +2,31 @@
 
 Order of work: load the run from the history (unknown id → exit 2), build one restore plan per
 host from the run's file records (only files that have a backup; `--host` / `--agent` narrow
-it), check every host is still in the inventory, run the plans in parallel through
-`fleet.control.runner.run_plans` (plan mode "restore"), record the restore as a run of its own
-(kind "restore", `restored_run` naming the original) and print it like any run: before/after.
+it; `-l/--limit` selects hosts from the inventory as every command does; nothing to restore
+is an error), check every host is still in the inventory, run the plans in parallel (plan mode
+"restore") and return the restore as a run of its own (kind "restore", `restored_run` naming the
+original), which `finish` records and prints like any run.
 
 The agent does the careful part (fleet/hostside/restore.py): it verifies each backup's sha256,
 refuses a file that changed after the run unless `--force`, backs up what it overwrites and
 writes atomically. Exit status: 0 all restored (or already as in the backup); 1 a host failed
-or a file was refused or could not be restored; 2 bad run id or usage; 130 interrupted.
+or a file was refused or could not be restored; 2 bad run id or usage (an unknown host, group or
+agent included); 130 interrupted.
 """
 from __future__ import annotations
 
-import json
 import posixpath
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from fleet.errors import ExitStatus, UsageError
+from fleet.config.inventory import Host, load_inventory
+from fleet.control.controller import iso
+from fleet.control.plan import build_plan, new_run_id, now_ms
+from fleet.control.progress import run_hosts
+from fleet.errors import NothingToRestore, UsageError
+from fleet.config.selection import select_hosts
+from fleet.report.history import fleet_key, load_run
 from fleet.report.results import FileResult, HostResult, RunResult
 
 # Actions after which the file is no longer at its path: the restore expects it absent.
@@ -37,6 +43,12 @@ def _original_backup(host: HostResult, f: FileResult) -> tuple[str, str]:
     """
     if f.backup_sha256 == f.before.sha256 or not (host.backup_dir and f.before.sha256):
         return f.backup or "", f.backup_sha256 or ""
+    if (f.backup or "").startswith("controller:"):
+        # Kept on the controller (backup_to = "controller"): <run folder>/<path>[.N].gz there.
+        at = f.backup.rfind("/" + f.path + ".")
+        if at < 0:
+            return f.backup, f.backup_sha256 or ""
+        return f"{f.backup[:at]}/{f.path}.gz", f.before.sha256
     first = posixpath.join(host.backup_dir, f.path) + (".gz" if (f.backup or "").endswith(".gz") else "")
     return first, f.before.sha256
 
@@ -72,8 +84,13 @@ def restore_sections(run: RunResult, host: Optional[str], agent: Optional[str], 
     return sections
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+def check_agent(run: RunResult, agent: Optional[str]) -> None:
+    """UsageError (exit 2) when `agent` has no file in `run`, naming the agents it has."""
+    if agent is None:
+        return
+    agents = sorted({f.agent for h in run.hosts for f in h.files if f.agent})
+    if agent not in agents:
+        raise UsageError(f"run {run.run_id} has no agent {agent!r} (agents: {', '.join(agents) or 'none'})")
 
 
 def _check_restorable(run: RunResult) -> None:
@@ -84,9 +101,7 @@ def _check_restorable(run: RunResult) -> None:
 
 
 def _plan_for(sections: dict[str, dict], run_id: str, clock: int, dry_run: bool):
-    from fleet.control.plan import build_plan
-
-    def plan_for(host: Any) -> dict:
+    def plan_for(host: Host) -> dict:
         section = dict(sections[host.name])
         state_dir = section.pop("state_dir", None)
         plan = build_plan(host, "restore", run_id, clock, dry_run=dry_run, restore=section)
@@ -100,24 +115,29 @@ def _plan_for(sections: dict[str, dict], run_id: str, clock: int, dry_run: bool)
     return plan_for
 
 
-def restore_command(run_id: str, host: Optional[str], agent: Optional[str], inventory: Path, dry_run: bool,
-                    force: bool, json_out: bool, accept_new_host_keys: bool) -> int:
-    """`fleet restore RUN_ID`: restore the run's backups; the exit status."""
-    from fleet.control.controller import LiveProgress
-    from fleet.report.history import load_run, record_run
-    from fleet.config.inventory import load_inventory
-    from fleet.control.plan import new_run_id, now_ms
-    from fleet.report.render import render_run
-    from fleet.control.runner import run_plans
+def restore(run_id: str, inventory: Path, host: Optional[str] = None, agent: Optional[str] = None,
+            dry_run: bool = False, force: bool = False, accept_new_host_keys: bool = False,
+            limit: Optional[str] = None, forks: Optional[int] = None) -> RunResult:
+    """Put run `run_id`'s backups back on its hosts; the restore's own RunResult (kind "restore").
 
+    Raises UnknownRunError for an unknown id; UsageError for a scan or dry run, a host or agent
+    the run did not have, a `limit` naming no host, or a host the inventory lost; and
+    NothingToRestore when no selected file has a backup.
+    """
     original = load_run(run_id)
     _check_restorable(original)
+    check_agent(original, agent)
     sections = restore_sections(original, host, agent, force)
+    if limit is not None:
+        # The same selection as scan and run (unknown names are exit 2), narrowed to the run's hosts.
+        chosen = {h.name for h in select_hosts(load_inventory(Path(inventory)), limit)}
+        sections = {name: section for name, section in sections.items() if name in chosen}
+    if forks is not None and forks < 1:
+        raise UsageError(f"--forks must be at least 1, got {forks}")
     if not sections:
-        what = " ".join(x for x in (f"host {host}" if host else "", f"agent {agent}" if agent else "") if x)
-        print(f"fleet: run {original.run_id} has no backups to restore{' for ' + what if what else ''}",
-              file=sys.stderr)
-        return int(ExitStatus.OK)
+        what = " ".join(x for x in (f"host {host}" if host else "", f"--limit {limit}" if limit else "",
+                                    f"agent {agent}" if agent else "") if x)
+        raise NothingToRestore(f"run {original.run_id} has no backups to restore{' for ' + what if what else ''}")
     inv = load_inventory(Path(inventory))
     missing = [name for name in sections if name not in inv.hosts]
     if missing:
@@ -126,22 +146,8 @@ def restore_command(run_id: str, host: Optional[str], agent: Optional[str], inve
     targets = [inv.hosts[name] for name in sections]
     started = datetime.now(timezone.utc)
     restore_id = new_run_id(started)
-    progress = LiveProgress([h.name for h in targets])
-    with progress:
-        results = run_plans(targets, _plan_for(sections, restore_id, now_ms(), dry_run),
-                            accept_new_host_keys=accept_new_host_keys, progress=progress)
-    result = RunResult(run_id=restore_id, kind="restore", playbook=None, dry_run=dry_run,
-                       started_at=_iso(started), finished_at=_iso(datetime.now(timezone.utc)),
-                       hosts=tuple(results), extra={"restored_run": original.run_id, "force": bool(force)})
-    try:
-        record_run(result)
-    except Exception as exc:  # noqa: BLE001 - the restore happened; losing its record is a warning
-        print(f"fleet: warning: could not record restore {restore_id} in the history: {exc}", file=sys.stderr)
-    print(json.dumps(result.to_json()) if json_out else render_run(result, "table"))
-    refused = [f for h in results for f in h.files if f.error and "--force" in f.error]
-    if refused:
-        print(f"fleet: {len(refused)} file(s) changed since run {original.run_id} were not restored; "
-              "--force overwrites them (after backing them up)", file=sys.stderr)
-    if any(h.interrupted for h in results):
-        return int(ExitStatus.INTERRUPTED)
-    return int(ExitStatus.OK if result.ok else ExitStatus.FAILED)
+    results = run_hosts(targets, _plan_for(sections, restore_id, now_ms(), dry_run), forks, accept_new_host_keys)
+    return RunResult(run_id=restore_id, kind="restore", playbook=None, dry_run=dry_run,
+                     started_at=iso(started), finished_at=iso(datetime.now(timezone.utc)),
+                     hosts=tuple(results), extra={"restored_run": original.run_id, "force": bool(force),
+                                                  "inventory": fleet_key(inventory)})

@@ -9,6 +9,7 @@ still running come back as interrupted results.
 """
 from __future__ import annotations
 
+import logging
 import random
 import resource
 import threading
@@ -17,15 +18,17 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Callable, Optional, Sequence
 
+from fleet.control.backupstream import after_controller_backups, controller_backups
 from fleet.control.bundle import agent_bundle, agent_digest
 from fleet.errors import ConnectionFailed
 from fleet.report.results import HostResult, parse_agent_output
-from fleet.control.transport import CancelToken, HostKeyRefused, run_agent
+from fleet.control.transport import CancelToken, HostKeyRefused, exec_agent
 
 DEFAULT_MAX_FORKS = 50
 FDS_PER_HOST = 8            # socket, jump-host socket, subprocess pipes, paramiko's wake-up pipes
 FDS_RESERVED = 64           # stdio, the history database, logs, Python itself
 RETRY_PAUSE_S = (0.5, 1.5)
+log = logging.getLogger("fleet.runner")     # -v / --log-file (fleet.logs)
 
 # progress(host_name, state, detail): state is connecting | retrying | running | ok | failed | interrupted
 Progress = Callable[[str, str, str], None]
@@ -67,9 +70,10 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
         if cancel.is_set():
             return _interrupted(host, started, progress)
         progress(host.name, "connecting", "" if attempt == 1 else "second attempt")
+        frames = controller_backups(host.name, plan)
         try:
-            run = run_agent(host, plan, bundle=bundle, digest=digest, accept_new_host_keys=accept_new_host_keys,
-                            cancel=cancel, on_running=lambda: progress(host.name, "running", ""))
+            run = exec_agent(host, plan, bundle=bundle, digest=digest, accept_new_host_keys=accept_new_host_keys,
+                             cancel=cancel, on_running=lambda: progress(host.name, "running", ""), frames=frames)
         except HostKeyRefused as exc:
             return _failed(host, str(exc), started, progress)
         except ConnectionFailed as exc:
@@ -86,11 +90,14 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
                                  f"it with the traceback in the run's stderr tail)", started, progress,
                            traceback.format_exc())
         elapsed = time.monotonic() - started
+        _log_agent(host.name, run, len(bundle), elapsed)
         if run.interrupted:
             return _interrupted(host, started, progress, run.stderr)
         if run.error:
             return _failed(host, run.error, started, progress, run.stderr)
         result = parse_agent_output(host.name, run.stdout, run.stderr, run.exit_code, elapsed)
+        if frames is not None:
+            result = after_controller_backups(host.name, plan, result)
         if result.ok:
             problems = len(result.file_errors)
             progress(host.name, "ok", f"{elapsed:.1f}s" + (f", {problems} file(s) not handled" if problems else ""))
@@ -98,6 +105,18 @@ def run_one(host: Any, plan: dict, *, accept_new_host_keys: bool, cancel: thread
             progress(host.name, "failed", result.error or "")
         return result
     raise AssertionError("unreachable: the loop returns on its second attempt")
+
+
+def _log_agent(name: str, run: Any, bundle_bytes: int, elapsed: float) -> None:
+    """-v: how the agent got there and how it ended; -vv: its own stderr lines."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    how = {True: "agent cached on the host", False: f"agent uploaded ({bundle_bytes // 1024} KB)",
+           None: "agent not started"}.get(run.cached, "agent")
+    log.info("%s: %s; exit %s after %.1fs%s", name, how, run.exit_code, elapsed,
+             f" ({run.error})" if run.error else "")
+    for line in (run.stderr or "").splitlines()[-200:]:
+        log.debug("%s: agent: %s", name, line)
 
 
 def _failed(host: Any, error: str, started: float, progress: Progress, stderr: str = "") -> HostResult:
@@ -112,6 +131,15 @@ def _interrupted(host: Any, started: float, progress: Progress, stderr: str = ""
                              "\n".join(stderr.strip().splitlines()[-15:]), interrupted=True)
 
 
+def _logged(progress: Progress) -> Progress:
+    """`progress`, also written to the log (-v, --log-file) with the host's name."""
+    def report(host: str, state: str, detail: str) -> None:
+        if state != "connecting":            # the transport logs where and how it connects
+            log.info("%s: %s%s", host, "agent running" if state == "running" else state, f" {detail}" if detail else "")
+        progress(host, state, detail)
+    return report
+
+
 def run_plans(hosts: Sequence[Any], plan_for: Callable[[Any], dict], *, forks: Optional[int] = None,
               accept_new_host_keys: bool = False, progress: Optional[Progress] = None,
               cancel: Optional[CancelToken] = None) -> list[HostResult]:
@@ -124,7 +152,7 @@ def run_plans(hosts: Sequence[Any], plan_for: Callable[[Any], dict], *, forks: O
     hosts = list(hosts)
     if not hosts:
         return []
-    progress = progress or _quiet
+    progress = _logged(progress or _quiet)
     cancel = cancel or CancelToken()
     bundle, digest = agent_bundle(), agent_digest()
     results: dict[int, HostResult] = {}

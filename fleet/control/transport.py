@@ -1,6 +1,6 @@
 """Reach a host and run one plan there: over SSH (fabric/paramiko) or locally (subprocess).
 
-The only module that imports fabric/paramiko. `run_agent(host, plan, ...)` opens ONE exec channel
+The only module that imports fabric/paramiko. `exec_agent(host, plan, ...)` opens ONE exec channel
 running `fleet.control.bootstrap.remote_command` and speaks `fleet.control.bootstrap.converse` over it: a host
 with the cached agent costs that one channel and no extra round trip; a host without it gets
 the agent on the same channel's stdin after one handshake line. `connection = "local"` runs the
@@ -14,7 +14,7 @@ is always refused, naming the known_hosts file and line.
 
 Connection-level failures raise `ConnectionFailed` (`.retryable` for a missing banner or a reset
 during the handshake, what sshd's MaxStartups does under bursts) or `HostKeyRefused`; everything
-after the channel opened comes back as an `AgentRun` value.
+after the channel opened comes back as an `AgentExec` value.
 """
 from __future__ import annotations
 
@@ -36,13 +36,15 @@ import fabric
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys
 
-from fleet.control.bootstrap import AgentRun, CancelToken, Stream, converse, remote_command
+from fleet.control.bootstrap import AgentExec, CancelToken, Stream, converse, remote_command
+from fleet.config.inventory import Host
 from fleet.errors import ConnectionFailed
 
-__all__ = ["AgentRun", "CancelToken", "ConnectionFailed", "HostKeyRefused", "run_agent"]
+__all__ = ["AgentExec", "CancelToken", "ConnectionFailed", "HostKeyRefused", "exec_agent"]
 
 # paramiko logs a failed handshake as a traceback; the host's error already says what happened.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+log = logging.getLogger("fleet.transport")     # -v / --log-file (fleet.logs)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_COMMAND_TIMEOUT = 3600.0
@@ -51,11 +53,6 @@ SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
 
 class HostKeyRefused(ConnectionFailed):
     """The host's key is unknown (and accepting new keys was not asked for) or has changed."""
-
-
-def _attr(host: Any, name: str, default: Any = None) -> Any:
-    value = getattr(host, name, None)
-    return default if value is None else value
 
 
 # --- SSH ----------------------------------------------------------------------------------
@@ -162,8 +159,8 @@ def _known_hosts_line(path: Path, hostname: str) -> Optional[int]:
     return None
 
 
-def _known_hosts_path(host: Any, ssh_config: dict) -> Path:
-    if _attr(host, "known_hosts"):
+def _known_hosts_path(host: Host, ssh_config: dict) -> Path:
+    if host.known_hosts:
         return Path(str(host.known_hosts)).expanduser()
     configured = ssh_config.get("userknownhostsfile")
     if configured:
@@ -207,7 +204,7 @@ def _known_host_names(conn: fabric.Connection) -> list[str]:
     return [conn.host] if int(conn.port or 22) == 22 else [f"[{conn.host}]:{conn.port}"]
 
 
-def _prepare_client(conn: fabric.Connection, host: Any, accept_new: bool, timeout: float) -> Path:
+def _prepare_client(conn: fabric.Connection, host: Host, accept_new: bool, timeout: float) -> Path:
     """Strict host keys and our timeouts on `conn` (fabric's default is a silent AutoAddPolicy)."""
     path = _known_hosts_path(host, conn.ssh_config)
     client = conn.client
@@ -217,43 +214,41 @@ def _prepare_client(conn: fabric.Connection, host: Any, accept_new: bool, timeou
         for name in _known_host_names(conn):
             for key_type, key in (known.lookup(name) or {}).items():
                 mine.add(name, key_type, key)
-    if not _attr(host, "known_hosts") and SYSTEM_KNOWN_HOSTS.exists():
+    if not host.known_hosts and SYSTEM_KNOWN_HOSTS.exists():
         client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))   # as ssh does; never written to
-    if accept_new or _attr(host, "host_key_policy") == "accept-new":
+    if accept_new or host.host_key_policy == "accept-new":
         hashed = str(conn.ssh_config.get("hashknownhosts", "no")).lower() == "yes"
         client.set_missing_host_key_policy(_RecordNewKey(path, hashed))
     else:
-        client.set_missing_host_key_policy(_RefuseUnknownKey(path, _attr(host, "name", conn.host)))
+        client.set_missing_host_key_policy(_RefuseUnknownKey(path, host.name))
     conn.connect_timeout = timeout
     conn.connect_kwargs.update(banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
                                allow_agent=True, transport_factory=_PatientTransport)
     return path
 
 
-def _connection(host: Any, accept_new: bool, timeout: float) -> tuple[fabric.Connection, list]:
+def _connection(host: Host, accept_new: bool, timeout: float) -> tuple[fabric.Connection, list]:
     """A fabric Connection (ssh config, ProxyJump hops) with every hop made strict.
 
     fabric resolves ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump) and builds the
     jump chain as direct-tcpip channels; what it gets wrong for us (AutoAddPolicy, integer-only
     timeouts, its own command runner) is replaced on the paramiko client underneath.
     """
-    ssh_config = _attr(host, "ssh_config")
+    ssh_config = host.ssh_config
     config = fabric.Config(runtime_ssh_path=str(Path(str(ssh_config)).expanduser())) if ssh_config \
         else fabric.Config()
     kwargs: dict = {}
-    keys = list(_attr(host, "identity_files", ()))
-    if _attr(host, "identity_file"):
-        keys.append(str(host.identity_file))
+    keys = list(host.identity_files)
     if keys:
         kwargs["key_filename"] = [str(Path(k).expanduser()) for k in keys]
     gateway = None
-    if _attr(host, "proxy_jump"):
+    if host.proxy_jump:
         # ssh's ProxyJump order: hop1 is reached directly, each later hop through the one before.
         for hop in str(host.proxy_jump).split(","):
             gateway = fabric.Connection(hop.strip(), config=config.clone(),
                                         **({"gateway": gateway} if gateway else {}))
-    conn = fabric.Connection(_attr(host, "address") or host.name, user=_attr(host, "user"),
-                             port=_attr(host, "port"), config=config, connect_kwargs=kwargs,
+    conn = fabric.Connection(host.address or host.name, user=host.user,
+                             port=host.port, config=config, connect_kwargs=kwargs,
                              **({"gateway": gateway} if gateway else {}))
     hops, hop = [], conn
     while isinstance(hop, fabric.Connection):
@@ -265,11 +260,11 @@ def _connection(host: Any, accept_new: bool, timeout: float) -> tuple[fabric.Con
     return conn, hops
 
 
-def _describe(host: Any, conn: fabric.Connection) -> str:
-    return f"{_attr(host, 'name', conn.host)} ({conn.user}@{conn.host}:{conn.port})"
+def _describe(host: Host, conn: fabric.Connection) -> str:
+    return f"{host.name} ({conn.user}@{conn.host}:{conn.port})"
 
 
-def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> None:
+def _connect(conn: fabric.Connection, hops: list, host: Host, timeout: float) -> None:
     """Open the connection; translate failures into ConnectionFailed with a reason a person can act on."""
     where = _describe(host, conn)
     began = time.monotonic()
@@ -310,7 +305,21 @@ def _connect(conn: fabric.Connection, hops: list, host: Any, timeout: float) -> 
         failed.retryable = bool(re.search(r"banner|reset|EOF|not active|closed|no existing session", text, re.I))
         raise failed from exc
     except OSError as exc:
+        if getattr(exc, "filename", None):
+            # Opening a key file is the only file access of a connect: say which one and where it came from.
+            raise ConnectionFailed(f"{where}: identity file {exc.filename}: {exc.strerror or exc} (set by identity_file "
+                                   f"in the inventory or IdentityFile in ssh_config)") from exc
         raise ConnectionFailed(f"{where}: {exc.strerror or exc}") from exc
+
+
+def _log_connecting(host: Host, conn: fabric.Connection, hops: list) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    keys = conn.connect_kwargs.get("key_filename") or []
+    via = f" via {' -> '.join(f'{h.host}:{h.port}' for h, _ in hops[1:][::-1])}" if len(hops) > 1 else ""
+    log.info("%s: connecting to %s@%s:%s%s (identity: %s; known_hosts: %s; connect timeout %gs)",
+             host.name, conn.user, conn.host, conn.port, via,
+             ", ".join(str(k) for k in keys) or "ssh-agent or ~/.ssh defaults", hops[0][1], conn.connect_timeout)
 
 
 def _retryable(message: str) -> ConnectionFailed:
@@ -319,22 +328,25 @@ def _retryable(message: str) -> ConnectionFailed:
     return failed
 
 
-def _run_ssh(host: Any, command: str, plan_bytes: bytes, bundle: bytes, accept_new: bool,
+def _run_ssh(host: Host, command: str, plan_bytes: bytes, bundle: bytes, accept_new: bool,
              connect_timeout: float, command_timeout: float, cancel: threading.Event,
-             on_running: Optional[Callable[[], None]], python: str) -> AgentRun:
+             on_running: Optional[Callable[[], None]], python: str, frames: Any = None) -> AgentExec:
     conn, hops = _connection(host, accept_new, connect_timeout)
     key = cancel.register(conn.close) if isinstance(cancel, CancelToken) else None
     try:
+        _log_connecting(host, conn, hops)
         _connect(conn, hops, host, connect_timeout)
+        log.debug("%s: authenticated as %s; opening a session for the agent's bootstrap (%d bytes of sh)",
+                  host.name, conn.user, len(command))
         if cancel.is_set():
-            return AgentRun("", "", None, 0, None, 0.0, "interrupted", interrupted=True)
+            return AgentExec("", "", None, None, 0.0, "interrupted", interrupted=True)
         try:
             channel = conn.transport.open_session(timeout=connect_timeout)
             channel.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise _retryable(f"{_describe(host, conn)}: cannot open a session channel: {exc}") from exc
         return converse(_ChannelStream(channel), host.name, python, plan_bytes, bundle,
-                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running, frames)
     finally:
         if key is not None:
             cancel.unregister(key)
@@ -393,14 +405,15 @@ class _ProcessStream(Stream):
         self.proc.wait()
 
 
-def _run_local(host: Any, command: str, plan_bytes: bytes, bundle: bytes, command_timeout: float,
-               cancel: threading.Event, on_running: Optional[Callable[[], None]], python: str) -> AgentRun:
+def _run_local(host: Host, command: str, plan_bytes: bytes, bundle: bytes, command_timeout: float,
+               cancel: threading.Event, on_running: Optional[Callable[[], None]], python: str,
+               frames: Any = None) -> AgentExec:
     proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, close_fds=True)
     key = cancel.register(proc.kill) if isinstance(cancel, CancelToken) else None
     try:
         return converse(_ProcessStream(proc), host.name, python, plan_bytes, bundle,
-                         time.monotonic() + command_timeout, command_timeout, cancel, on_running)
+                         time.monotonic() + command_timeout, command_timeout, cancel, on_running, frames)
     finally:
         if key is not None:
             cancel.unregister(key)
@@ -415,24 +428,27 @@ def _run_local(host: Any, command: str, plan_bytes: bytes, bundle: bytes, comman
             proc.wait()
 
 
-def run_agent(host: Any, plan: dict, *, bundle: bytes, digest: str, accept_new_host_keys: bool = False,
+def exec_agent(host: Host, plan: dict, *, bundle: bytes, digest: str, accept_new_host_keys: bool = False,
               connect_timeout: Optional[float] = None, command_timeout: Optional[float] = None,
               cancel: Optional[threading.Event] = None,
-              on_running: Optional[Callable[[], None]] = None) -> AgentRun:
+              on_running: Optional[Callable[[], None]] = None, frames: Any = None) -> AgentExec:
     """Run `plan` on `host` with the agent `bundle` (sha256 `digest`); one exec channel.
 
-    Returns an AgentRun (also for a bootstrap failure, a timeout or an interruption: `.error`).
+    `frames`: a fleet.control.backupstream.BackupReceiver when the plan streams backups to the controller
+    (or fetches them back); they travel on this same channel (bootstrap.converse).
+
+    Returns an AgentExec (also for a bootstrap failure, a timeout or an interruption: `.error`).
     Raises ConnectionFailed (`.retryable` for banner/reset failures) or HostKeyRefused when no
     channel could be opened. `on_running` is called once the agent starts.
     """
     cancel = cancel if cancel is not None else threading.Event()
-    python = str(_attr(host, "python", "python3"))
+    python = host.python
     plan_bytes = json.dumps(plan).encode("utf-8")
     command = remote_command(python, digest, len(bundle), len(plan_bytes),
-                             str(_attr(host, "agent_cache_dir", "")), _attr(host, "become_user"))
-    connect_timeout = float(connect_timeout or _attr(host, "connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-    command_timeout = float(command_timeout or _attr(host, "command_timeout", DEFAULT_COMMAND_TIMEOUT))
-    if _attr(host, "connection", "ssh") == "local":
-        return _run_local(host, command, plan_bytes, bundle, command_timeout, cancel, on_running, python)
+                             "", host.become_user)
+    connect_timeout = float(connect_timeout or host.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+    command_timeout = float(command_timeout or host.command_timeout or DEFAULT_COMMAND_TIMEOUT)
+    if host.is_local:
+        return _run_local(host, command, plan_bytes, bundle, command_timeout, cancel, on_running, python, frames)
     return _run_ssh(host, command, plan_bytes, bundle, accept_new_host_keys, connect_timeout,
-                    command_timeout, cancel, on_running, python)
+                    command_timeout, cancel, on_running, python, frames)

@@ -1,1 +1,1 @@
-"""demo"""
+"""The local demo fleet: generated OpenClaw state (gen/), private sshd servers on loopback, and `fleet demo`."""

@@ -56,14 +56,11 @@ def demo_command(down: bool, build_only: bool, playbook: str, directory: Optiona
     inventory = build_demo(directory)
     if build_only:
         return 0
-    try:
-        from fleet.control.controller import run_command
-    except ImportError as exc:
-        typer.echo(f"The cleanup step is not there yet ({exc}); the demo fleet is built and running.")
-        return 0
+    from fleet.control.controller import run
+    from fleet.control.finish import finish
+
     typer.echo(f"\nRunning the {playbook!r} playbook on the demo fleet:\n")
-    return run_command(playbook=playbook, inventory=inventory, limit=None, forks=None, dry_run=False,
-                       json_out=False, notify=False, accept_new_host_keys=False)
+    return finish(run(playbook, inventory))
 
 
 def stop_demo(directory: Path) -> List[str]:
@@ -179,5 +176,7 @@ def _describe(directory: Path, summaries, servers: Dict[str, SshdServer], invent
             typer.echo(f"         … and {len(summary.agents) - 4} smaller agents")
     typer.echo(f"Inventory: {inventory}")
     typer.echo(f"Try:       fleet scan -i {inventory}")
+    # The demo is a fleet of its own in the history: its runs never mix with a real fleet's.
+    typer.echo(f"History:   fleet history -i {inventory}")
     if servers:
         typer.echo("Stop it:   fleet demo --down" + ("" if directory == default_directory() else f" --dir {directory}"))

@@ -112,9 +112,9 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _children(pid: int) -> list:
-    """Pids whose parent is `pid` (sshd's per-connection processes)."""
-    found = []
+def _descendants(pid: int) -> list:
+    """Every process below `pid` as (pid, start time): its children, theirs, and so on."""
+    parents, started = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -123,13 +123,28 @@ def _children(pid: int) -> list:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        if len(fields) > 1 and int(fields[1]) == pid:
-            found.append(int(entry))
+        if len(fields) > 19:
+            parents[int(entry)], started[int(entry)] = int(fields[1]), fields[19]
+    found, frontier = [], {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found += [(child, started[child]) for child in sorted(frontier)]
     return found
 
 
+def _same_process_alive(pid: int, start: bytes) -> bool:
+    """True while `pid` runs and is still the process that started at `start` (no reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != b"Z" and fields[19] == start
+
+
 def stop_sshd_pid(pid: int, config_path: Union[str, Path, None] = None, timeout: float = 5.0) -> bool:
-    """Stop the sshd listener `pid` and the connection processes it forked; True if it was running.
+    """Stop the sshd listener `pid` and every process under it (connections and the commands they
+    run), waiting until they are gone; True if it was running.
 
     With `config_path`, the pid is only signalled when its command line names that config: a pid
     recorded long ago may belong to another program by now, and that one must not be touched.
@@ -139,8 +154,12 @@ def stop_sshd_pid(pid: int, config_path: Union[str, Path, None] = None, timeout:
     cmdline = _cmdline(pid)
     if "sshd" not in cmdline or (config_path is not None and str(config_path) not in cmdline):
         return False
-    # Connection processes call setsid(), so killing the listener's group would miss them.
-    for child in _children(pid):
+    # Connection processes call setsid(), so killing the listener's group would miss them; and
+    # what a connection runs (a shell, its `sleep 30`) outlives its connection process: without a
+    # tty nothing hangs it up. So the whole tree, collected first (a killed parent's children are
+    # handed to init and could no longer be found).
+    tree = _descendants(pid)
+    for child, _ in tree:
         try:
             os.kill(child, signal.SIGTERM)
         except ProcessLookupError:
@@ -159,7 +178,22 @@ def stop_sshd_pid(pid: int, config_path: Union[str, Path, None] = None, timeout:
             _reap(pid)
             time.sleep(0.02)
     _reap(pid)
+    _wait_gone(tree, deadline)
     return True
+
+
+def _wait_gone(tree: list, deadline: float) -> None:
+    """Wait until no process of `tree` runs (init reaps them, they are not ours); SIGKILL at `deadline`."""
+    while any(_same_process_alive(*p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid, start in tree:
+        if _same_process_alive(pid, start):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    while any(_same_process_alive(*p) for p in tree):
+        time.sleep(0.02)
 
 
 def _reap(pid: int) -> None:
@@ -182,7 +216,7 @@ class SshdServer:
 
     def __init__(self, workdir: Union[str, Path], port: Optional[int] = None, log_level: str = "VERBOSE",
                  authorized_keys: Sequence[str] = (), users: Sequence[str] = DEFAULT_USERS,
-                 detach: bool = False):
+                 detach: bool = False, env: Optional[dict] = None):
         self.workdir = Path(workdir).resolve()
         self._requested_port = port
         self.port: Optional[int] = port
@@ -190,6 +224,7 @@ class SshdServer:
         self.authorized_keys = list(authorized_keys)
         self.users = list(users)
         self.detach = detach
+        self.env = dict(env or {})      # more SetEnv for the logins (e.g. OPENCLAW_STATE_DIR)
         self.process: Optional[subprocess.Popen] = None
         self.config_path = self.workdir / "sshd_config"
         self.host_key_path = self.workdir / "ssh_host_ed25519_key"
@@ -229,7 +264,7 @@ class SshdServer:
             f"LogLevel {self.log_level}",
             # Each server is one simulated machine: its logins get their own ~/.cache, so the
             # agent cache (~/.cache/fleet) is per host, as on a real fleet.
-            f"SetEnv XDG_CACHE_HOME={self.cache_dir}",
+            "SetEnv " + " ".join(f'"{k}={v}"' for k, v in {"XDG_CACHE_HOME": self.cache_dir, **self.env}.items()),
             "",
         ])
 

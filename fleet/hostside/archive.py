@@ -21,7 +21,8 @@ import os
 import re
 
 from .context import file_record, stats
-from .fsutil import (CHUNK, FAULTS, FileChanged, FileError, HashSink, archive_timestamp, count_lines,
+from .fsutil import (CHUNK, FAULTS, FileChanged, FileError, HashSink, abandon_backup, archive_timestamp,
+                     count_lines,
                      describe_oserror, fsync_dir, hash_file, inside, is_safe_id, open_nofollow,
                      safe_rename, sig)
 from .discover import classify_session_file
@@ -275,10 +276,15 @@ def delete_file(ctx, agent, path, rel, kind, notes=None, expect=None):
         backup = ctx.backups.backup(path, rel)
         before = stats(backup["bytes"], n, backup["sha256"])
         if not ctx.dry_run:
-            if sig(os.lstat(path)) != sig(st0):
-                raise FileChanged("%s changed while it was being backed up; left as it was" % rel)
-            FAULTS.hit("before-unlink")
-            os.unlink(path)
+            try:
+                if sig(os.lstat(path)) != sig(st0):
+                    raise FileChanged("%s changed while it was being backed up; left as it was" % rel)
+                FAULTS.hit("before-unlink")
+                os.unlink(path)
+            except OSError as exc:
+                raise abandon_backup(ctx.backups, backup, FileError(describe_oserror(exc, "deleting " + rel)))
+            except BaseException as exc:
+                raise abandon_backup(ctx.backups, backup, exc)
             FAULTS.hit("unlinked")
             fsync_dir(os.path.dirname(path))
     except FileError as exc:

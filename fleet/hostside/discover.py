@@ -14,6 +14,7 @@ from json.decoder import WHITESPACE, scanstring
 
 from .context import FileInfo
 from .fsutil import describe_oserror, inside, is_safe_id, open_nofollow
+from .storeread import stream_store
 
 STORE_NAME = "sessions.json"
 SQLITE_NAME = "openclaw-agent.sqlite"
@@ -130,6 +131,11 @@ def load_store(path):
     try:
         fd = open_nofollow(path)
         with os.fdopen(fd, "rb") as f:
+            # A well-formed store is read in pieces (storeread): never twice its size in memory.
+            store = stream_store(f, _store_decoder(_reject_constant).scan_once, BULKY_FIELDS)
+            if store is not None:
+                return store, _shape_problem(store)
+            f.seek(0)
             raw = f.read()
     except OSError as exc:
         return None, ("store-unreadable", describe_oserror(exc, "reading the store"))
@@ -153,10 +159,14 @@ def load_store(path):
     if not isinstance(store, dict):
         return None, ("store-shape", "sessions.json holds a JSON %s, not an object of session key -> entry"
                       % json_type(store))
+    return store, _shape_problem(store)
+
+
+def _shape_problem(store):
     for key, entry in store.items():
         if not isinstance(entry, dict):
-            return store, ("store-shape", "entry %r is a JSON %s, not an object" % (key, json_type(entry)))
-    return store, None
+            return ("store-shape", "entry %r is a JSON %s, not an object" % (key, json_type(entry)))
+    return None
 
 
 def _reject_constant(name):
@@ -176,10 +186,7 @@ def loads_store_text(text, drop=(), keep_keys=False, reject_constant=_reject_con
     as json.loads: anything this reader does not take (not an object at the top, bad JSON) is
     handed to json.loads, which returns it or raises its own precise error.
     """
-    decoder = _STORE_DECODERS.get(reject_constant)
-    if decoder is None:
-        decoder = _STORE_DECODERS[reject_constant] = json.JSONDecoder(parse_constant=reject_constant,
-                                                                      parse_float=finite_float)
+    decoder = _store_decoder(reject_constant)
     try:
         return _stream_object(text, decoder.scan_once, drop, keep_keys)
     except (ValueError, StopIteration, IndexError):
@@ -187,6 +194,14 @@ def loads_store_text(text, drop=(), keep_keys=False, reject_constant=_reject_con
         if isinstance(store, dict):
             _drop_fields(store.values(), drop, keep_keys)
         return store
+
+
+def _store_decoder(reject_constant):
+    decoder = _STORE_DECODERS.get(reject_constant)
+    if decoder is None:
+        decoder = _STORE_DECODERS[reject_constant] = json.JSONDecoder(parse_constant=reject_constant,
+                                                                      parse_float=finite_float)
+    return decoder
 
 
 def _drop_fields(entries, drop, keep_keys):

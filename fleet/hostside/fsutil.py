@@ -21,6 +21,7 @@ CHUNK = 1 << 20
 LATE_APPEND_GRACE_S = 0.1
 FAULT_AT_ENV = "FLEET_AGENT_FAULT_AT"
 FAULT_LOG_ENV = "FLEET_AGENT_FAULT_LOG"
+FAULT_STOP_ENV = "FLEET_AGENT_FAULT_STOP"
 SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -28,20 +29,24 @@ class _FaultPoints(object):
     """Test instrumentation: count the agent's write steps, optionally die at one of them.
 
     With $FLEET_AGENT_FAULT_LOG set, every write step appends "N PHASE STEP" to that file; with
-    $FLEET_AGENT_FAULT_AT=N the agent SIGKILLs itself at step N. Both unset (always, outside the
-    crash tests) costs one attribute check per step. The orchestrator names the phase; the
-    steps of a backup report phase "backup" whatever operation took it (the step names it:
-    "backup-written(trim)").
+    $FLEET_AGENT_FAULT_AT=N the agent SIGKILLs itself at step N; with $FLEET_AGENT_FAULT_STOP=N
+    or =PHASE:STEP (e.g. "trim:temp-written") it stops itself (SIGSTOP) once, at step N or the
+    first step of that name, so a test acts while it is frozen mid-write (a gateway writes, the
+    connection drops) and then continues or kills it: an event, not a race against a clock.
+    All unset (always, outside the reliability tests) costs one attribute check per step. The
+    orchestrator names the phase; the steps of a backup report phase "backup" whatever operation
+    took it (the step names it: "backup-written(trim)").
     """
 
     def __init__(self):
         self.at = int(os.environ.get(FAULT_AT_ENV) or 0)
         self.log = os.environ.get(FAULT_LOG_ENV) or None
+        self.stop = os.environ.get(FAULT_STOP_ENV) or None
         self.count = 0
         self.phase = "run"
 
     def hit(self, step):
-        if not self.at and not self.log:
+        if not self.at and not self.log and not self.stop:
             return
         self.count += 1
         phase = self.phase
@@ -50,6 +55,10 @@ class _FaultPoints(object):
         if self.log:
             with open(self.log, "a") as f:
                 f.write("%d %s %s\n" % (self.count, phase, step))
+        if self.stop is not None and self.stop in (str(self.count), "%s:%s" % (phase, step)):
+            import signal
+            self.stop = None
+            os.kill(os.getpid(), signal.SIGSTOP)
         if self.count == self.at:
             import signal
             os.kill(os.getpid(), signal.SIGKILL)
@@ -188,19 +197,23 @@ def fsync_dir(path):
 
 
 def makedirs_private(path):
-    """Create `path` and its missing parents with mode 0700."""
+    """Create `path` and its missing parents with mode 0700; returns the folders it created,
+    outermost first (so a caller that gives up can remove exactly those again)."""
     if os.path.isdir(path):
-        return
+        return []
+    made = []
     parent = os.path.dirname(path.rstrip(os.sep))
     if parent and not os.path.isdir(parent):
-        makedirs_private(parent)
+        made = makedirs_private(parent)
     try:
         os.mkdir(path, 0o700)
+        made.append(path)
     except FileExistsError:
         # Made meanwhile by another run, or a file or symlink in the way: never chmod through it.
         if not stat.S_ISDIR(os.lstat(path).st_mode):
             raise OSError(errno.ENOTDIR, "not a folder", path)
     os.chmod(path, 0o700)
+    return made
 
 
 def describe_oserror(exc, what):
@@ -227,8 +240,12 @@ class BackupStore(object):
     kernel (copy_file_range: no pass through Python, a shared extent on reflink file systems) and
     checks the copy against that sha256; if the file no longer starts with those bytes, it copies
     the file as it is now, as without `expect`. It returns a dict
-    {"path", "sha256", "bytes", "stored_bytes"}; on any failure it removes the partial copy and
-    raises BackupError, and the caller must not touch the original.
+    {"path", "sha256", "bytes", "stored_bytes"}; on any failure it removes the partial copy (and
+    the folders it made for it) and raises BackupError, and the caller must not touch the original.
+
+    `discard(backup)` takes back a backup whose change did not happen (fsutil.abandon_backup):
+    the copy goes, and so do the folders this store made that are empty again, so a change that
+    cannot complete costs no space. `tidy()` removes this store's empty folders at the end of a run.
     """
 
     def __init__(self, root, use_gzip=False, dry_run=False, refuse_links=()):
@@ -239,6 +256,7 @@ class BackupStore(object):
         # Folders that must not be symlinks: whoever can write the state dir could otherwise point
         # <state>/fleet-backups anywhere and have this run write copies there.
         self.refuse_links = tuple(refuse_links)
+        self._made = []          # folders this store created, outermost first
 
     def target_for(self, rel_path):
         rel = rel_path.lstrip("/")
@@ -261,7 +279,7 @@ class BackupStore(object):
         # The pid in the name lets a later run tell a killed run's partial copy from a live one's.
         tmp = "%s.%d.part" % (target, os.getpid())
         try:
-            makedirs_private(os.path.dirname(target))
+            self._made.extend(makedirs_private(os.path.dirname(target)))
             if expect is not None and not self.gzip and self._copy_expected(abs_path, tmp, expect):
                 return self._install(tmp, target, expect[0], expect[1])
             src_fd = open_nofollow(abs_path)
@@ -281,20 +299,52 @@ class BackupStore(object):
             return self._install(tmp, target, sink.bytes, sink.sha256)
         except BackupError:
             _unlink_quiet(tmp)
+            self.tidy()
             raise
         except OSError as exc:
             _unlink_quiet(tmp)
+            self.tidy()
             raise BackupError(describe_oserror(exc, "backup"))
+        except BaseException:
+            _unlink_quiet(tmp)
+            self.tidy()
+            raise
 
     def _install(self, tmp, target, size, digest):
-        """Rename a verified, fsynced copy to its name and fsync the folder; the backup's record."""
+        """Rename a verified, fsynced copy to its name and fsync the folder; the backup's record.
+
+        A failure after the rename (the folder's fsync) removes the copy again: a backup the
+        caller never heard of would be space lost for nothing."""
         os.rename(tmp, target)
-        FAULTS.hit("backup-renamed")
-        fsync_dir(os.path.dirname(target))
-        FAULTS.hit("backup-done")
-        stored = os.stat(target).st_size
+        try:
+            FAULTS.hit("backup-renamed")
+            fsync_dir(os.path.dirname(target))
+            FAULTS.hit("backup-done")
+            stored = os.stat(target).st_size
+        except BaseException:
+            _unlink_quiet(target)
+            raise
         self.stored_bytes += stored
         return {"path": target, "sha256": digest, "bytes": size, "stored_bytes": stored}
+
+    def discard(self, backup):
+        """Remove a backup this store made whose change did not happen; OSError if it cannot."""
+        path = backup.get("path") if backup else None
+        if not path:
+            return
+        os.unlink(path)
+        self.stored_bytes = max(0, self.stored_bytes - int(backup.get("stored_bytes") or 0))
+        fsync_dir(os.path.dirname(path))
+        self.tidy()
+
+    def tidy(self):
+        """Remove the folders this store created that are empty (innermost first)."""
+        for folder in reversed(self._made):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                continue     # not empty (other backups), or gone: both fine
+        self._made = [d for d in self._made if os.path.isdir(d)]
 
     def _copy_expected(self, abs_path, tmp, expect):
         """Copy the first expect[0] bytes to `tmp` (0600, fsynced); True when the copy's sha256 is
@@ -368,14 +418,41 @@ def _unlink_quiet(path):
         pass
 
 
+def abandon_backup(backups, backup, exc):
+    """The change `backup` was taken for did not happen (`exc` says why): remove that backup and
+    return the FileError to raise, its message saying what became of the backup.
+
+    The original is as it was, so the copy protects nothing and only costs space; on a full disk
+    it is the space the next file needs. Exceptions that are not a FileError or OSError (a bug)
+    are returned unchanged after the backup went.
+    """
+    note = None
+    if backup and backup.get("path"):
+        discard = getattr(backups, "discard", None)
+        try:
+            if discard is None:
+                raise OSError(errno.ENOSYS, "this backup store cannot take a backup back")
+            discard(backup)
+            note = "nothing was changed, and the backup taken for this change was removed"
+        except OSError as err:
+            note = "nothing was changed; its backup %s could not be removed: %s" % (
+                backup["path"], err.strerror or err)
+    if isinstance(exc, FileError):
+        return type(exc)("%s; %s" % (exc, note)) if note else exc
+    if isinstance(exc, OSError):
+        message = describe_oserror(exc, "rewriting")
+        return FileError("%s; %s" % (message, note) if note else message)
+    return exc
+
+
 def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False):
     """Replace the file at `path` by what `produce(src, sink)` writes, without ever losing it.
 
     `produce(src, sink)` reads the source (a LimitedReader over exactly the bytes that were
     backed up: seekable, line-iterable) and writes the new content to `sink` (a HashSink). If the
     source ends without a newline (crash-truncated, or a writer mid-append), `produce` must
-    write that fragment verbatim at the end, so appended bytes carried over complete it. Returns a dict {"before": {...}, "after": {...},
-    "backup": {...} or None, "notes": [...]}.
+    write that fragment verbatim at the end, so appended bytes carried over complete it. Returns
+    a dict {"before": {...}, "after": {...}, "backup": {...} or None, "notes": [...]}.
 
     Order: back up and verify; write a temp file in the same folder with the original's mode
     (and owner where we may); fsync; re-check the original; rename over (an atomic exchange where
@@ -385,16 +462,30 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
     appended bytes are copied into the new file before the rename, and bytes appended to the
     old inode after the rename are appended to the new file; otherwise FileChanged is raised
     and the original stays as it was. In a dry run nothing is written: the sink only hashes.
+
+    When the change cannot complete (any error before the new version is in place) the file is
+    as it was, no temp file stays, and the backup taken for it is removed again
+    (abandon_backup; the error says so).
     """
-    notes = []
     try:
         st0 = os.lstat(path)
     except OSError as exc:
         raise FileError(describe_oserror(exc, "reading " + rel_path))
     if stat.S_ISLNK(st0.st_mode) or not stat.S_ISREG(st0.st_mode):
         raise FileError("not a regular file (symlink or special), left alone: %s" % rel_path)
-
     backup = backups.backup(path, rel_path)
+    state = {"in_place": False}
+    try:
+        return _rewrite(path, rel_path, st0, backup, produce, dry_run, carry_appends, state)
+    except BaseException as exc:
+        if state["in_place"] or dry_run:
+            raise
+        raise abandon_backup(backups, backup, exc)
+
+
+def _rewrite(path, rel_path, st0, backup, produce, dry_run, carry_appends, state):
+    """safe_rewrite after the backup; sets state["in_place"] once the new version is at `path`."""
+    notes = []
     before = {"bytes": backup["bytes"], "sha256": backup["sha256"]}
 
     folder = os.path.dirname(path)
@@ -460,6 +551,7 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
             if outcome == "conflict":
                 raise FileChanged("%s was replaced by another process at the last moment; left as it was"
                                   % rel_path)
+            state["in_place"] = True
             if outcome == "swapped":
                 FAULTS.hit("swapped")
                 os.unlink(tmp)  # the old version (backed up), swapped out
@@ -523,21 +615,18 @@ class LimitedReader(object):
             whence = 0
         return self._f.seek(min(pos, self.limit), whence)
 
+    def _allowed(self, n):
+        """How many of `n` bytes (None or < 0: all) may be read before the limit."""
+        left = max(0, self.limit - self._f.tell())
+        return left if n is None or n < 0 or n > left else n
+
     def read(self, n=-1):
-        left = self.limit - self._f.tell()
-        if left <= 0:
-            return b""
-        if n is None or n < 0 or n > left:
-            n = left
-        return self._f.read(n)
+        n = self._allowed(n)
+        return self._f.read(n) if n else b""
 
     def readline(self, n=-1):
-        left = self.limit - self._f.tell()
-        if left <= 0:
-            return b""
-        if n is None or n < 0 or n > left:
-            n = left
-        return self._f.readline(n)
+        n = self._allowed(n)
+        return self._f.readline(n) if n else b""
 
     def __iter__(self):
         while True:
@@ -578,11 +667,16 @@ def safe_rename(path, new_path, rel_path, backups, dry_run):
               "backup": None if dry_run else backup, "notes": []}
     if dry_run:
         return result
-    if sig(os.lstat(path)) != sig(st0):
-        raise FileChanged("%s changed while it was being backed up; left as it was" % rel_path)
     try:
+        if sig(os.lstat(path)) != sig(st0):
+            raise FileChanged("%s changed while it was being backed up; left as it was" % rel_path)
         FAULTS.hit("before-archive-rename")
         os.rename(path, new_path)
+    except OSError as exc:
+        raise abandon_backup(backups, backup, FileError(describe_oserror(exc, "archiving " + rel_path)))
+    except BaseException as exc:
+        raise abandon_backup(backups, backup, exc)
+    try:
         FAULTS.hit("archive-renamed")
         fsync_dir(os.path.dirname(path))
     except OSError as exc:

@@ -185,7 +185,7 @@ def check_agent(af, now_ms, classify_key):
 def check_all(agents, now_ms, classify_key=None):
     """Findings for every agent plus the cross-agent ones (a peer bound in two agents)."""
     if classify_key is None:
-        from .scan import classify_key
+        from .store import classify_key
     out = []
     for af in agents:
         try:

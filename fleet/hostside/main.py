@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from . import AGENT_VERSION, PROTOCOL_VERSION
+from .terms import AGENT_VERSION, PROTOCOL_VERSION
 from .context import RunContext
 from .discover import StateDirError, discover, resolve_state_dir
 from .protocol import PlanError, finish_result, has_file_errors, new_result, scan_plan, validate_plan

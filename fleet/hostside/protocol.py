@@ -10,164 +10,56 @@ import platform
 import socket
 import time
 
-from . import AGENT_VERSION, PROTOCOL_VERSION
 from .fsutil import is_safe_id
+from . import ops as operations
+from .terms import (AGENT_VERSION, BACKUP_DEFAULTS, BACKUP_TO, MODES, PROTECTED_KINDS, PROTOCOL_VERSION, PRUNE_CLASSES,
+                    SLIM_LEVELS, PlanError, check_bool, check_int, is_int, want)
 
-MODES = ("scan", "run", "restore")
-SLIM_LEVELS = (None, "tool-output", "aggressive")
-PRUNE_CLASSES = ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe", "hook", "dreaming")
-
-
-class PlanError(Exception):
-    """The plan is unreadable, invalid or of another protocol version (exit 2)."""
+__all__ = ["AGENT_VERSION", "BACKUP_DEFAULTS", "BACKUP_TO", "MODES", "PROTECTED_KINDS", "PROTOCOL_VERSION", "PRUNE_CLASSES",
+           "SLIM_LEVELS", "PlanError", "operation_defaults", "validate_operations", "validate_plan"]
 
 
-# Defaults of each operations section, used only when the section is present: an absent
-# section means the operation does not run at all.
-OPERATION_DEFAULTS = {
-    "transcripts": {
-        "tiers": [],
-        "tool_output_limit_bytes": 2048,
-        "assistant_text_limit_bytes": 4096,
-        "untouched_turns": 5,
-    },
-    "trajectories": {"keep_runs": 5, "max_age_s": None},
-    "store": {
-        "prune": {},
-        "prune_direct_after_s": None,
-        "stale_after_s": None,
-        "max_entries": None,
-        "strip_fields": ["skillsSnapshot", "systemPromptReport"],
-        "rotate_over_bytes": None,
-        "rotate_keep": 3,
-    },
-    "orphans": {"archive_after_s": 86400},
-    "archives": {"delete_after_s": 2592000},
-    "legacy": {"keep_records": 200, "slim": "tool-output"},
-    "locks": {"remove_stale": False},
-    "temp": {"remove_after_s": 3600},
-    # SQLite-era agents (sqlite_run.py): OpenClaw's own cleanup, when given; a proved trajectory cap.
-    "sqlite": {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
-               "vacuum": False, "gateway_stopped": False, "timeout_s": 300},
-}
-
-BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000}
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _want(cond, where, message):
-    if not cond:
-        raise PlanError("at '%s': %s" % (where, message))
-
-
-def _int_or_none(section, key, where, minimum=0):
-    value = section.get(key)
-    _want(value is None or (_is_int(value) and value >= minimum), where + "." + key,
-          "expected an integer >= %d or null, got %r" % (minimum, value))
-
-
-def _int(section, key, where, minimum=0):
-    value = section.get(key)
-    _want(_is_int(value) and value >= minimum, where + "." + key,
-          "expected an integer >= %d, got %r" % (minimum, value))
-
-
-def _bool(section, key, where):
-    _want(isinstance(section.get(key), bool), where + "." + key,
-          "expected true or false, got %r" % (section.get(key),))
+def operation_defaults():
+    """Section name → its defaults, for every operation of this build (ops/)."""
+    return dict((op.SECTION, op.DEFAULTS) for op in operations.OPERATIONS)
 
 
 def _with_defaults(value, defaults, where):
-    _want(isinstance(value, dict), where, "expected an object, got %s" % type(value).__name__)
+    want(isinstance(value, dict), where, "expected an object, got %s" % type(value).__name__)
     merged = dict(defaults)
     merged.update(value)
     return merged
 
 
-def _check_slim(value, where):
-    _want(value in SLIM_LEVELS, where, "expected null, \"tool-output\" or \"aggressive\", got %r" % (value,))
-
-
 def validate_operations(ops):
-    """Return the operations with defaults filled in per present section; raise PlanError."""
+    """Return the operations with defaults filled in per present section; raise PlanError.
+
+    Each section is checked by its operation's own `validate` (ops/)."""
     if ops is None:
         return {}
-    _want(isinstance(ops, dict), "operations", "expected an object")
+    want(isinstance(ops, dict), "operations", "expected an object")
     out = {}
     for name, value in ops.items():
         where = "operations." + name
-        _want(name in OPERATION_DEFAULTS, where, "unknown operation (known: %s)"
-              % ", ".join(sorted(OPERATION_DEFAULTS)))
+        op = operations.BY_SECTION.get(name)
+        want(op is not None, where, "unknown operation (known: %s)" % ", ".join(sorted(operations.BY_SECTION)))
         if value is None:
             continue
-        out[name] = _with_defaults(value, OPERATION_DEFAULTS[name], where)
-    if "transcripts" in out:
-        t = out["transcripts"]
-        _want(isinstance(t["tiers"], list), "operations.transcripts.tiers", "expected a list")
-        tiers = []
-        for i, tier in enumerate(t["tiers"]):
-            tw = "operations.transcripts.tiers[%d]" % i
-            _want(isinstance(tier, dict), tw, "expected an object")
-            tier = dict({"slim": None}, **tier)
-            _int(tier, "over_bytes", tw)
-            _int(tier, "keep_records", tw, minimum=1)
-            _check_slim(tier["slim"], tw + ".slim")
-            tiers.append(tier)
-        t["tiers"] = sorted(tiers, key=lambda tr: tr["over_bytes"])
-        for key in ("tool_output_limit_bytes", "assistant_text_limit_bytes", "untouched_turns"):
-            _int(t, key, "operations.transcripts")
-    if "trajectories" in out:
-        _int(out["trajectories"], "keep_runs", "operations.trajectories", minimum=1)
-        _int_or_none(out["trajectories"], "max_age_s", "operations.trajectories")
-    if "store" in out:
-        s = out["store"]
-        _want(isinstance(s["prune"], dict), "operations.store.prune", "expected an object")
-        for cls, age in s["prune"].items():
-            _want(cls in PRUNE_CLASSES, "operations.store.prune." + cls,
-                  "unknown session class (known: %s)" % ", ".join(PRUNE_CLASSES))
-            _int_or_none(s["prune"], cls, "operations.store.prune")
-        for key in ("prune_direct_after_s", "stale_after_s", "rotate_over_bytes"):
-            _int_or_none(s, key, "operations.store")
-        _int_or_none(s, "max_entries", "operations.store", minimum=1)
-        _int(s, "rotate_keep", "operations.store")
-        _want(isinstance(s["strip_fields"], list) and all(isinstance(f, str) for f in s["strip_fields"]),
-              "operations.store.strip_fields", "expected a list of field names")
-    if "orphans" in out:
-        _int(out["orphans"], "archive_after_s", "operations.orphans")
-    if "archives" in out:
-        _int_or_none(out["archives"], "delete_after_s", "operations.archives")
-    if "legacy" in out:
-        _int(out["legacy"], "keep_records", "operations.legacy", minimum=1)
-        _check_slim(out["legacy"]["slim"], "operations.legacy.slim")
-    if "locks" in out:
-        _bool(out["locks"], "remove_stale", "operations.locks")
-    if "temp" in out:
-        _int(out["temp"], "remove_after_s", "operations.temp")
-    if "sqlite" in out:
-        q = out["sqlite"]
-        cmd = q["openclaw_cmd"]
-        _want(cmd is None or (isinstance(cmd, list) and cmd and all(isinstance(a, str) and a for a in cmd)),
-              "operations.sqlite.openclaw_cmd", "expected null or a non-empty list of strings")
-        for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
-            _bool(q, key, "operations.sqlite")
-        _int(q, "timeout_s", "operations.sqlite", minimum=1)
-        _int_or_none(q, "trajectory_keep_runs", "operations.sqlite", minimum=1)
+        out[name] = _with_defaults(value, op.DEFAULTS, where)
+        op.validate(out[name], where)
     return out
 
 
 def _validate_restore(restore):
-    _want(isinstance(restore, dict), "restore", "a restore plan needs a restore object")
+    want(isinstance(restore, dict), "restore", "a restore plan needs a restore object")
     restore = dict({"force": False}, **restore)
-    _want(isinstance(restore.get("files"), list), "restore.files", "expected a list")
+    want(isinstance(restore.get("files"), list), "restore.files", "expected a list")
     for i, item in enumerate(restore["files"]):
         where = "restore.files[%d]" % i
-        _want(isinstance(item, dict), where, "expected an object")
+        want(isinstance(item, dict), where, "expected an object")
         for key in ("path", "backup"):
-            _want(isinstance(item.get(key), str) and item.get(key), where + "." + key, "expected a path")
-    _bool(restore, "force", "restore")
+            want(isinstance(item.get(key), str) and item.get(key), where + "." + key, "expected a path")
+    check_bool(restore, "force", "restore")
     return restore
 
 
@@ -177,7 +69,7 @@ def validate_plan(doc, now_ms=None):
     Raises PlanError naming the key at fault. `now_ms` is the default clock when the plan has
     none (the host's clock at start).
     """
-    _want(isinstance(doc, dict), "(plan)", "expected a JSON object")
+    want(isinstance(doc, dict), "(plan)", "expected a JSON object")
     proto = doc.get("protocol")
     if proto != PROTOCOL_VERSION:
         raise PlanError("plan speaks protocol %r, this agent speaks %d: use the agent of the same fleet "
@@ -191,31 +83,32 @@ def validate_plan(doc, now_ms=None):
         "state_dir": doc.get("state_dir"),
         "agents": doc.get("agents"),
     }
-    _want(plan["mode"] in MODES, "mode", "expected one of %s, got %r" % (", ".join(MODES), plan["mode"]))
+    want(plan["mode"] in MODES, "mode", "expected one of %s, got %r" % (", ".join(MODES), plan["mode"]))
     if plan["run_id"] is None:
         plan["run_id"] = default_run_id()
-    _want(is_safe_id(plan["run_id"]), "run_id",
+    want(is_safe_id(plan["run_id"]), "run_id",
           "expected a safe name (letters, digits, '.', '_', '-'), got %r" % (plan["run_id"],))
     if plan["now_ms"] is None:
         plan["now_ms"] = int(time.time() * 1000) if now_ms is None else int(now_ms)
-    _want(_is_int(plan["now_ms"]) and plan["now_ms"] > 0, "now_ms",
+    want(is_int(plan["now_ms"]) and plan["now_ms"] > 0, "now_ms",
           "expected epoch milliseconds, got %r" % (plan["now_ms"],))
-    _want(isinstance(plan["dry_run"], bool), "dry_run", "expected true or false, got %r" % (plan["dry_run"],))
-    _want(plan["state_dir"] is None or (isinstance(plan["state_dir"], str) and plan["state_dir"]),
+    want(isinstance(plan["dry_run"], bool), "dry_run", "expected true or false, got %r" % (plan["dry_run"],))
+    want(plan["state_dir"] is None or (isinstance(plan["state_dir"], str) and plan["state_dir"]),
           "state_dir", "expected a path or null")
     agents = plan["agents"]
-    _want(agents is None or (isinstance(agents, list) and all(isinstance(a, str) for a in agents)),
+    want(agents is None or (isinstance(agents, list) and all(isinstance(a, str) for a in agents)),
           "agents", "expected a list of agent ids or null")
     if agents is not None:
         for a in agents:
-            _want(is_safe_id(a), "agents", "not a safe agent id: %r" % (a,))
+            want(is_safe_id(a), "agents", "not a safe agent id: %r" % (a,))
     backup = doc.get("backup")
     plan["backup"] = _with_defaults({} if backup is None else backup, BACKUP_DEFAULTS, "backup")
     b = plan["backup"]
-    _want(b["dir"] is None or (isinstance(b["dir"], str) and b["dir"]), "backup.dir", "expected a path or null")
-    _bool(b, "gzip", "backup")
-    _int_or_none(b, "keep_runs", "backup", minimum=1)
-    _int_or_none(b, "max_age_s", "backup")
+    want(b["dir"] is None or (isinstance(b["dir"], str) and b["dir"]), "backup.dir", "expected a path or null")
+    check_bool(b, "gzip", "backup")
+    want(b["to"] in BACKUP_TO, "backup.to", "expected one of %s, got %r" % (", ".join(BACKUP_TO), b["to"]))
+    check_int(b, "keep_runs", "backup", minimum=1, nullable=True)
+    check_int(b, "max_age_s", "backup", nullable=True)
     plan["operations"] = validate_operations(doc.get("operations"))
     plan["restore"] = None
     if plan["mode"] == "restore":

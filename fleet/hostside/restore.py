@@ -36,8 +36,8 @@ import stat
 import zlib
 
 from .context import file_record, stats
-from .fsutil import (FileError, HashSink, copy_stream, describe_oserror, fsync_dir, hash_file, hash_stream,
-                     inside, makedirs_private, open_nofollow, sig)
+from .fsutil import (FileError, HashSink, abandon_backup, copy_stream, describe_oserror, fsync_dir, hash_file,
+                     hash_stream, inside, makedirs_private, open_nofollow, sig)
 
 CHANGED = "changed since the run; use --force to overwrite it (it is backed up first)"
 
@@ -100,7 +100,7 @@ def _read_all(path, backup=False):
 def _backup_roots(ctx):
     roots = [os.path.join(ctx.state_dir, "fleet-backups")]
     own = getattr(ctx.backups, "root", None)
-    if own:
+    if own and os.path.isabs(own):     # ("controller:RUN" when the backups go to the controller)
         roots.append(os.path.dirname(own.rstrip(os.sep)))
     return roots
 
@@ -156,7 +156,44 @@ def _unlink_quiet(path):
 
 
 def restore_file(ctx, item, force):
-    """Restore one entry of the plan; returns its file record (never raises FileError)."""
+    """Restore one entry of the plan; returns its file record (never raises FileError).
+
+    A backup kept on the controller (`backup` = "controller:N", backup_to = "controller") is
+    fetched first over the run's connection into a temp file next to the file (sha256-checked
+    as it is written, like any backup), restored from there, and the temp file removed."""
+    if str(item.get("backup") or "").startswith("controller:"):
+        return _restore_from_controller(ctx, item, force)
+    return _restore_file(ctx, item, force)
+
+
+def _restore_from_controller(ctx, item, force):
+    from .backupstream import Channel, ControllerBackups
+    rel = item["path"]
+    path = os.path.join(ctx.state_dir, rel)
+    if os.path.isabs(rel) or ".." in rel.split("/") or not inside(ctx.state_dir, path):
+        return _restore_file(ctx, item, force)           # refused there, with the usual message
+    fetcher = ctx.backups if hasattr(ctx.backups, "fetch") else ControllerBackups(Channel.of_process(), None)
+    folder = os.path.dirname(path)
+    fetched = os.path.join(folder, ".%s.fleet-fetch-%d.tmp" % (os.path.basename(path), os.getpid()))
+    try:
+        if not os.path.isdir(folder):
+            makedirs_private(folder)
+        fd = os.open(fetched, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as out:
+            fetcher.fetch(item["backup"].split(":", 1)[1], out)
+            out.flush()
+            os.fsync(out.fileno())
+        return _restore_file(ctx, dict(item, backup=fetched), force, fetched=fetched)
+    except (FileError, OSError, ValueError) as exc:
+        message = describe_oserror(exc, "fetching the backup") if isinstance(exc, OSError) else str(exc)
+        agent = item.get("agent") or ""
+        return file_record(agent, rel, item.get("kind") or "other", stats(0, 0, None), action="restore",
+                           actions=["restore"], error="%s; nothing restored" % message)
+    finally:
+        _unlink_quiet(fetched)
+
+
+def _restore_file(ctx, item, force, fetched=None):
     rel = item["path"]
     agent = item.get("agent") or (rel.split("/")[1] if rel.startswith("agents/") and rel.count("/") >= 2 else "")
     kind = item.get("kind") or "other"
@@ -178,7 +215,8 @@ def restore_file(ctx, item, force):
         # replayed onto foreign pages. Only a person who has stopped the gateway may do this.
         return refuse("a SQLite database is not restored by fleet while OpenClaw may have it open: stop the "
                       "gateway, copy %s over %s and delete %s-wal and %s-shm" % (backup_path, rel, rel, rel))
-    if not os.path.isabs(backup_path) or not any(inside(root, backup_path) for root in _backup_roots(ctx)):
+    if backup_path != fetched and (not os.path.isabs(backup_path)
+                                   or not any(inside(root, backup_path) for root in _backup_roots(ctx))):
         return refuse("backup %s is outside the backup folders; refused" % backup_path)
     try:
         now = _current(path)
@@ -215,6 +253,7 @@ def restore_file(ctx, item, force):
         return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"])
 
     saved = None
+    placed = False
     try:
         if now is not None:
             saved = ctx.backups.backup(path, rel)
@@ -232,17 +271,21 @@ def restore_file(ctx, item, force):
             elif os.path.lexists(path):
                 raise FileError("%s appeared while it was being restored; left as it was" % rel)
             os.rename(tmp, path)
-            tmp = None
+            tmp, placed = None, True
             fsync_dir(folder)
         finally:
             if tmp is not None:
                 _unlink_quiet(tmp)
-    except FileError as exc:
+    except (FileError, OSError) as exc:
+        if not placed and saved is not None:
+            # Not restored: the copy of what was there protects nothing and would only cost space.
+            exc = abandon_backup(ctx.backups, saved, exc if isinstance(exc, FileError) else
+                                 FileError(describe_oserror(exc, "restoring " + rel)))
+            saved = None
+        elif isinstance(exc, OSError):
+            exc = FileError(describe_oserror(exc, "restoring " + rel))
         return file_record(agent, rel, kind, before, action="restore", actions=["restore"], backup=saved,
                            error=str(exc))
-    except OSError as exc:
-        return file_record(agent, rel, kind, before, action="restore", actions=["restore"], backup=saved,
-                           error=describe_oserror(exc, "restoring " + rel))
     if archive is not None:
         notes.extend(_drop_archive(archive, item["archived_to"]))
     return file_record(agent, rel, kind, before, after, action="restore", actions=["restore"], backup=saved,

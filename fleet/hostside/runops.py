@@ -1,18 +1,17 @@
-"""The run orchestrator: per agent, every operation of the plan in a fixed order.
+"""The run orchestrator: per agent, every operation of the plan in the order of ops.PASSES.
 
-Order per agent: store rotation (a copy of the store as it was) → store prune → archive files
-of removed sessions → archive orphans → transcript trims (highest matching tier; a transcript
-locked by a live pid is skipped) → trajectory caps → legacy trims → archive expiry, temp
-cleanup, stale locks.
-At the end of a real run, backups of old runs expire. Every change goes through the operation
-modules, which use fsutil (verified backup first; a dry run writes nothing). A file no
-operation touched gets an action-"none" record, so before/after totals cover every file.
+A JSON-era agent gets, in order: store (rotation, prune, archive of removed sessions' files) →
+orphans → transcript trims (highest matching tier; a transcript locked by a live pid is skipped)
+→ trajectory caps → legacy trims → archive expiry, temp cleanup, stale locks. A SQLite-era agent
+gets the sqlite pass alone; a half-migrated one nothing (a note says why). At the end of a real
+run, backups of old runs expire. Every change goes through the operation modules, which use
+fsutil (verified backup first; a dry run writes nothing). A file no operation touched gets an
+action-"none" record, so before/after totals cover every file.
 
-Operation modules are imported lazily: one missing from this build is a per-agent error
-("operation X not available in this agent build"), never a crash. A FileError (or any
-unexpected exception) in one file becomes that file's error; the file is left as it was.
+An operation whose implementation is missing from this build is a per-agent error ("operation X
+not available in this agent build"), never a crash. A FileError (or any unexpected exception) in
+one file becomes that file's error; the file is left as it was.
 """
-import importlib
 import os
 
 from .context import stats
@@ -20,27 +19,8 @@ from .discover import discover
 from .fsutil import BackupStore, FileError, inside, set_phase
 from .locks import transcript_in_use
 from .protocol import PlanError
-from .space import backup_shortfall
-from . import health, scan
-
-
-class OperationMissing(Exception):
-    """The operation's module or function is not part of this agent build."""
-
-
-def load_operation(module, function):
-    """The function `function` of sibling module `module`; raise OperationMissing if absent."""
-    full = "%s.%s" % (__package__, module)
-    try:
-        mod = importlib.import_module("." + module, __package__)
-    except ImportError as exc:
-        if getattr(exc, "name", None) in (full, module):
-            raise OperationMissing("operation %s.%s not available in this agent build" % (module, function))
-        raise
-    fn = getattr(mod, function, None)
-    if fn is None:
-        raise OperationMissing("operation %s.%s not available in this agent build" % (module, function))
-    return fn
+from .space import backup_notes, backup_shortfall, disk_space, free_bytes, make_backups, no_room, space_first
+from . import health, ops as operations, scan
 
 
 def merge_record(old, new):
@@ -71,8 +51,13 @@ def transcript_in_use_note(transcript_path, now_ms):
     return detail if detail and str(detail).startswith("in use") else "in use: %s" % (detail,)
 
 
-class AgentRun(object):
-    """One agent's run: its records by path, per-agent errors and notes."""
+class AgentWork(object):
+    """One agent's work in a run: its records by path, per-agent errors and notes.
+
+    What the operations (ops/) use to report: `add` a record, `per_file` / `batch` / `sweep` to
+    run a step with its failures turned into file errors, `missing` for an operation this build
+    lacks, `unless_in_use` to skip files a live process holds.
+    """
 
     def __init__(self, ctx, af):
         self.ctx = ctx
@@ -80,12 +65,17 @@ class AgentRun(object):
         self.records = {}
         self.errors = []
         self.notes = []
+        self.rewrites = None    # a list while in-place rewrites are collected to run later (full disk)
 
     def handled(self, info):
         return info.rel in self.records
 
     def pending(self, *kinds):
         return [f for f in self.af.files if f.kind in kinds and not self.handled(f)]
+
+    def readable(self, *kinds):
+        """The pending files of `kinds` that discovery could read (no problem noted for them)."""
+        return [f for f in self.pending(*kinds) if f.rel not in self.af.problems]
 
     def add(self, rec):
         if not isinstance(rec, dict) or "path" not in rec:
@@ -106,14 +96,11 @@ class AgentRun(object):
             rec["error"] = message
         return rec
 
-    def op(self, module, function):
-        """The operation function, or None after noting it as a per-agent error."""
-        try:
-            return load_operation(module, function)
-        except OperationMissing as exc:
-            if str(exc) not in self.errors:
-                self.errors.append(str(exc))
-            return None
+    def missing(self, name):
+        """Note that operation `name` ("module.function") is not part of this build."""
+        message = "operation %s not available in this agent build" % name
+        if message not in self.errors:
+            self.errors.append(message)
 
     def per_file(self, info, label, call):
         """Run `call()` for one file; a FileError or crash becomes that file's error."""
@@ -126,8 +113,35 @@ class AgentRun(object):
         if rec is not None:
             self.add(rec)
 
+    def rewrite(self, info, phase, label, call):
+        """An in-place rewrite of one file: now, or collected for `run_rewrites` on a full disk."""
+        if self.rewrites is not None:
+            self.rewrites.append((info, phase, label, call))
+            return
+        set_phase(phase)
+        self.per_file(info, label, call)
+
+    def run_rewrites(self):
+        """The collected rewrites, biggest file first; one that found no room is tried again once
+        others have freed some (its backup was taken back, so a failed try costs no space)."""
+        jobs, self.rewrites = sorted(self.rewrites or (), key=lambda job: -job[0].size), None
+        for job in jobs:
+            self.rewrite(*job)
+        while True:
+            waiting = [job for job in jobs if no_room(self.records.get(job[0].rel))]
+            freed_before = free_bytes(self.ctx.state_dir)
+            for info, phase, label, call in waiting:
+                first = self.records.pop(info.rel)
+                self.rewrite(info, phase, label, call)
+                if no_room(self.records.get(info.rel)):
+                    self.records[info.rel] = first
+                else:
+                    self.records[info.rel]["notes"].append("done on a second try, once other files had freed space")
+            if not waiting or free_bytes(self.ctx.state_dir) == freed_before:
+                break
+
     def batch(self, label, infos, call):
-        """Run `call()` over several files; returns its records (or marks the files on a crash)."""
+        """Run `call()` over several files; adds its records (or marks the files on a crash)."""
         try:
             recs = call()
         except Exception as exc:
@@ -140,6 +154,42 @@ class AgentRun(object):
         for rec in recs or ():
             self.add(rec)
 
+    def sweep(self, kinds, name, label, load, section):
+        """Housekeeping: `load()` gives the function (ImportError when this build lacks `name`),
+        called once on every pending, readable file of `kinds`."""
+        infos = self.readable(*kinds)
+        if not infos:
+            return
+        try:
+            function = load()
+        except ImportError:
+            return self.missing(name)
+        set_phase("delete")
+        self.batch(label, infos, lambda: function(self.ctx, self.af.agent, infos, section))
+
+    def unless_in_use(self, info, call, transcript_path=None):
+        """`call()`, or a "skip" record when a live process holds the (transcript's) lock."""
+        note = transcript_in_use_note(transcript_path or info.path, self.ctx.now_ms)
+        if note is None:
+            return call()
+        rec = scan.untouched_record(self.af, info)
+        rec["action"] = "skip"
+        rec["actions"] = ["skip"]
+        rec["notes"].append(note)
+        return rec
+
+    def lock_taken_over(self, store_rec):
+        """The store pass takes over a stale `sessions.json.lock` (and removes it); say so for that file."""
+        notes = [n for n in store_rec.get("notes") or () if "take over stale store lock" in n
+                 or "took over stale store lock" in n]
+        if not notes:
+            return
+        for info in self.pending("lock"):
+            if os.path.basename(info.path) == "sessions.json.lock":
+                rec = scan.untouched_record(self.af, info)
+                rec.update(action="delete", actions=["delete"], after=stats(0, 0), notes=notes)
+                self.add(rec)
+
     def _after_crash(self, info, message):
         rec = self.error_record(info, message)
         try:
@@ -150,200 +200,63 @@ class AgentRun(object):
         return rec
 
 
-def run_agent(ctx, af):
-    """Every planned operation on one discovered agent; returns its AgentRun (never raises).
+def work_on_agent(ctx, af):
+    """Every planned operation on one discovered agent; returns its AgentWork (never raises).
 
     A crash outside any one file's step becomes this agent's error; files handled so far keep
     their records, and the rest get action-"none" records (no step was changing them).
     """
-    run = AgentRun(ctx, af)
+    work = AgentWork(ctx, af)
     if af.error:
-        run.errors.append(af.error)
-        return run
+        work.errors.append(af.error)
+        return work
     ctx.progress(event="agent", agent=af.agent, phase="start", era=af.era)
     try:
-        _run_steps(run)
+        _run_operations(work)
     except Exception as exc:
-        run.errors.append("internal error in agent %s: %s: %s" % (af.agent, type(exc).__name__, exc))
-    return _finish(run)
+        work.errors.append("internal error in agent %s: %s: %s" % (af.agent, type(exc).__name__, exc))
+    return _finish(work)
 
 
-def _run_steps(run):
-    af, ops = run.af, run.ctx.operations
+def _run_operations(work):
+    af, ops = work.af, work.ctx.operations
     if af.era == "half-migrated":
-        run.notes.append("half-migrated to SQLite: nothing changed; run `openclaw doctor --fix` first")
+        work.notes.append("half-migrated to SQLite: nothing changed; run `openclaw doctor --fix` first")
         return
     if af.era == "sqlite":
-        run_sqlite = run.op("sqlite_run", "run_steps")
-        if run_sqlite is not None:
-            run_sqlite(run, ops)
+        operations.BY_SECTION["sqlite"].run(work, ops.get("sqlite"))
         return
-    shortfall = backup_shortfall(run.ctx, af, ops)
+    shortfall = backup_shortfall(work.ctx, af, ops)
     if shortfall:
-        run.errors.append(shortfall)
+        work.errors.append(shortfall)
         return
+    work.notes.extend(backup_notes(work.ctx, af))
     if af.store_problem is not None and af.store_info is not None:
-        run.add(run.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"
-                                 % af.store_problem[1]))
-    _store_pass(run, ops)
-    _file_passes(run, ops)
-    _housekeeping(run, ops)
+        work.add(work.error_record(af.store_info, "%s; nothing store-dependent was done for this agent"
+                                   % af.store_problem[1]))
+    tight = space_first(work.ctx, af, ops)
+    if tight:
+        # Deletions need no room and what they free, the rewrites use: rewrites wait until the end.
+        work.notes.append("disk nearly full: deletions first, then the biggest files first; a rewrite that "
+                          "finds no room is tried again after the others")
+        work.rewrites = []
+    for op in operations.PASSES:
+        if op.SECTION in ops and op.SECTION != "sqlite":
+            op.run(work, ops[op.SECTION])
+    if tight:
+        work.run_rewrites()
 
 
-def _store_pass(run, ops):
-    af, ctx = run.af, run.ctx
-    if not af.store_usable or af.store_info is None:
-        return
-    removed = {}
-    if "store" in ops and ops["store"].get("rotate_over_bytes") is not None:
-        # Before the prune, so the rotation copy holds the store as it was (OpenClaw 2026.4).
-        rotate = run.op("store", "rotate_store")
-        if rotate is not None:
-            set_phase("rotate")
-            rotated = [i for i in af.files if i.kind == "archive"
-                       and os.path.basename(i.path).startswith("sessions.json.bak.")]
-            run.batch("store rotation", rotated,
-                      lambda: _as_list(rotate(ctx, af.agent, af.store_info, ops["store"])))
-    if "store" in ops:
-        prune = run.op("store", "prune_store")
-        if prune is not None:
-            ctx.progress(event="agent", agent=af.agent, phase="store")
-            set_phase("prune")
-            try:
-                rec, removed = prune(ctx, af.agent, af.store_info, ops["store"])
-                run.add(rec)
-                _lock_taken_over(run, rec)
-                removed = removed if not rec.get("error") else {}
-            except FileError as exc:
-                run.add(run.error_record(af.store_info, str(exc)))
-                removed = {}
-            except Exception as exc:
-                run.add(run.error_record(af.store_info, "internal error in store prune: %s: %s"
-                                         % (type(exc).__name__, exc)))
-                removed = {}
-    set_phase("archive")
-    if removed:
-        archive = run.op("archive", "archive_session_files")
-        if archive is not None:
-            by_sid = {}
-            for info in run.pending("transcript", "trajectory", "checkpoint"):
-                if info.session_id is not None:
-                    by_sid.setdefault(info.session_id, []).append(info)
-            files = [i for group in by_sid.values() for i in group]
-            run.batch("archiving removed sessions' files", files,
-                      lambda: archive(ctx, af.agent, by_sid, removed))
-    if "orphans" in ops:
-        archive_orphans = run.op("archive", "archive_orphans")
-        if archive_orphans is not None:
-            orphans = run.pending("orphan")
-            if orphans:
-                run.batch("archiving orphans", orphans,
-                          lambda: archive_orphans(ctx, af.agent, orphans, ops["orphans"]))
-
-
-def _lock_taken_over(run, store_rec):
-    """The store pass takes over a stale `sessions.json.lock` (and removes it); say so for that file."""
-    notes = [n for n in store_rec.get("notes") or () if "take over stale store lock" in n
-             or "took over stale store lock" in n]
-    if not notes:
-        return
-    for info in run.pending("lock"):
-        if os.path.basename(info.path) == "sessions.json.lock":
-            rec = scan.untouched_record(run.af, info)
-            rec.update(action="delete", actions=["delete"], after=stats(0, 0), notes=notes)
-            run.add(rec)
-
-
-def pick_tier(tiers, size):
-    """The highest tier whose over_bytes is below `size` (tiers sorted by over_bytes), or None."""
-    chosen = None
-    for tier in tiers:
-        if size > tier["over_bytes"]:
-            chosen = tier
-    return chosen
-
-
-def _in_use_record(run, info, note):
-    rec = scan.untouched_record(run.af, info)
-    rec["action"] = "skip"
-    rec["actions"] = ["skip"]
-    rec["notes"].append(note)
-    return rec
-
-
-def _file_passes(run, ops):
-    af, ctx = run.af, run.ctx
-    set_phase("trim")
-    if "transcripts" in ops and ops["transcripts"].get("tiers"):
-        trim = run.op("transcript", "trim_transcript")
-        if trim is not None:
-            for info in run.pending("transcript"):
-                tier = pick_tier(ops["transcripts"]["tiers"], info.size)
-                if tier is None or info.rel in af.problems:
-                    continue
-                run.per_file(info, "transcript trim", lambda i=info, t=tier: _trim_or_skip(
-                    run, i, lambda: trim(ctx, af.agent, i, t, ops["transcripts"])))
-    if "trajectories" in ops:
-        cap = run.op("trajectory", "cap_trajectory")
-        if cap is not None:
-            for info in run.pending("trajectory"):
-                if not info.path.endswith(".jsonl") or info.rel in af.problems:
-                    continue
-                transcript = os.path.join(os.path.dirname(info.path), "%s%s.jsonl" % (
-                    info.session_id, "" if info.topic is None else "-topic-%d" % info.topic))
-                run.per_file(info, "trajectory cap", lambda i=info, t=transcript: _trim_or_skip(
-                    run, i, lambda: cap(ctx, af.agent, i, ops["trajectories"]), t))
-    if "legacy" in ops:
-        trim_legacy = run.op("legacy", "trim_legacy")
-        if trim_legacy is not None:
-            for info in run.pending("legacy"):
-                if info.rel in af.problems:
-                    continue
-                run.per_file(info, "legacy trim", lambda i=info: trim_legacy(ctx, af.agent, i, ops["legacy"]))
-
-
-def _trim_or_skip(run, info, call, transcript_path=None):
-    note = transcript_in_use_note(transcript_path or info.path, run.ctx.now_ms)
-    if note is not None:
-        return _in_use_record(run, info, note)
-    return call()
-
-
-def _housekeeping(run, ops):
-    af, ctx = run.af, run.ctx
-    steps = (
-        ("archives", "archive", "expire_archives", ("archive",)),
-        ("temp", "archive", "cleanup_temp", ("temp",)),
-        ("locks", "archive", "remove_stale_locks", ("lock",)),
-    )
-    for section, module, function, kinds in steps:
-        if section not in ops:
-            continue
-        infos = [i for i in run.pending(*kinds) if i.rel not in af.problems]
-        fn = run.op(module, function) if infos else None
-        if fn is None:
-            continue
-        set_phase("delete")
-        run.batch(function.replace("_", " "), infos,
-                  lambda f=fn, i=infos, s=section: f(ctx, af.agent, i, ops[s]))
-
-
-def _as_list(value):
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-def _finish(run):
+def _finish(work):
     """Add the action-none record of every file no operation touched."""
-    for info in run.af.files:
-        if not run.handled(info):
-            rec = scan.untouched_record(run.af, info)
-            if not run.ctx.dry_run and not os.path.lexists(info.path):
+    for info in work.af.files:
+        if not work.handled(info):
+            rec = scan.untouched_record(work.af, info)
+            if not work.ctx.dry_run and not os.path.lexists(info.path):
                 rec["after"] = stats(0, 0)
                 rec["notes"].append("gone by the end of the run (removed by another process)")
-            run.add(rec)
-    return run
+            work.add(rec)
+    return work
 
 
 def backup_root(state_dir, plan):
@@ -364,9 +277,11 @@ def execute_plan(ctx, plan, result):
     """Run a `run` or `restore` plan into `result` (files, agents, health, backup)."""
     parent, run_dir = backup_root(ctx.state_dir, plan)
     in_state = os.path.abspath(parent).startswith(ctx.state_dir.rstrip(os.sep) + os.sep)
-    ctx.backups = BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
-                              refuse_links=(parent, run_dir) if in_state else (run_dir,))
+    ctx.backups = make_backups(plan, BackupStore(run_dir, use_gzip=plan["backup"]["gzip"], dry_run=ctx.dry_run,
+                                                 refuse_links=(parent, run_dir) if in_state else (run_dir,)))
     result["backup"]["dir"] = run_dir
+    result["backup"]["to"] = plan["backup"].get("to") or "host"
+    result["disk"] = {"before": disk_space(ctx.state_dir)}
     if plan["mode"] == "restore":
         _restore(ctx, plan, result)
     else:
@@ -374,19 +289,22 @@ def execute_plan(ctx, plan, result):
         findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key)
         not_done = []  # steps an agent's operation could not do, with why (the printed report lists them)
         for af in agents:
-            run = run_agent(ctx, af)
-            not_done.extend(getattr(run, "findings", ()))
-            records = list(run.records.values())
+            work = work_on_agent(ctx, af)
+            not_done.extend(getattr(work, "findings", ()))
+            records = list(work.records.values())
             result["files"].extend(records)
             summary = scan.agent_summary(af, records)
-            summary["errors"] = run.errors
-            summary["notes"] = run.notes
+            summary["errors"] = work.errors
+            summary["notes"] = work.notes
             result["agents"].append(summary)
         result["health"].extend(_health_after(ctx, plan, findings_before))
         result["health"].extend(not_done)
         _expire_backups(ctx, plan, parent, result)
         _remove_partial_copies(ctx, parent, result)
+    if not ctx.dry_run:
+        ctx.backups.tidy()   # a run whose changes all fell through leaves no empty backup folders
     result["backup"]["bytes"] = ctx.backups.stored_bytes
+    result["disk"]["after"] = disk_space(ctx.state_dir)
     return result
 
 
@@ -404,9 +322,9 @@ def _health_after(ctx, plan, findings_before):
 
 def _restore(ctx, plan, result):
     try:
-        run_restore = load_operation("restore", "run_restore")
-    except OperationMissing as exc:
-        result["backup"]["error"] = str(exc)
+        from .restore import run_restore
+    except ImportError:
+        result["backup"]["error"] = "operation restore.run_restore not available in this agent build"
         return
     ctx.progress(event="agent", agent=None, phase="restore")
     set_phase("restore")
@@ -418,12 +336,13 @@ def _expire_backups(ctx, plan, parent, result):
     if b["keep_runs"] is None and b["max_age_s"] is None:
         return
     try:
-        expire = load_operation("retention", "expire_backups")
-        ctx.progress(event="agent", agent=None, phase="backup-retention")
-        out = expire(parent, plan["run_id"], b["keep_runs"], b["max_age_s"], ctx.now_ms, ctx.dry_run) or {}
-    except OperationMissing as exc:
-        result["backup"]["error"] = str(exc)
+        from .retention import expire_backups
+    except ImportError:
+        result["backup"]["error"] = "operation retention.expire_backups not available in this agent build"
         return
+    try:
+        ctx.progress(event="agent", agent=None, phase="backup-retention")
+        out = expire_backups(parent, plan["run_id"], b["keep_runs"], b["max_age_s"], ctx.now_ms, ctx.dry_run) or {}
     except Exception as exc:  # an old run's backups that cannot expire: reported, the run still counts
         result["backup"]["error"] = "backup retention failed: %s: %s" % (type(exc).__name__, exc)
         return
@@ -436,8 +355,8 @@ def _expire_backups(ctx, plan, parent, result):
 def _remove_partial_copies(ctx, parent, result):
     """A killed run's `.part` backup copies go (listed in backup.partials_removed)."""
     try:
-        remove = load_operation("retention", "remove_partial_copies")
-        out = remove(parent, ctx.dry_run)
+        from .retention import remove_partial_copies
+        out = remove_partial_copies(parent, ctx.dry_run)
     except Exception as exc:  # leftovers cost space only: reported, the run still counts
         out = {"removed": [], "errors": ["partial backup cleanup failed: %s: %s" % (type(exc).__name__, exc)]}
     if out["removed"]:

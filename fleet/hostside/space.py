@@ -12,46 +12,27 @@ file when legacy trims run; orphans, archives and temp files past their age thre
 `statvfs().f_bavail` (what an unprivileged writer may use). With gzip backups the need is not
 known in advance and no estimate is made; a backup that still finds the disk full fails on its
 own, with the same message, and leaves its file untouched.
+
+With backup_to = "auto" (plan backup.to) the run's backups are an `AutoBackups`: per agent,
+`backup_shortfall` sends them to the host's folder when the estimate fits its free space and to
+the controller otherwise, and `backup_notes` says which and why (the agent's notes, in the
+report). `disk_space(path)` is what the result reports as the host's space before and after.
 """
 import os
 
-from .archive import archive_time_ms
+from . import ops as operations
 
 MB = 1024.0 * 1024.0
 BLOCK = 4096  # a copy takes whole blocks: small files cost more than their size
 
 
 def backup_need(ctx, af, ops):
-    """Bytes of backups this agent's run may take at most (see the module docstring)."""
-    sizes = []
-    tiers = (ops.get("transcripts") or {}).get("tiers") or ()
-    lowest = min([t["over_bytes"] for t in tiers]) if tiers else None
-    now_ms = ctx.now_ms
-    for info in af.files:
-        if info.rel in af.problems:
-            continue
-        if info.kind == "store" and "store" in ops and af.store_usable:
-            sizes.append(info.size)
-        elif info.kind == "transcript" and lowest is not None and info.size > lowest:
-            sizes.append(info.size)
-        elif info.kind == "trajectory" and "trajectories" in ops and info.path.endswith(".jsonl"):
-            sizes.append(info.size)
-        elif info.kind == "legacy" and "legacy" in ops:
-            sizes.append(info.size)
-        elif info.kind == "orphan" and _older(info.mtime_ns // 1000000, now_ms, ops, "orphans", "archive_after_s"):
-            sizes.append(info.size)
-        elif info.kind == "archive" and _older(archive_time_ms(info), now_ms, ops, "archives", "delete_after_s"):
-            sizes.append(info.size)
-        elif info.kind == "temp" and _older(info.mtime_ns // 1000000, now_ms, ops, "temp", "remove_after_s"):
-            sizes.append(info.size)
+    """Bytes of backups this agent's run may take at most (see the module docstring): every file
+    some planned operation may change, as that operation's `backup_need` says (ops/)."""
+    planned = [(op, ops[op.SECTION]) for op in operations.OPERATIONS if op.SECTION in ops]
+    sizes = [info.size for info in af.files if info.rel not in af.problems
+             and any(op.backup_need(ctx, af, section, info) for op, section in planned)]
     return sum((size + BLOCK - 1) // BLOCK * BLOCK for size in sizes)
-
-
-def _older(ms, now_ms, ops, section, key):
-    if section not in ops:
-        return False
-    limit = (ops[section] or {}).get(key)
-    return limit is not None and now_ms - ms > float(limit) * 1000.0
 
 
 def free_bytes(path):
@@ -71,8 +52,18 @@ def free_bytes(path):
 
 
 def backup_shortfall(ctx, af, ops):
-    """None, or "no space for backup: …" when this agent's backups may not fit."""
+    """None, or "no space for backup: …" when this agent's backups may not fit (with "auto"
+    backups: choose where this agent's go, and None)."""
     backups = ctx.backups
+    if isinstance(backups, AutoBackups):
+        need = backup_need(ctx, af, ops)
+        free = free_bytes(backups.host.root)
+        if need and free is not None and need > free:
+            backups.use(af.agent, "controller", "auto: the host has %.1f MB free in %s, this agent's backups "
+                        "may need %.1f MB" % (free / MB, backups.host.root, need / MB))
+        else:
+            backups.use(af.agent, "host", None)
+        return None
     if backups is None or getattr(backups, "gzip", False):
         return None
     need = backup_need(ctx, af, ops)
@@ -84,3 +75,114 @@ def backup_shortfall(ctx, af, ops):
     return ("no space for backup: this agent's changes may need %.1f MB of backups, only %.1f MB free in %s; "
             "nothing was changed for this agent (free space there, or set backup.dir to a bigger disk)"
             % (need / MB, free / MB, backups.root))
+
+
+def backup_notes(ctx, af):
+    """The agent's notes about where its backups went (only when "auto" chose the controller)."""
+    backups = ctx.backups
+    if not isinstance(backups, AutoBackups):
+        return []
+    where, why = backups.choices.get(af.agent, ("host", None))
+    return ["backups to the controller (%s)" % why] if where == "controller" else []
+
+
+def disk_space(path):
+    """{"free": bytes, "total": bytes} of the file system holding `path`, or None."""
+    try:
+        st = os.statvfs(path)
+    except (OSError, AttributeError):
+        return None
+    return {"free": st.f_bavail * st.f_frsize, "total": st.f_blocks * st.f_frsize}
+
+
+class AutoBackups(object):
+    """backup_to = "auto": the host's BackupStore or the controller's, chosen per agent.
+
+    Same interface as fsutil.BackupStore; `use(agent, "host"|"controller", why)` switches, and
+    `choices` remembers each agent's choice for the result.
+    """
+
+    where = "auto"
+
+    def __init__(self, host, controller):
+        self.host = host
+        self.controller = controller
+        self.current = host
+        self.choices = {}
+
+    def use(self, agent, where, why):
+        self.current = self.controller if where == "controller" else self.host
+        self.choices[agent] = (where, why)
+
+    @property
+    def root(self):
+        return self.current.root
+
+    @property
+    def gzip(self):
+        return self.current.gzip
+
+    @property
+    def dry_run(self):
+        return self.host.dry_run
+
+    @property
+    def stored_bytes(self):
+        return self.host.stored_bytes + self.controller.stored_bytes
+
+    @stored_bytes.setter
+    def stored_bytes(self, value):
+        # Only host-side copies (sqlite_run's) are added from outside.
+        self.host.stored_bytes = value - self.controller.stored_bytes
+
+    def target_for(self, rel_path):
+        return self.host.target_for(rel_path)
+
+    def backup(self, abs_path, rel_path, expect=None):
+        return self.current.backup(abs_path, rel_path, expect=expect)
+
+    def discard(self, backup):
+        on_controller = str(backup.get("path") or "").startswith("controller:")
+        (self.controller if on_controller else self.host).discard(backup)
+
+    def tidy(self):
+        self.host.tidy()
+
+
+def make_backups(plan, host_store):
+    """The run's backup store for plan backup.to: `host_store` ("host"), the controller's
+    (backupstream.ControllerBackups over this process's stdout/stdin), or an AutoBackups of both."""
+    to = plan["backup"].get("to") or "host"
+    if to == "host":
+        return host_store
+    from .backupstream import Channel, ControllerBackups
+    remote = ControllerBackups(Channel.of_process(), "controller:" + plan["run_id"], dry_run=host_store.dry_run)
+    return remote if to == "controller" else AutoBackups(host_store, remote)
+
+
+def rewrite_need(ctx, af, ops):
+    """Bytes the agent's rewrites could need at most at once on the state dir's disk: their temp
+    files (never more than the files themselves), plus their backups when those stay on it."""
+    planned = [(op, ops[op.SECTION]) for op in operations.OPERATIONS if op.SECTION in ops and op.REWRITES]
+    need = sum(info.size for info in af.files
+               if any(op.backup_need(ctx, af, section, info) for op, section in planned))
+    backups = ctx.backups
+    if getattr(backups, "where", "host") == "host" or (isinstance(backups, AutoBackups)
+                                                        and backups.current is backups.host):
+        need += backup_need(ctx, af, ops)
+    return need
+
+
+def space_first(ctx, af, ops):
+    """True when the state dir's disk has less room than this agent's rewrites could need: the
+    run then frees space first (deletions, then the biggest files, retrying what found no room)."""
+    if ctx.dry_run:
+        return False
+    need = rewrite_need(ctx, af, ops)
+    free = free_bytes(ctx.state_dir)
+    return bool(need) and free is not None and free < need
+
+
+def no_room(rec):
+    """True for the record of a file left as it was because its rewrite found the disk full."""
+    return bool(rec) and bool(rec.get("error")) and str(rec["error"]).startswith("no space for")

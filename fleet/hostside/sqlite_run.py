@@ -162,7 +162,8 @@ def run_agent(ctx, af, cfg, records, prune=None):
     if not steps:
         return records, [], not_done
     notes = ["%s" % notes_where] if "prune" in steps else []
-    work = make_work_dir(ctx.backups.root)
+    # Beside the host's backups (a controller-side backup store has no folder on the host).
+    work = make_work_dir(getattr(ctx.backups, "root", None) or os.path.join(ctx.state_dir, "fleet-backups", ctx.run_id))
     try:
         result = _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, notes, not_done)
     finally:
@@ -301,14 +302,18 @@ def _summary(doc):
     return json.dumps(keep, sort_keys=True)[:400]
 
 
-def run_steps(run, ops):
-    """runops' step for a SQLite-era agent (`run` is runops.AgentRun): what the plan's sections
-    mean on this era (sqlite_plan.py). Every file of the agent gets its record here;
-    every step not done becomes a warning finding in `run.findings` (the printed report)."""
+def run_steps(run, section):
+    """The pass of a SQLite-era agent (`run` is runops.AgentWork; `section` the plan's `sqlite`
+    section or None): what the plan's sections mean on this era (sqlite_plan.py, which reads the
+    whole plan from `run.ctx.operations`). Every file of the agent gets its record here; every
+    step not done becomes a warning finding in `run.findings` (the printed report)."""
     from .scan import untouched_record
     af, ctx = run.af, run.ctx
     base = scan_agent(af, [untouched_record(af, info) for info in af.files])
     not_done = []
+    ops = dict(ctx.operations or {})
+    if section is not None:
+        ops["sqlite"] = section
     cfg, prune = sqlite_settings(ops)
     if cfg is None:
         run.notes.append("SQLite era: the plan asks nothing of a SQLite-era agent")

@@ -1,6 +1,6 @@
 """The session store (`agents/<id>/sessions/sessions.json`): key classes, loading, prune, rotate.
 
-`classify_key` names what kind of session a key is (docs: shared spec "Session keys").
+`classify_key` names what kind of session a key is (docs/openclaw-format.md, "Session keys").
 `prune_store` removes disposable entries by kind and age, caps the entry count, strips bulky
 fields, and rewrites the store under OpenClaw's store lock; `rotate_store` keeps OpenClaw
 2026.4's `sessions.json.bak.<epochMs>` size rotation.
@@ -32,13 +32,13 @@ import re
 
 from .context import file_record, stats
 from .archive import copy_verified, delete_file
-from .discover import BULKY_FIELDS, finite_float, json_type, loads_store_text
+from .discover import BULKY_FIELDS, json_type, loads_store_text
 from .fsutil import FileChanged, FileError, describe_oserror, is_safe_id, open_nofollow, safe_rewrite
 from .locks import LOCK_WAIT_S, StoreLock
+from .terms import PROTECTED_KINDS
 
 STORE_NAME = "sessions.json"
-PROTECTED = frozenset(["main", "global", "group", "channel", "topic", "thread", "cron"])
-PRUNE_KINDS = ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe", "hook", "dreaming")
+PROTECTED = frozenset(PROTECTED_KINDS)
 KINDS = ("main", "direct", "group", "channel", "topic", "thread", "cron", "cron_run", "subagent",
          "acp", "dashboard", "probe", "explicit", "hook", "heartbeat", "dreaming", "global", "other")
 

@@ -29,6 +29,7 @@ import json
 import re
 from array import array
 
+from .bigline import BIG_LINE, skim_line
 from .context import file_record, stats
 from .fsutil import FileError, describe_oserror, hash_file, open_nofollow
 from .transcript import BackupWitness, copy_range, error_record, rewrite_planned
@@ -96,19 +97,23 @@ def scan_trajectory(f):
     current = _NO_RUN
     pos = 0
     lineno = 0
-    for raw in f:
-        digest.update(raw)
+    for raw in _lines(f, digest.update):
         lineno += 1
-        try:
-            event = json.loads(raw)
-        except (ValueError, RecursionError):
-            event = None
+        if isinstance(raw, tuple):        # too long to read whole: (skimmed event, length, ended)
+            event, length, ended = raw
+            raw = None
+        else:
+            length, ended = len(raw), raw.endswith(b"\n")
+            try:
+                event = json.loads(raw)
+            except (ValueError, RecursionError):
+                event = None
         if not isinstance(event, dict):
-            if not raw.strip():
+            if raw is not None and not raw.strip():
                 event = {}
-            elif not raw.endswith(b"\n"):
-                scan.fragment = (pos, len(raw))
-                pos += len(raw)
+            elif not ended:
+                scan.fragment = (pos, length)
+                pos += length
                 continue
             else:
                 raise FileError("line %d is not a JSON object; left untouched" % lineno)
@@ -137,7 +142,7 @@ def scan_trajectory(f):
             last = scan.run_last_ts[run]
             scan.run_last_ts[run] = ts if last is None else max(last, ts)
         scan.run_of.append(run)
-        pos += len(raw)
+        pos += length
         scan.offsets.append(pos)
     if pending:
         if current == _NO_RUN:
@@ -149,6 +154,20 @@ def scan_trajectory(f):
     scan.size = pos
     scan.sha256 = digest.hexdigest()
     return scan
+
+
+def _lines(f, update):
+    """The lines of `f` (hashed through `update`); a line over bigline.BIG_LINE comes as the tuple
+    (skimmed value, length, ended with a newline) instead of its bytes, never read whole."""
+    while True:
+        raw = f.readline(BIG_LINE)
+        if not raw:
+            return
+        if len(raw) == BIG_LINE and not raw.endswith(b"\n"):
+            yield skim_line(f, raw, update)
+            continue
+        update(raw)
+        yield raw
 
 
 def plan_runs(scan, keep_runs, max_age_s, now_ms):

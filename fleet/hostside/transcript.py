@@ -34,6 +34,7 @@ from array import array
 
 from .context import file_record, stats
 from .fsutil import CHUNK, FileError, count_lines, describe_oserror, open_nofollow, safe_rewrite
+from .bigline import BIG_LINE, has_big, skim_line
 from .slim import Limits, check_level, slim_line, would_slim
 
 OTHER, USER, ASSISTANT, TOOL_RESULT, COMPACTION, BLANK = range(6)
@@ -164,7 +165,28 @@ def scan_transcript(f, level=None, limits=None):
     update, scan_once = digest.update, _scan_once
     add_offset, add_id, add_parent, add_kind = (scan.offsets.append, scan.ids.append,
                                                 scan.parent_ids.append, scan.kinds.append)
-    for raw in f:
+    ended = True
+    while True:
+        raw = f.readline(BIG_LINE)
+        if not raw:
+            break
+        if len(raw) == BIG_LINE and not raw.endswith(b"\n"):
+            # Too long to read whole: its shape is parsed as it streams past (bigline).
+            lineno += 1
+            obj, length, ended = skim_line(f, raw, update)
+            del raw
+            kind, line_id, parent_id = _skimmed_kind(scan, obj, lineno, ended, level)
+            if kind is None:
+                scan.fragment = (pos, length)
+                pos += length
+                continue
+            pos += length
+            add_offset(pos)
+            add_id(line_id)
+            add_parent(parent_id)
+            add_kind(kind)
+            continue
+        ended = raw.endswith(b"\n")
         update(raw)
         lineno += 1
         # parse_line's first try, inline: one JSON object and the line's end.
@@ -203,7 +225,7 @@ def scan_transcript(f, level=None, limits=None):
         add_parent(parent_id)
         add_kind(kind)
     # Only the last line can lack its newline (iteration splits after each one).
-    scan.unterminated = bool(scan.lines) and not raw.endswith(b"\n") and scan.fragment is None
+    scan.unterminated = bool(scan.lines) and not ended and scan.fragment is None
     if scan.lines == 0:
         raise FileError("empty file, not a transcript; left untouched")
     scan.size = pos
@@ -212,6 +234,36 @@ def scan_transcript(f, level=None, limits=None):
 
 
 _scan_once = json.JSONDecoder().scan_once
+
+
+def _skimmed_kind(scan, obj, lineno, ended, level):
+    """(kind, id key, parentId key) of a line too long to read whole (obj: its skimmed value), or
+    (None, None, None) for a crash-truncated last line; FileError as for any bad line. A skimmed
+    message of a kind a slim level looks at is flagged MAY_SLIM (its big strings are unread)."""
+    if type(obj) is not dict:
+        if not ended and lineno > 1:
+            return None, None, None
+        if lineno == 1:
+            raise FileError("line 1 is not a transcript header (not valid JSON); left untouched")
+        raise FileError("line %d is not valid JSON; left untouched" % lineno)
+    if lineno == 1:
+        if obj.get("type") != "session":
+            raise FileError("line 1 is not a transcript header ({\"type\":\"session\"}); left untouched")
+        return OTHER, NO_KEY, NO_KEY
+    kind = line_kind(obj)
+    if level is not None and kind in (USER, ASSISTANT, TOOL_RESULT):
+        kind |= MAY_SLIM
+    return kind, scan.key(obj.get("id")), scan.key(obj.get("parentId"))
+
+
+def fetch_line(f, scan, i):
+    """Line i parsed (skimmed when it is too long to read whole: see bigline), or None."""
+    start, end = scan.offsets[i], scan.offsets[i + 1]
+    if end - start <= BIG_LINE:
+        return parse_line(read_line(f, scan, i))
+    f.seek(start)
+    obj = skim_line(f, f.read(min(CHUNK, end - start)))[0]
+    return obj if isinstance(obj, dict) else None
 
 
 def parse_line(raw):
@@ -375,7 +427,12 @@ def _plan_slim(scan, plan, untouched_turns, fetch, level, limits):
                     boundary = p
                     break
     plan.slim = set(i for i in plan.kept[:boundary]
-                    if scan.kinds[i] & MAY_SLIM and would_slim(fetch(i), level, limits))
+                    if scan.kinds[i] & MAY_SLIM and _would_slim(fetch(i), level, limits))
+
+
+def _would_slim(obj, level, limits):
+    """would_slim, and True for a skimmed line with unread big strings (slim limits are KBs)."""
+    return would_slim(obj, level, limits) or has_big(obj)
 
 
 def write_trimmed(src, sink, scan, plan, level, limits):
@@ -454,6 +511,12 @@ class BackupWitness(object):
         self.last = self.store.backup(abs_path, rel_path, expect=(self.scan.size, self.scan.sha256))
         return self.last
 
+    def discard(self, backup):
+        """The change did not happen: the store takes its backup back (fsutil.abandon_backup)."""
+        self.store.discard(backup)
+        if self.last is backup:
+            self.last = None
+
     def changed_since_scan(self, src):
         """True when the backed-up bytes (src, a LimitedReader over them) are not the scanned ones."""
         last = self.last
@@ -486,7 +549,7 @@ def trim_transcript(ctx, agent, info, tier, policy):
     def analyse(f):
         scan = scan_transcript(f, level, limits)
         plan = plan_trim(scan, keep_records, untouched,
-                         lambda i: parse_line(read_line(f, scan, i)), level, limits)
+                         lambda i: fetch_line(f, scan, i), level, limits)
         return scan, plan
 
     try:

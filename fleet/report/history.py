@@ -13,6 +13,13 @@ Contract:
   unknown id raises `UnknownRunError` naming recent ids.
 - `list_runs(limit)` lists runs newest first; `agent_size_series(host, agent)` gives each agent's
   total size over time, for trends.
+- One history per fleet: each run is recorded under its fleet, the absolute path of the inventory
+  it came from (`fleet_key`; the run document's "inventory"). Readers take `fleet=` (a key, or
+  ALL_FLEETS); without it they use the scope set by `scoped(key)`, which the CLI sets from `-i`
+  for `history` and `report`. So the demo fleet, a test inventory and a real fleet whose hosts
+  share names never mix. An explicit run id is found in any fleet (ids are unique). Runs recorded
+  without a fleet (before fleets existed: schema < 4) belong to none and show in every fleet, so
+  an upgrade hides no history.
 
 The schema is versioned with `PRAGMA user_version`; `MIGRATIONS[i]` takes a database from version
 i to i+1, so a database written by any earlier fleet is upgraded in place on open.
@@ -27,35 +34,51 @@ import sqlite3
 import sys
 import time
 import zlib
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from fleet.home import control_dir
 from fleet.errors import FleetError, UnknownRunError
 from fleet.report.results import RunResult
 
 DB_NAME = "history.sqlite"
 BUSY_TIMEOUT_MS = 30_000
 RUN_KINDS = ("scan", "run", "restore", "skipped")
+ALL_FLEETS = "*all*"
+_SCOPE: ContextVar[str] = ContextVar("fleet_history_scope", default=ALL_FLEETS)
 
 
 class HistoryError(FleetError):
     """The history database cannot be opened, read or written (exit 1)."""
 
 
-def state_dir() -> Path:
-    """fleet's state folder on the control host (not created here)."""
-    if os.environ.get("FLEET_STATE_DIR"):
-        return Path(os.environ["FLEET_STATE_DIR"]).expanduser()
-    if os.environ.get("XDG_STATE_HOME"):
-        return Path(os.environ["XDG_STATE_HOME"]).expanduser() / "fleet"
-    return Path.home() / ".local" / "state" / "fleet"
-
-
 def db_path() -> Path:
-    return state_dir() / DB_NAME
+    return control_dir() / DB_NAME
+
+
+def fleet_key(inventory: Path | str) -> str:
+    """The fleet a run belongs to: its inventory file's absolute path (symlinks resolved)."""
+    return str(Path(os.path.expanduser(str(inventory))).resolve())
+
+
+@contextmanager
+def scoped(fleet: str) -> Iterator[None]:
+    """Within the block, readers default to `fleet` (a fleet_key, or ALL_FLEETS)."""
+    token = _SCOPE.set(fleet)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def _fleet(fleet: str | None) -> str | None:
+    """The fleet to filter on (None: all) for a reader's `fleet` argument."""
+    fleet = _SCOPE.get() if fleet is None else fleet
+    return None if fleet == ALL_FLEETS else fleet
 
 
 # --- schema -------------------------------------------------------------------------------
@@ -106,7 +129,13 @@ def _to_v3(db: sqlite3.Connection) -> None:
                    (decode_document(document).get("restored_run"), run_id))
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2, _to_v3]
+def _to_v4(db: sqlite3.Connection) -> None:
+    """One history per fleet: the inventory a run came from (NULL for runs recorded before)."""
+    db.execute("ALTER TABLE runs ADD COLUMN fleet TEXT")
+    db.execute("CREATE INDEX runs_fleet ON runs (fleet, started_at)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_to_v1, _to_v2, _to_v3, _to_v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -265,22 +294,24 @@ def _db_text(value: str | None) -> str | None:
 def record_run(result: RunResult, meta: dict | None = None) -> str:
     """Store `result` in the history in one transaction; returns its run id.
 
-    `meta` may carry "argv" (list of str, default sys.argv) and "controller" ("user@host",
-    default this machine). Recording a run id again replaces the earlier record.
+    `meta` may carry "argv" (list of str, default sys.argv), "controller" ("user@host",
+    default this machine) and "fleet" (default: the fleet_key of the document's "inventory").
+    Recording a run id again replaces the earlier record.
     """
     meta = meta or {}
     document = result.to_json()
     argv = meta.get("argv", sys.argv)
+    fleet = meta.get("fleet") or (fleet_key(document["inventory"]) if document.get("inventory") else None)
     with opened() as db:
         with _transaction(db):
             db.execute("DELETE FROM runs WHERE run_id = ?", (result.run_id,))
             db.execute(
                 "INSERT INTO runs (run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals,"
-                " document, controller, argv, recorded_at, restored_run) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " document, controller, argv, recorded_at, restored_run, fleet) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (result.run_id, result.kind, result.playbook, int(result.dry_run), result.started_at,
                  result.finished_at, int(result.ok), json.dumps(document["totals"]), encode_document(document),
                  meta.get("controller") or _controller(), json.dumps(list(argv)),
-                 datetime.now(timezone.utc).isoformat(timespec="seconds"), result.extra.get("restored_run")))
+                 datetime.now(timezone.utc).isoformat(timespec="seconds"), result.extra.get("restored_run"), fleet))
             for h in result.hosts:
                 db.execute("INSERT INTO hosts (run_id, host, ok, error, elapsed_s, before_bytes, after_bytes,"
                            " backup_bytes, expired_backup_bytes) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -300,15 +331,43 @@ def record_run(result: RunResult, meta: dict | None = None) -> str:
 
 # --- reading ------------------------------------------------------------------------------
 
-def _recent_ids(db: sqlite3.Connection, n: int = 5) -> list[str]:
+def _where_fleet(fleet: str | None) -> tuple[str, tuple]:
+    return ("", ()) if fleet is None else (" WHERE (fleet = ? OR fleet IS NULL)", (fleet,))
+
+
+def _recent_ids(db: sqlite3.Connection, n: int = 5, fleet: str | None = None) -> list[str]:
     # started_at has one-second resolution and run ids end in random hex: runs of the same
     # second are ordered by when they were recorded (rowid), so "latest" is the last recorded.
-    return [r[0] for r in db.execute("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                                     (n,))]
+    where, args = _where_fleet(fleet)
+    return [r[0] for r in db.execute(f"SELECT run_id FROM runs{where} ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                                     (*args, n))]
 
 
-def resolve_run_id(db: sqlite3.Connection, run_id: str | None) -> str:
-    """The full id for `run_id` (exact, or a unique prefix; None = latest) or UnknownRunError."""
+def fleets(db: sqlite3.Connection) -> list[tuple[str | None, int]]:
+    """(fleet, number of runs) of every fleet in the history, most runs first."""
+    return [(r[0], r[1]) for r in db.execute("SELECT fleet, COUNT(*) FROM runs GROUP BY fleet ORDER BY 2 DESC")]
+
+
+def empty_fleet_message(db: sqlite3.Connection, fleet: str) -> str:
+    """Why a fleet's history is empty, naming the fleets that have runs and how to see them."""
+    others = [(f, n) for f, n in fleets(db) if f != fleet]
+    text = f"no runs recorded for the fleet of {fleet} yet; `fleet scan` or `fleet run` records one"
+    if others:
+        named = ", ".join(f"{f or '(runs from before fleets were recorded)'} ({n})" for f, n in others[:5])
+        text += f". Other fleets in the history: {named}; choose one with -i FILE, or --all-fleets"
+    return text
+
+
+def resolve_run_id(db: sqlite3.Connection, run_id: str | None, fleet: str | None = None) -> str:
+    """The full id for `run_id` (exact, or a unique prefix; None = latest of `fleet`) or UnknownRunError.
+
+    An explicit id or prefix is looked up in every fleet: run ids are unique."""
+    scope = _fleet(fleet)
+    if run_id is None and scope is not None:
+        latest = _recent_ids(db, 1, scope)
+        if not latest:
+            raise UnknownRunError(empty_fleet_message(db, scope))
+        return latest[0]
     recent = _recent_ids(db)
     if not recent:
         raise UnknownRunError(f"no runs recorded yet in {db_path()}; `fleet scan` or `fleet run` records one")
@@ -326,27 +385,29 @@ def resolve_run_id(db: sqlite3.Connection, run_id: str | None) -> str:
     raise UnknownRunError(f"unknown run id {run_id!r}; recent runs: {', '.join(recent)} (see `fleet history`)")
 
 
-def load_run(run_id: str | None = None) -> RunResult:
-    """The recorded RunResult of `run_id` (None = the latest). Raises UnknownRunError."""
+def load_run(run_id: str | None = None, fleet: str | None = None) -> RunResult:
+    """The recorded RunResult of `run_id` (None = the latest of `fleet`). Raises UnknownRunError."""
     with opened() as db:
-        full = resolve_run_id(db, run_id)
+        full = resolve_run_id(db, run_id, fleet)
         row = db.execute("SELECT document FROM runs WHERE run_id = ?", (full,)).fetchone()
     return RunResult.from_json(decode_document(row["document"]))
 
 
-def list_runs(limit: int = 50) -> list[dict]:
-    """Recorded runs, newest first: id, kind, playbook, times, controller, ok and totals."""
+def list_runs(limit: int = 50, fleet: str | None = None) -> list[dict]:
+    """Recorded runs of `fleet` (default: the scope), newest first: id, kind, playbook, times,
+    controller, ok, totals and fleet."""
+    where, args = _where_fleet(_fleet(fleet))
     with opened() as db:
         rows = db.execute("SELECT run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals,"
-                          " controller, argv, restored_run FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                          (int(limit),)).fetchall()
+                          f" controller, argv, restored_run, fleet FROM runs{where}"
+                          " ORDER BY started_at DESC, rowid DESC LIMIT ?", (*args, int(limit))).fetchall()
     runs = []
     for r in rows:
         runs.append({"run_id": r["run_id"], "kind": r["kind"], "playbook": r["playbook"],
                      "dry_run": bool(r["dry_run"]), "started_at": r["started_at"],
                      "finished_at": r["finished_at"], "ok": bool(r["ok"]), "controller": r["controller"],
                      "argv": json.loads(r["argv"]) if r["argv"] else None, "totals": json.loads(r["totals"]),
-                     "restored_run": r["restored_run"]})
+                     "restored_run": r["restored_run"], "fleet": r["fleet"]})
     return runs
 
 
@@ -360,16 +421,31 @@ class SizePoint:
     kind: str
 
 
-def agent_size_series(host: str | None = None, agent: str | None = None) -> dict[tuple[str, str], list[SizePoint]]:
+def empty_history_message(fleet: str | None = None) -> str:
+    """What `fleet history` says when the scope has no runs."""
+    scope = _fleet(fleet)
+    with opened() as db:
+        if scope is None:
+            return "no runs recorded yet; `fleet scan` or `fleet run` records one"
+        return empty_fleet_message(db, scope)
+
+
+def agent_size_series(host: str | None = None, agent: str | None = None,
+                      fleet: str | None = None) -> dict[tuple[str, str], list[SizePoint]]:
     """Each (host, agent)'s size over time, oldest first, from scans, runs and restores.
 
     A scan gives one point; a real run gives its size before (at its start) and after (at its
-    end); a dry run only its size before, since it changed nothing.
+    end); a dry run only its size before, since it changed nothing. Only runs of `fleet`
+    (default: the scope) count: a demo host named like a real one is another machine.
     """
+    scope = _fleet(fleet)
     with opened() as db:
         sql = ("SELECT run_id, host, agent, kind, dry_run, started_ms, finished_ms, before_bytes, after_bytes"
                " FROM agent_sizes WHERE kind != 'skipped'")
         args: list = []
+        if scope is not None:
+            sql += " AND run_id IN (SELECT run_id FROM runs WHERE fleet = ? OR fleet IS NULL)"
+            args.append(scope)
         if host:
             sql += " AND host = ?"
             args.append(host)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from fleet.report.render import (DRY_RUN_BANNER, NUMERIC_HEADERS, SizeRow, agent_rows, failed_hosts, host_rows,
+from fleet.report.tables import (DRY_RUN_BANNER, NUMERIC_HEADERS, SizeRow, agent_rows, failed_hosts, host_rows,
                              sections, summary_line, title, undo_hint)
 from fleet.report.results import RunResult
 from fleet.units import human_mb, percent_change

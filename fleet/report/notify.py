@@ -205,9 +205,9 @@ def send_webhook(config: WebhookConfig, text: str) -> str | None:
 
 
 def _log_attempt(result: RunResult, channel: str, problem: str | None) -> str | None:
-    from fleet.report.history import state_dir
+    from fleet.home import control_dir
 
-    log = state_dir() / "logs" / "notify.jsonl"
+    log = control_dir() / "logs" / "notify.jsonl"
     entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "run_id": result.run_id,
              "channel": channel, "ok": problem is None, "problem": problem}
     try:

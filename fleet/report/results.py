@@ -2,7 +2,7 @@
 
 `parse_agent_output` turns what the agent printed into a HostResult; it is a pure function,
 tested on recorded outputs. `RunResult.to_json()` is the `--json` document of
-shared/spec/contract.md ("fleet.run/1" / "fleet.scan/1").
+docs/contract.md ("fleet.run/1" / "fleet.scan/1").
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-PROTOCOL_VERSION = 1
+from fleet.hostside.terms import PROTOCOL_VERSION
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class HostResult:
     state_dir: str | None = None
     interrupted: bool = False
     stderr_tail: str = ""
+    backup_to: str | None = None        # "host" | "controller" | "auto" (the agent's backup.to)
+    disk: dict | None = None            # {"before": {"free", "total"}, "after": {...}} of the state dir's disk
 
     @property
     def before_bytes(self) -> int:
@@ -126,6 +128,7 @@ class HostResult:
             "backup_dir": self.backup_dir, "backup_bytes": self.backup_bytes,
             "expired_backup_bytes": self.expired_backup_bytes,
             "before_bytes": self.before_bytes, "after_bytes": self.after_bytes,
+            "backup_to": self.backup_to, "disk": self.disk,
         }
 
     @classmethod
@@ -137,6 +140,7 @@ class HostResult:
             agents=tuple(d.get("agents") or ()), backup_dir=d.get("backup_dir"),
             backup_bytes=int(d.get("backup_bytes") or 0), expired_backup_bytes=int(d.get("expired_backup_bytes") or 0),
             state_dir=d.get("state_dir"), interrupted=bool(d.get("interrupted")),
+            backup_to=d.get("backup_to"), disk=d.get("disk"),
         )
 
 
@@ -269,6 +273,7 @@ def parse_agent_output(host: str, stdout: str, stderr: str, exit_code: int | Non
         agents=tuple(doc.get("agents") or ()), backup_dir=backup.get("dir"),
         backup_bytes=int(backup.get("bytes") or 0), expired_backup_bytes=int(backup.get("expired_bytes") or 0),
         state_dir=(doc.get("host") or {}).get("state_dir"), stderr_tail=_tail(stderr),
+        backup_to=backup.get("to"), disk=doc.get("disk"),
     )
 
 

@@ -176,8 +176,12 @@ def _compress(values: frozenset[int], low: int, high: int, width: int = 2) -> st
     if len(ordered) > 2:
         step = ordered[1] - ordered[0]
         # "start/step" in systemd repeats up to the end of the field, so only use it when the
-        # progression runs to the last value the field can take.
-        if all(b - a == step for a, b in zip(ordered, ordered[1:])) and ordered[-1] + step > high:
+        # progression runs to the last value the field can take. And only when it starts at the
+        # field's first value and the step divides the field: systemd 252 carries a repetition's
+        # overflow into the next period (`*:00/7` after 23:56 fires at 00:07, not 00:00;
+        # `*-*-02/7` after the 30th skips the 2nd). Days (28-31 a month) are always spelled out.
+        if all(b - a == step for a, b in zip(ordered, ordered[1:])) and ordered[-1] + step > high \
+                and ordered[0] == low and (high + 1 - low) % step == 0 and high != 31:
             return f"{fmt(ordered[0])}/{step}"
     items, run = [], [ordered[0]]
     for v in ordered[1:]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Iterator
 
 from fleet.errors import ExitStatus, FleetError
-from fleet.schedule.schedules import ENV_FILE, Schedule, private_dir, control_state, write_json, load_schedule
+from fleet.home import control_dir, private_dir
+from fleet.schedule.schedules import ENV_FILE, Schedule, write_json, load_schedule
 
 LOG_ROTATE_BYTES = 5 * 1024 * 1024
 
@@ -119,7 +120,7 @@ def _now() -> str:
 
 def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
     """Record the skipped run in history and send its notice; returns problems (never raises)."""
-    from fleet.report.history import record_run
+    from fleet.report.history import fleet_key, record_run
     from fleet.report.results import RunResult
 
     now = _now()
@@ -129,7 +130,7 @@ def _record_skipped(schedule: Schedule, reason: str) -> list[str]:
                        extra={"schedule": schedule.name, "reason": reason})
     problems = []
     try:
-        record_run(result, meta={"argv": schedule.command})
+        record_run(result, meta={"argv": schedule.command, "fleet": fleet_key(schedule.inventory)})
     except Exception as exc:  # noqa: BLE001 - the overlap message matters more than the record
         problems.append(f"could not record the skipped run in history: {exc}")
     if schedule.notify:
@@ -146,7 +147,7 @@ def run_schedule(name: str) -> int:
     holds its lock; that skipped run is recorded in history.
     """
     schedule = load_schedule(name)
-    state = control_state()
+    state = control_dir()
     for problem in load_env_file(state / ENV_FILE):
         print(f"fleet schedule {name}: {problem}", file=sys.stderr)
     lock = ScheduleLock(state / "locks" / f"{name}.lock")
@@ -206,30 +207,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _run(schedule: Schedule) -> int:
-    from fleet.control.controller import run_command, scan_command
+    """The schedule's scan or run, finished like one typed by hand (notice included when asked)."""
+    from fleet.control.controller import run, scan
+    from fleet.control.finish import Report, finish
 
     inventory = Path(schedule.inventory)
+    report = Report(notify_with=inventory if schedule.notify else None)
     if schedule.action == "scan":
-        code = scan_command(inventory=inventory, limit=schedule.limit, forks=None, json_out=False,
-                            fail_on=None, accept_new_host_keys=False)
-        if schedule.notify:
-            _notify_scan(schedule, inventory)
-        return int(code)
-    return int(run_command(playbook=schedule.playbook, inventory=inventory, limit=schedule.limit, forks=None,
-                           dry_run=False, json_out=False, notify=schedule.notify, accept_new_host_keys=False))
-
-
-def _notify_scan(schedule: Schedule, inventory: Path) -> None:
-    """scan_command has no notify switch: send the notice of the scan it just recorded."""
-    from fleet.report.history import load_run
-    from fleet.report.notify import send_run_notice
-
-    try:
-        result = load_run(None)
-    except FleetError as exc:
-        problems = [f"notify: no recorded scan to report: {exc}"]
-    else:
-        problems = (send_run_notice(result, inventory) if result.kind == "scan"
-                    else ["notify: the latest recorded run is not this scan; no notice sent"])
-    for problem in problems:
-        print(f"fleet schedule {schedule.name}: {problem}", file=sys.stderr)
+        return finish(scan(inventory, schedule.limit), report)
+    return finish(run(schedule.playbook, inventory, schedule.limit), report)

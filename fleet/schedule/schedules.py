@@ -30,7 +30,7 @@ from pathlib import Path
 from fleet.schedule import cron as schedule_cron, systemd as schedule_systemd
 from fleet.schedule.cronconv import CronError, check_oncalendar, cron_for_crontab, cron_to_oncalendar, is_cron_expression
 from fleet.errors import ExitStatus, FleetError, UsageError
-from fleet.report.history import state_dir
+from fleet.home import control_dir, private_dir
 
 SCHEMA = "fleet.schedule/1"
 BACKENDS = ("auto", "cron", "systemd")
@@ -76,15 +76,6 @@ class Schedule:
 
 # --- paths and storage ---------------------------------------------------------------------
 
-def control_state() -> Path:
-    return Path(os.path.abspath(state_dir()))
-
-
-def private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
-
-
 def check_name(name: str) -> str:
     if not _NAME_RE.match(name):
         raise UsageError(f"schedule name {name!r}: use lower-case letters, digits, '.', '_' or '-' "
@@ -93,7 +84,7 @@ def check_name(name: str) -> str:
 
 
 def definition_path(name: str) -> Path:
-    return control_state() / "schedules" / f"{name}.json"
+    return control_dir() / "schedules" / f"{name}.json"
 
 
 def write_json(path: Path, doc: dict) -> None:
@@ -123,7 +114,7 @@ def load_schedule(name: str) -> Schedule:
 
 
 def all_schedules() -> list[Schedule]:
-    folder = control_state() / "schedules"
+    folder = control_dir() / "schedules"
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
         try:
@@ -189,7 +180,7 @@ def _absolute_limit(limit: str) -> str:
 
 
 def _env_file_defines(key: str) -> bool:
-    path = control_state() / ENV_FILE
+    path = control_dir() / ENV_FILE
     try:
         return any(line.strip().removeprefix("export ").startswith(key + "=")
                    for line in path.read_text(encoding="utf-8").splitlines())
@@ -210,7 +201,7 @@ def _notify_hints(inventory: Path) -> list[str]:
     for name in names:
         if not _env_file_defines(name):
             hints.append(f"note: cron and systemd do not see your shell's {name}; put `{name}=…` in "
-                         f"{control_state() / ENV_FILE} (mode 0600) so scheduled notices can be sent")
+                         f"{control_dir() / ENV_FILE} (mode 0600) so scheduled notices can be sent")
     return hints
 
 
@@ -235,7 +226,7 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
     action, playbook_ref = _resolve_playbook(playbook)
     hints = _notify_hints(inventory_path) if notify else []
 
-    state = control_state()
+    state = control_dir()
     logs = private_dir(state / "logs")
     log = logs / f"{name}.log"
     command = fleet_argv("schedule", "run", name)
@@ -283,7 +274,7 @@ def install_command(name: str, playbook: str, at: str, inventory: Path, limit: s
 
 def _last_status(name: str) -> dict | None:
     try:
-        return json.loads((control_state() / "schedules" / f"{name}.last.json").read_text(encoding="utf-8"))
+        return json.loads((control_dir() / "schedules" / f"{name}.last.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -308,10 +299,10 @@ def list_command(json_out: bool, unit_dir: Path | None) -> int:
     for s in all_schedules():
         rows.append({**s.to_json(), "installed": _installed(s, unit_dir, crontabs), "last": _last_status(s.name)})
     if json_out:
-        print(json.dumps({"schema": "fleet.schedules/1", "state_dir": str(control_state()), "schedules": rows}, indent=2))
+        print(json.dumps({"schema": "fleet.schedules/1", "state_dir": str(control_dir()), "schedules": rows}, indent=2))
         return int(ExitStatus.OK)
     if not rows:
-        print(f"no schedules in {control_state() / 'schedules'}; add one with `fleet schedule install NAME "
+        print(f"no schedules in {control_dir() / 'schedules'}; add one with `fleet schedule install NAME "
               "--playbook weekly --at \"0 3 * * 0\"`")
         return int(ExitStatus.OK)
     from tabulate import tabulate
@@ -360,10 +351,3 @@ def remove_command(name: str, unit_dir: Path | None) -> int:
     for note in notes:
         print(f"  {note}")
     return int(ExitStatus.OK)
-
-
-def run_scheduled_command(name: str) -> int:
-    """What the timer calls; see fleet.schedule.run (exit 3 when the schedule is still running)."""
-    from fleet.schedule.run import run_schedule
-
-    return run_schedule(name)

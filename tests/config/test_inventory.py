@@ -26,7 +26,6 @@ def test_there_are_at_least_15_kinds_of_inventory_mistake():
 @pytest.mark.parametrize("command", [["inventory", "check"], ["scan"], ["run", "weekly"]], ids=" ".join)
 @pytest.mark.parametrize("path", BAD_INVENTORIES, ids=lambda p: p.stem)
 def test_bad_inventory_exits_2_naming_file_table_and_key(path, command, capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
     code, out, err = run_cli([*command, "-i", str(path)], capsys)
     assert code == 2
     assert out == ""

@@ -30,7 +30,6 @@ def test_there_are_at_least_15_kinds_of_playbook_mistake():
 @pytest.mark.parametrize("command", ["playbook check", "run"])
 @pytest.mark.parametrize("path", BAD_PLAYBOOKS, ids=lambda p: p.stem)
 def test_bad_playbook_exits_2_naming_file_table_and_key(path, command, capsys, tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
     if command == "run":
         # A valid inventory: the playbook's mistakes alone must stop the run before any host.
         inventory = tmp_path / "inventory.toml"
@@ -76,8 +75,11 @@ def test_weekly_compiles_to_the_field_report_tiers():
 
 def test_emergency_keeps_100_and_slims_everything_over_1mb():
     ops = load_playbook("emergency").operations
-    assert set(ops) == {"transcripts"}
+    # Frees space without a store prune: transcripts, trajectories (often the biggest), old archives.
+    assert set(ops) == {"transcripts", "trajectories", "archives"}
     assert ops["transcripts"]["tiers"] == [{"over_bytes": MB, "keep_records": 100, "slim": "tool-output"}]
+    assert ops["trajectories"]["keep_runs"] == 2
+    assert ops["archives"]["delete_after_s"] == 7 * DAY
 
 
 def test_daily_prune_is_the_store_pass_without_trims():
@@ -221,7 +223,6 @@ def test_fleet_run_weekly_works_from_any_folder(tmp_path, monkeypatch, capsys):
     # The real run path on a local host (dry run): the shipped playbook is found from an
     # unrelated folder and the agent accepts what it compiles to.
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
     sessions = tmp_path / "claw" / "agents" / "main" / "sessions"
     sessions.mkdir(parents=True)
     (sessions / "sessions.json").write_text("{}\n")

@@ -1,4 +1,4 @@
-"""--limit: names, groups, globs, !exclusions and @retry files over a small inventory."""
+"""--limit: names, groups, globs, `all`, `:` lists, &intersections, !exclusions and @retry files."""
 from __future__ import annotations
 
 import pytest
@@ -50,6 +50,14 @@ def test_no_limit_selects_every_host_in_file_order(inv):
     ("servers,lab,!t441", ["pc-b", "t440"]),
     ("*,!control", ["pc-a", "pc-b", "t440", "t441"]),
     (" t440 , ,pc-a ", ["pc-a", "t440"]),
+    # Ansible's syntax: `:` separates like `,`, `all` is every host, `&` intersects, `!` excludes.
+    ("all", ["pc-a", "pc-b", "t440", "t441", "control"]),
+    ("t440:pc-a", ["pc-a", "t440"]),
+    ("all:!control", ["pc-a", "pc-b", "t440", "t441"]),
+    ("workstations:&lab", ["pc-b"]),
+    ("servers:&lab", ["t441"]),
+    ("servers,workstations:&lab:!pc-b", ["t441"]),
+    ("&lab", ["pc-b", "t441"]),                             # only an intersection: every host, narrowed
 ])
 def test_names_groups_globs_and_exclusions(inv, limit, expected):
     assert names(inv, limit) == expected
@@ -71,6 +79,15 @@ def test_an_empty_selection_is_a_usage_error(inv):
         select_hosts(inv, "servers,!t440,!t441")
     with pytest.raises(UsageError, match="names no host"):
         select_hosts(inv, " , ")
+    with pytest.raises(UsageError, match="selects no host"):
+        select_hosts(inv, "servers:&workstations")
+
+
+def test_a_colon_list_blames_only_the_unknown_term(inv):
+    with pytest.raises(UsageError) as exc_info:
+        select_hosts(inv, "pc-a:t4400")
+    first_line = str(exc_info.value).splitlines()[0]
+    assert first_line == '--limit: no host or group matches "t4400" (did you mean "t440"?)'
 
 
 def test_retry_file_round_trip(inv, tmp_path):
@@ -102,7 +119,6 @@ def test_a_retry_file_may_name_itself_without_looping(inv, tmp_path):
 def test_an_unknown_limit_stops_scan_through_the_cli(inv, capsys, tmp_path, monkeypatch):
     from fleet.cli import main
 
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
     with pytest.raises(SystemExit) as exit_info:
         main(["scan", "-i", str(inv.path), "--limit", "servers,t4400"])
     _, err = capsys.readouterr()

@@ -18,6 +18,7 @@ import pytest
 import fleet.control.runner
 import fleet.demo.sshd
 from fleet.cli import main
+import pythons
 
 NOW_MS = int(time.time() * 1000)
 AGENTS = [["main"], ["main", "work"], ["ops"], ["main", "cron"], ["assistant"]]
@@ -52,7 +53,6 @@ def populate(state_dir: Path, index: int) -> None:
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
     """Run `fleet ARGS` in-process; return (exit status, stdout, stderr)."""
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -212,7 +212,9 @@ def test_local_connection_and_a_too_old_python(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     state = tmp_path / "openclaw"
     populate(state, 1)
-    old = Path.home() / ".pyenv/versions/3.6.15/bin/python3.6"
+    assert pythons.too_old(), pythons.MISSING_OLD
+    oldest = pythons.too_old()[0]
+    old = oldest.path
     inventory = tmp_path / "inventory.toml"
     inventory.write_text(f'[hosts.control]\nconnection = "local"\nstate_dir = "{state}"\n\n'
                          f'[hosts.oldbox]\nconnection = "local"\nstate_dir = "{state}"\npython = "{old}"\n')
@@ -220,7 +222,7 @@ def test_local_connection_and_a_too_old_python(cli, tmp_path, monkeypatch):
     assert code == 1
     control, oldbox = json.loads(out)["hosts"]
     assert control["ok"] and {f["agent"] for f in control["files"]} == {"main", "work"}
-    assert oldbox["error"].startswith(f"oldbox: {old} is Python 3.6.15; the fleet agent needs Python >= 3.8")
+    assert oldbox["error"].startswith(f"oldbox: {old} is Python {oldest.says}; the fleet agent needs Python >= 3.8")
 
 
 def test_bad_inventory_or_playbook_exits_2_before_any_connection(cli, tmp_path):

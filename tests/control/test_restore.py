@@ -7,7 +7,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 
 from fleet.report import history
 from fleet.cli import main
@@ -17,12 +16,6 @@ from fleet.report.results import FileResult, HostResult, RunResult, Stats
 from helpers import assert_markdown_adds_up
 
 KB = 1024
-
-
-@pytest.fixture(autouse=True)
-def state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-    return tmp_path / "fleet-state"
 
 
 def cli(argv: list[str]) -> int:
@@ -99,7 +92,7 @@ def test_restore_brings_a_weekly_run_back_byte_identical(ssh_fleet, capsys):
     assert after_run != before
 
     # The markdown report of that run: per-host and per-agent tables add up to the JSON.
-    assert cli(["report", "--format", "markdown"]) == 0
+    assert cli(["report", "-i", inventory, "--format", "markdown"]) == 0
     md = capsys.readouterr().out
     assert_markdown_adds_up(md, run)
 

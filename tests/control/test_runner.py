@@ -84,18 +84,7 @@ class FlakyFront:
         self.server.close()
 
 
-@pytest.fixture(autouse=True)
-def fleet_state_dir(monkeypatch, tmp_path):
-    """Nothing here may touch the control host's real fleet state."""
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-
-
-@pytest.fixture
-def state_env(monkeypatch, tmp_path):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-
-
-def test_results_come_back_in_inventory_order_and_a_dead_host_stops_nobody(ssh_fleet, state_env):
+def test_results_come_back_in_inventory_order_and_a_dead_host_stops_nobody(ssh_fleet):
     fleet_ = ssh_fleet(4, populate=small_state)
     fleet_.stop("host2")
     hosts = list(load_inventory(fleet_.inventory).hosts.values())
@@ -108,7 +97,7 @@ def test_results_come_back_in_inventory_order_and_a_dead_host_stops_nobody(ssh_f
     assert ("host2", "failed") in seen and ("host4", "ok") in seen and ("host1", "running") in seen
 
 
-def test_a_plan_that_cannot_be_built_fails_only_its_host(ssh_fleet, state_env):
+def test_a_plan_that_cannot_be_built_fails_only_its_host(ssh_fleet):
     fleet_ = ssh_fleet(2, populate=small_state)
     hosts = list(load_inventory(fleet_.inventory).hosts.values())
 
@@ -196,7 +185,7 @@ def interrupt_when(marker: Path) -> threading.Thread:
     return thread
 
 
-def test_ctrl_c_interrupts_running_and_waiting_hosts(ssh_fleet, state_env, tmp_path, monkeypatch):
+def test_ctrl_c_interrupts_running_and_waiting_hosts(ssh_fleet, tmp_path, monkeypatch):
     assert threading.current_thread() is threading.main_thread()
     bundle, digest = make_bundle(SLOW_AGENT_WITH_MARKER)
     monkeypatch.setattr(fleet.control.runner, "agent_bundle", lambda: bundle)

@@ -1,7 +1,9 @@
 """The test fleet is real: strict host keys, key-only logins, an unprivileged user, clean teardown."""
 from __future__ import annotations
 
+import time
 import tomllib
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -104,20 +106,57 @@ def test_debug_log_shows_exec_channels(ssh_fleet):
     assert log.count("req exec") >= 3
 
 
+def _start_time(pid):
+    """When `pid` started (None when there is no such process): tells a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
 def test_teardown_stops_every_sshd_even_after_a_failure():
     fleet = SshFleet.start(2)
     pids = fleet.pids
     assert len(pids) == 2 and all(pid_alive(p) for p in pids)
     try:
         client = _connect(fleet.hosts[0], fleet)
-        client.exec_command("sleep 30")  # a live connection process survives a listener-only kill
+        # A live command under a connection survives a listener-only kill, and its connection's
+        # kill too (no tty, so nothing hangs it up): the teardown must reach it.
+        _, stdout, _ = client.exec_command("echo $$; exec sleep 30", timeout=10)
+        sleeper = int(stdout.readline())
+        sleeper_start = _start_time(sleeper)
+        deadline = time.monotonic() + 10      # the shell said its pid just before its exec
+        while Path(f"/proc/{sleeper}/cmdline").read_bytes() != b"sleep\x0030\x00":
+            assert time.monotonic() < deadline, "the command never became `sleep 30`"
+            time.sleep(0.01)
         raise RuntimeError("a failing test")
     except RuntimeError:
         pass
     finally:
         fleet.close()
     assert not any(pid_alive(p) for p in pids)
+    assert not (pid_alive(sleeper) and _start_time(sleeper) == sleeper_start), \
+        f"the `sleep 30` (pid {sleeper}) a connection ran outlived the teardown"
     assert not fleet.base.exists()
+    client.close()
+
+
+def test_teardown_asks_a_running_command_to_stop_first(tmp_path):
+    """A command under a connection gets SIGTERM (time to clean up), not only the last-resort
+    SIGKILL: its TERM trap leaves a mark, and teardown returns only once it and its child are gone."""
+    fleet = SshFleet.start(1)
+    marker = tmp_path / "terminated"
+    try:
+        client = _connect(fleet.hosts[0], fleet)
+        _, stdout, _ = client.exec_command(
+            f"trap 'echo term > {marker}; exit 0' TERM; sleep 30 & echo $$ $!; wait", timeout=10)
+        shell, sleeper = (int(x) for x in stdout.readline().split())
+        started = {p: _start_time(p) for p in (shell, sleeper)}
+    finally:
+        fleet.close()
+    assert marker.read_text() == "term\n"
+    assert not [p for p, t in started.items() if pid_alive(p) and _start_time(p) == t]
     client.close()
 
 

@@ -154,7 +154,7 @@ def test_validate_plan_fills_defaults_per_present_section():
     assert ops["transcripts"]["untouched_turns"] == 5
     assert ops["orphans"] == {"archive_after_s": 86400}
     assert plan["mode"] == "run" and plan["dry_run"] is False and plan["agents"] is None
-    assert plan["backup"] == {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000}
+    assert plan["backup"] == {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 2592000, "to": "host"}
     with pytest.raises(PlanError, match="operations.store.prune.forever"):
         validate_plan({"protocol": 1, "operations": {"store": {"prune": {"forever": 1}}}})
     with pytest.raises(PlanError, match="at 'dry_run'"):

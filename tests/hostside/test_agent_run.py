@@ -16,7 +16,8 @@ from pathlib import Path
 
 from fleet.hostside.fsutil import archive_timestamp
 from fleet.hostside.main import main
-from fleet.hostside.runops import OperationMissing, load_operation, pick_tier
+from fleet.hostside.ops.transcripts import pick_tier
+from fleet.hostside.runops import AgentWork
 from trees import tree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -274,13 +275,11 @@ def test_a_crashing_operation_is_one_files_error(tmp_path):
     assert files["agents/main/sessions/sessions.json"]["action"] == "prune"
 
 
-def test_operation_loading_and_tier_choice():
-    try:
-        load_operation("no_such_operation", "run")
-    except OperationMissing as exc:
-        assert "not available in this agent build" in str(exc)
-    else:
-        raise AssertionError("a missing module must raise OperationMissing")
+def test_a_missing_operation_is_one_agent_error_and_tier_choice():
+    work = AgentWork(ctx=None, af=None)
+    work.missing("no_such_module.run")
+    work.missing("no_such_module.run")
+    assert work.errors == ["operation no_such_module.run not available in this agent build"]
     tiers = [{"over_bytes": 10}, {"over_bytes": 100}, {"over_bytes": 1000}]
     assert pick_tier(tiers, 10) is None
     assert pick_tier(tiers, 11) == tiers[0]

@@ -2,8 +2,9 @@
 
     python gateway_writer.py SESSIONS_DIR --mode 2026.2|2026.4|nolock --log FILE
         [--transcript NAME ...] [--hold-lock NAME ...] [--duration S] [--stop-file F] [--interval S]
+        [--lock-wait S]
 
-Until `--duration` seconds have passed or `--stop-file` exists, every `--interval` it either
+Until `--stop-file` exists (or `--duration` seconds have passed, when given), every `--interval` it either
 - appends one line to one of the `--transcript` files (round robin): a schema-3 message line with a
   fresh 8-hex id whose parentId is the id of the last line it knows of in that file (read once at
   start, then its own), user and assistant turns alternating; written like Node's fs.appendFile
@@ -13,8 +14,9 @@ Until `--duration` seconds have passed or `--stop-file` exists, every `--interva
   sets `updatedAt` of `agent:main:main` to a counter, writes `sessions.json.<pid>.<uuid>.tmp` (0600)
   and renames it over. With --mode 2026.2 it first takes `sessions.json.lock` by O_EXCL create
   with body {pid, startedAt}; 2026.4 with {pid, createdAt (ISO), starttime}; a held lock is waited
-  for (10 ms polls, 10 s at most, then this write is given up and logged), a stale one (2026.2: over
-  30 s old; 2026.4: dead pid or over 30 s) is taken over. nolock (2026.5-2026.7) takes no lock.
+  for (10 ms polls, `--lock-wait` seconds at most, OpenClaw's 10 by default, then this write is
+  given up and logged; `inf` waits as long as it takes), a stale one (2026.2: over 30 s old;
+  2026.4: dead pid or over 30 s) is taken over. nolock (2026.5-2026.7) takes no lock.
 `--hold-lock NAME` creates `NAME.lock` ({pid, createdAt, maxHoldMs}) for the whole run, as a
 gateway mid-turn does, and removes it at the end.
 
@@ -76,6 +78,7 @@ class Writer(object):
     def __init__(self, args):
         self.dir = args.sessions_dir
         self.mode = args.mode
+        self.lock_wait = args.lock_wait
         self.log = open(args.log, "a", buffering=1)
         self.rng = random.Random(args.seed)
         self.transcripts = list(args.transcript or [])
@@ -143,7 +146,7 @@ class Writer(object):
 
     def acquire(self):
         path = os.path.join(self.dir, STORE + ".lock")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + self.lock_wait
         while True:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -210,10 +213,11 @@ def main(argv=None):
     parser.add_argument("--log", required=True)
     parser.add_argument("--transcript", action="append", help="transcript file name to append to (repeatable)")
     parser.add_argument("--hold-lock", action="append", default=[], help="transcript whose .lock to hold")
-    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--duration", type=float, default=None, help="seconds (default: until --stop-file)")
     parser.add_argument("--stop-file", default=None)
     parser.add_argument("--interval", type=float, default=0.004)
     parser.add_argument("--seed", default="gateway")
+    parser.add_argument("--lock-wait", type=float, default=10.0, help="seconds to wait for a held store lock")
     args = parser.parse_args(argv)
     writer = Writer(args)
     locks = []
@@ -223,7 +227,7 @@ def main(argv=None):
             json.dump({"pid": os.getpid(), "createdAt": iso(int(time.time() * 1000)), "maxHoldMs": 600000}, f)
         locks.append(lock)
     writer.note("ready", "-", "-")
-    end = time.monotonic() + args.duration
+    end = time.monotonic() + args.duration if args.duration is not None else float("inf")
     action = appends = 0
     try:
         while time.monotonic() < end and not (args.stop_file and os.path.exists(args.stop_file)):

@@ -14,6 +14,13 @@ What "nothing lost" means here, precisely:
   its original bytes plus exactly the writer's lines, and no run backed it up or touched it;
 - a transcript lock of a dead pid is reported as stale and left while the plan says
   `remove_stale = false`; a later run with `remove_stale = true` removes it (backed up).
+
+No clock decides anything here. Every run freezes itself mid-trim (the agent's fault hook,
+$FLEET_AGENT_FAULT_STOP: SIGSTOP right after a trimmed temp file is written, before it is checked
+and renamed in) and stays frozen until the writer has done PAUSE_WRITES more writes, store
+rewrites among them; so each run has writes inside it however slow the machine, and the store
+rewrites prove fleet does not hold `sessions.json.lock` across its trims (the writer, told to wait
+for the lock as long as it takes, would never finish them). The writer runs until told to stop.
 """
 from __future__ import annotations
 
@@ -32,7 +39,9 @@ from fleet.demo.gen import KB, HostSpec, generate_host, tiny_agent
 
 WRITER = Path(__file__).with_name("gateway_writer.py")
 RUNS = 3
-MIN_WRITES_INSIDE = 20
+PAUSE_AT = "trim:temp-written"        # the agent's first trim, its new version written, not yet renamed in
+PAUSE_WRITES = 8                      # writer writes while it is frozen there (every 4th a store rewrite)
+HANG_S = 120                          # only a hang is this slow: each wait below ends on an event
 
 
 def gateway_plan(state: Path, run_id: str, remove_stale: bool = False) -> dict:
@@ -86,9 +95,64 @@ def extend(path: Path, n: int) -> None:
             parent = line_id
 
 
+def wait_for(done, what: str, alive=lambda: True) -> None:
+    """Wait until `done()` is true; fail when `alive()` turns false first, or on a hang."""
+    deadline = time.monotonic() + HANG_S
+    while not done():
+        assert alive(), what
+        assert time.monotonic() < deadline, f"hung: {what}"
+        time.sleep(0.005)
+
+
+def frozen(pid: int) -> bool:
+    """True when `pid` is stopped (SIGSTOP): state T in /proc/PID/stat."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:].split()[0] == b"T"
+
+
+def run_paused(agent: Path, plan: dict, tmp: Path, log: Path, writer) -> tuple:
+    """Run the agent; while it is frozen at PAUSE_AT, let the writer do PAUSE_WRITES writes.
+
+    Returns (AgentExit, the monotonic times the pause began and ended)."""
+    plan_path, out, err = tmp / "plan.json", tmp / "agent.out", tmp / "agent.err"
+    plan_path.write_text(json.dumps(plan))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_AGENT_FAULT")}
+    env["FLEET_AGENT_FAULT_STOP"] = PAUSE_AT
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-E", "-s", str(agent), "run", "--plan", str(plan_path)],
+                                stdout=stdout, stderr=stderr, env=env)
+    try:
+        wait_for(lambda: frozen(proc.pid), "the agent ended without trimming a transcript",
+                 alive=lambda: proc.poll() is None)
+        paused = time.monotonic()
+
+        def enough():
+            new = [e for e in writes(read_log(log)) if e[0] >= paused]
+            return len(new) >= PAUSE_WRITES and sum(1 for e in new if e[2] == "store") >= 2
+
+        wait_for(enough, "the writer stopped writing while fleet was paused mid-trim (is fleet holding "
+                         "sessions.json.lock across its trims?)", alive=lambda: writer.poll() is None)
+        resumed = time.monotonic()
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.wait(timeout=HANG_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = out.read_text()
+    return ck.AgentExit(proc.returncode, json.loads(text) if text.strip() else None, err.read_text()), (paused, resumed)
+
+
+def writes(events: list) -> list:
+    return [e for e in events if e[2] in ("append", "store")]
+
+
 def read_log(path: Path) -> list:
     out = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text().split("\n")[:-1]:     # a line being written has no newline yet
         mono, wall, kind, what, detail = line.split(" ", 4)
         out.append((float(mono), int(wall), kind, what, detail))
     return out
@@ -113,26 +177,25 @@ def test_live_gateway_loses_nothing(mode, tmp_path):
     originals = {name: (sessions / name).read_bytes() for name in roles["appended"] + [roles["held"]]}
     agent = ck.export(tmp_path)
     log, stop = tmp_path / "writer.log", tmp_path / "stop"
+    # The writer waits for a held store lock as long as it takes: only a lock fleet never gives back
+    # (the pause below would then never see a store rewrite) could stop it, never a slow machine.
     cmd = [sys.executable, str(WRITER), str(sessions), "--mode", mode, "--log", str(log),
-           "--duration", "60", "--stop-file", str(stop), "--hold-lock", roles["held"]]
+           "--lock-wait", "inf", "--stop-file", str(stop), "--hold-lock", roles["held"]]
     for name in roles["appended"] + [roles["held"]]:
         cmd += ["--transcript", name]
     writer = subprocess.Popen(cmd, stderr=subprocess.PIPE)
-    windows, runs = [], []
+    windows, pauses, runs = [], [], []
     try:
-        deadline = time.monotonic() + 20
-        while not (log.exists() and "ready" in log.read_text()):
-            assert writer.poll() is None and time.monotonic() < deadline, "the writer did not start"
-            time.sleep(0.02)
-        time.sleep(0.1)
+        wait_for(lambda: log.exists() and "ready" in log.read_text(), "the writer did not start",
+                 alive=lambda: writer.poll() is None)
         for i in range(RUNS):
             began = time.monotonic()
-            runs.append(ck.run_agent(agent, gateway_plan(state, f"20261121T0600{i:02d}Z-live{i}"),
-                                     tmp_path / "plan.json"))
+            run, pause = run_paused(agent, gateway_plan(state, f"20261121T0600{i:02d}Z-live{i}"), tmp_path, log, writer)
+            runs.append(run)
+            pauses.append(pause)
             windows.append((began, time.monotonic()))
-        time.sleep(0.1)
         stop.touch()
-        assert writer.wait(timeout=20) == 0, writer.stderr.read().decode()[-2000:]
+        assert writer.wait(timeout=HANG_S) == 0, writer.stderr.read().decode()[-2000:]
     finally:
         if writer.poll() is None:
             os.kill(writer.pid, signal.SIGKILL)
@@ -140,12 +203,10 @@ def test_live_gateway_loses_nothing(mode, tmp_path):
         writer.stderr.close()
 
     events = read_log(log)
-    writes = [e for e in events if e[2] in ("append", "store")]
-    inside = [e for e in writes if any(a <= e[0] <= b for a, b in windows)]
-    assert len(inside) >= MIN_WRITES_INSIDE, f"only {len(inside)} writer writes fell inside the agent's runs"
-    assert sum(1 for e in inside if e[2] == "store") >= 3 and sum(1 for e in inside if e[2] == "append") >= 10
-    if mode != "nolock":
-        assert not [e for e in events if e[2] == "store-gave-up"], "fleet held the store lock too long"
+    for (began, ended), (paused, resumed) in zip(windows, pauses):
+        inside = [e for e in writes(events) if paused <= e[0] <= resumed]
+        assert began <= paused < resumed <= ended
+        assert len(inside) >= PAUSE_WRITES and sum(1 for e in inside if e[2] == "store") >= 2
 
     # The runs: only the store may be refused (a gateway that keeps replacing it with no lock).
     for run in runs:

@@ -20,14 +20,7 @@ from helpers import make_run
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def state_dir(tmp_path, monkeypatch):
-    path = tmp_path / "fleet-state"
-    monkeypatch.setenv("FLEET_STATE_DIR", str(path))
-    return path
-
-
-def test_record_and_load_round_trip_exactly(state_dir):
+def test_record_and_load_round_trip_exactly(control_dir):
     run = make_run()
     assert history.record_run(run, {"argv": ["fleet", "run", "weekly"], "controller": "op@desk"}) == run.run_id
     loaded = history.load_run(run.run_id)
@@ -38,11 +31,11 @@ def test_record_and_load_round_trip_exactly(state_dir):
     assert listed[0]["totals"]["before_bytes"] == 9646899
 
 
-def test_database_is_private(state_dir):
+def test_database_is_private(control_dir):
     history.record_run(make_run())
-    assert (state_dir / "history.sqlite").exists()
-    assert os.stat(state_dir).st_mode & 0o777 == 0o700
-    assert os.stat(state_dir / "history.sqlite").st_mode & 0o777 == 0o600
+    assert (control_dir / "history.sqlite").exists()
+    assert os.stat(control_dir).st_mode & 0o777 == 0o700
+    assert os.stat(control_dir / "history.sqlite").st_mode & 0o777 == 0o600
 
 
 def test_latest_prefix_and_unknown_ids():
@@ -93,11 +86,11 @@ RECORDER = textwrap.dedent("""
 """)
 
 
-def test_two_processes_recording_at_once_both_complete(tmp_path, state_dir):
+def test_two_processes_recording_at_once_both_complete(tmp_path, control_dir):
     script = tmp_path / "recorder.py"
     script.write_text(RECORDER.format(repo=str(REPO), tests=str(REPO / "tests")))
     go = tmp_path / "go"
-    env = dict(os.environ, FLEET_STATE_DIR=str(state_dir))
+    env = dict(os.environ, FLEET_STATE_DIR=str(control_dir))
     procs = [subprocess.Popen([sys.executable, str(script), tag, str(go)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for tag in ("aaaaaa", "bbbbbb")]
     try:
@@ -128,9 +121,9 @@ def create_v1_database(path: Path, run: RunResult) -> None:
     db.close()
 
 
-def test_migrates_a_v1_database_in_place(state_dir):
+def test_migrates_a_v1_database_in_place(control_dir):
     old = make_run("20261101T100000Z-oldold", day=1)
-    create_v1_database(state_dir / "history.sqlite", old)
+    create_v1_database(control_dir / "history.sqlite", old)
     assert history.load_run(None).to_json() == old.to_json()
     db = history.connect()
     try:
@@ -143,11 +136,11 @@ def test_migrates_a_v1_database_in_place(state_dir):
     assert [r["run_id"] for r in history.list_runs(5)] == ["20261121T100000Z-newnew", old.run_id]
 
 
-def test_a_damaged_database_is_one_readable_error(state_dir, capsys):
+def test_a_damaged_database_is_one_readable_error(control_dir, capsys):
     from fleet.cli import main
 
-    state_dir.mkdir()
-    (state_dir / "history.sqlite").write_bytes(b"this is not a database, just junk" * 100)
+    control_dir.mkdir()
+    (control_dir / "history.sqlite").write_bytes(b"this is not a database, just junk" * 100)
     with pytest.raises(SystemExit) as exit_:
         main(["history"])
     assert exit_.value.code == 1
@@ -155,9 +148,9 @@ def test_a_damaged_database_is_one_readable_error(state_dir, capsys):
     assert err.startswith("fleet: run history ") and "history.sqlite" in err and "Traceback" not in err
 
 
-def test_a_v2_database_learns_which_run_a_restore_undid(state_dir):
-    state_dir.mkdir()
-    db = sqlite3.connect(str(state_dir / "history.sqlite"), isolation_level=None)
+def test_a_v2_database_learns_which_run_a_restore_undid(control_dir):
+    control_dir.mkdir()
+    db = sqlite3.connect(str(control_dir / "history.sqlite"), isolation_level=None)
     history.MIGRATIONS[0](db)
     history.MIGRATIONS[1](db)
     db.execute("PRAGMA user_version = 2")
@@ -166,7 +159,7 @@ def test_a_v2_database_learns_which_run_a_restore_undid(state_dir):
     restore = RunResult(restore.run_id, "restore", None, False, restore.started_at, restore.finished_at,
                         restore.hosts, extra={"restored_run": "20261121T101500Z-3fa2c1"})
     # Written as fleet with schema v2 wrote it: no restored_run column yet.
-    db = sqlite3.connect(str(state_dir / "history.sqlite"), isolation_level=None)
+    db = sqlite3.connect(str(control_dir / "history.sqlite"), isolation_level=None)
     doc = restore.to_json()
     db.execute("INSERT INTO runs (run_id, kind, playbook, dry_run, started_at, finished_at, ok, totals, document)"
                " VALUES (?,?,?,?,?,?,?,?,?)", (restore.run_id, "restore", None, 0, restore.started_at,
@@ -176,9 +169,9 @@ def test_a_v2_database_learns_which_run_a_restore_undid(state_dir):
     assert history.load_run(None).extra["restored_run"] == "20261121T101500Z-3fa2c1"
 
 
-def test_an_empty_v0_file_gets_the_whole_schema(state_dir):
-    state_dir.mkdir()
-    (state_dir / "history.sqlite").write_bytes(b"")
+def test_an_empty_v0_file_gets_the_whole_schema(control_dir):
+    control_dir.mkdir()
+    (control_dir / "history.sqlite").write_bytes(b"")
     history.record_run(make_run())
     assert len(history.list_runs(5)) == 1
 
@@ -195,7 +188,7 @@ def test_size_series_from_scans_runs_and_dry_runs():
     assert history.agent_size_series(host="other") == {}
 
 
-def test_two_fleet_run_processes_both_appear_complete_in_history(tmp_path, state_dir, capsys):
+def test_two_fleet_run_processes_both_appear_complete_in_history(tmp_path, control_dir, capsys):
     """The issue's case: two real `fleet run` processes (local hosts) record at the same time."""
     import time as _time
 
@@ -211,7 +204,7 @@ def test_two_fleet_run_processes_both_appear_complete_in_history(tmp_path, state
             f'[hosts.local{i}]\nconnection = "local"\nstate_dir = "{host_dir / "state"}"\n')
         commands.append([sys.executable, "-m", "fleet", "run", "weekly", "--dry-run", "--json",
                          "-i", str(host_dir / "inventory.toml")])
-    env = dict(os.environ, FLEET_STATE_DIR=str(state_dir))
+    env = dict(os.environ, FLEET_STATE_DIR=str(control_dir))
     procs = [subprocess.Popen(c, env=env, cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for c in commands]
     try:
@@ -224,7 +217,7 @@ def test_two_fleet_run_processes_both_appear_complete_in_history(tmp_path, state
     printed = {doc["run_id"]: doc for doc in (json.loads(out) for out, _ in outs)}
 
     try:
-        main(["history", "--json"])
+        main(["history", "--all-fleets", "--json"])     # two inventories: two fleets
     except SystemExit as exc:
         assert not exc.code
     listed = json.loads(capsys.readouterr().out)["runs"]

@@ -34,11 +34,13 @@ def server():
         s.close()
 
 
-def closed_port_url() -> str:
+@pytest.fixture
+def closed_port_url():
+    """A loopback URL that refuses connections for the whole test: its port stays bound by this
+    socket, never listening, so no other test or xdist worker can take it and answer meanwhile."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def write_config(inventory: Path, base_url: str, webhook: str | None = None) -> None:
@@ -157,10 +159,10 @@ def test_telegram_and_webhook_each_get_one_message(tmp_path, server, monkeypatch
                                 "json": {"text": build_notice_text(sample_run())}}
 
 
-def test_failures_come_back_as_problems_without_the_token(tmp_path, server, monkeypatch):
+def test_failures_come_back_as_problems_without_the_token(tmp_path, server, monkeypatch, closed_port_url):
     refusing = server(status=401, answer={"ok": False, "error_code": 401, "description": "Unauthorized"})
     inventory = tmp_path / "inventory.toml"
-    write_config(inventory, refusing.url, webhook=closed_port_url())
+    write_config(inventory, refusing.url, webhook=closed_port_url)
     monkeypatch.setenv("FLEET_TELEGRAM_TOKEN", TOKEN)
     problems = send_run_notice(sample_run(), inventory)
     assert problems[0] == f"telegram: sending to {refusing.url} failed: HTTP 401 Unauthorized: Unauthorized"
@@ -186,7 +188,7 @@ def test_a_missing_token_variable_or_config_is_a_problem_not_an_exception(tmp_pa
     assert send_run_notice(sample_run(), inventory)[0].endswith("chat_id: expected a string or integer, got [1]")
 
 
-def test_a_webhook_url_from_the_environment_is_used_and_never_shown(tmp_path, server, monkeypatch):
+def test_a_webhook_url_from_the_environment_is_used_and_never_shown(tmp_path, server, monkeypatch, closed_port_url):
     hook = server()
     inventory = tmp_path / "inventory.toml"
     (tmp_path / "fleet.toml").write_text('[notify]\nwhen = "failure"\n[notify.webhook]\nurl_env = "TEAM_HOOK"\n')
@@ -195,7 +197,7 @@ def test_a_webhook_url_from_the_environment_is_used_and_never_shown(tmp_path, se
     assert [r["path"] for r in hook.received] == ["/secret-path-T0K3N"]
     ok_run = RunResult("r3", "run", "weekly", False, "", "", (HostResult("pc-a", True),))
     assert send_run_notice(ok_run, inventory) == [] and len(hook.received) == 1   # when = "failure"
-    monkeypatch.setenv("TEAM_HOOK", closed_port_url() + "/secret-path-T0K3N")
+    monkeypatch.setenv("TEAM_HOOK", closed_port_url + "/secret-path-T0K3N")
     (problem,) = send_run_notice(sample_run(), inventory)
     assert problem.startswith("webhook (URL from $TEAM_HOOK): sending failed:") and "T0K3N" not in problem
 
@@ -233,9 +235,9 @@ def test_a_run_with_notify_delivers_one_message_with_the_runs_totals(tmp_path, s
     assert TOKEN not in proc.stderr + proc.stdout
 
 
-def test_with_the_server_down_the_run_still_succeeds_and_says_why(tmp_path):
+def test_with_the_server_down_the_run_still_succeeds_and_says_why(tmp_path, closed_port_url):
     inventory = make_local_fleet(tmp_path)
-    down = closed_port_url()
+    down = closed_port_url
     write_config(inventory, down)
     proc = fleet_cli(["run", "emergency", "-i", str(inventory), "--json", "--notify"], tmp_path / "state",
                      {"FLEET_TELEGRAM_TOKEN": TOKEN})

@@ -6,21 +6,15 @@ import json
 import os
 from dataclasses import replace
 
-import pytest
 
 from fleet.report import history
 from fleet.cli import main
-from fleet.report.render import DRY_RUN_BANNER, change, render_run
+from fleet.report.render import render_run
+from fleet.report.tables import DRY_RUN_BANNER, change
 from fleet.report.results import FileResult, HealthFinding, HostResult, RunResult, Stats
 from helpers import assert_markdown_adds_up, markdown_tables
 
 RUN_ID = "20261121T101500Z-3fa2c1"
-
-
-@pytest.fixture(autouse=True)
-def state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-    return tmp_path / "fleet-state"
 
 
 def fr(agent, name, before, after, action="trim", kind="transcript", error=None):

@@ -1,21 +1,18 @@
 """`parse_agent_output` on outputs recorded from the real agent (tests/report/data/agent_outputs/, made by
-record.py there) and on what a host's shell says when the agent cannot run."""
+record.py there), on what a host's shell says when the agent cannot run, and, where a recording
+could never catch an agent regression (a dry run's prediction), on the real agent run live."""
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from fleet.control.bundle import export_agent
 from fleet.report.results import HostResult, RunResult, parse_agent_output
 
 OUTPUTS = Path(__file__).parent / "data" / "agent_outputs"
-
-
-@pytest.fixture(autouse=True)
-def fleet_state_dir(monkeypatch, tmp_path):
-    """Nothing here may touch the control host's real fleet state."""
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
 
 
 def parse(case: str, host: str = "t440") -> HostResult:
@@ -47,11 +44,37 @@ def test_a_weekly_run_trims_the_big_transcript_with_a_verified_backup():
     assert result.before_bytes - result.after_bytes == sum(f.before.bytes - f.after.bytes for f in result.files)
 
 
-def test_a_dry_run_reports_what_the_real_run_did():
-    dry, real = parse("run_dry"), parse("run_weekly")
+def _recorder():
+    """record.py, whose state and plan builders made the recordings (one copy of them)."""
+    spec = importlib.util.spec_from_file_location("agent_outputs_record", OUTPUTS / "record.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_dry_run_reports_what_the_real_run_then_does(tmp_path):
+    """Live, not recorded: the real agent's dry run and then its real run on the same files, each
+    parsed; the dry run must predict every file's action and size and change nothing."""
+    record = _recorder()
+    agent = tmp_path / "agent.pyz"
+    export_agent(agent)
+    state = tmp_path / "state"
+    record.write_agent(state, "main", turns=300, pad=4000)
+    record.write_agent(state, "work", turns=5, pad=50)
+    files_before = {p: p.read_bytes() for p in state.rglob("*") if p.is_file()}
+
+    def live(dry_run: bool) -> HostResult:
+        out = record.run(agent, record.plan("run", state, dry_run=dry_run))
+        return parse_agent_output("t440", out["stdout"], out["stderr"], out["exit_code"], 0.5)
+
+    dry = live(True)
+    assert {p: p.read_bytes() for p in state.rglob("*") if p.is_file()} == files_before
+    real = live(False)
     key = lambda r: sorted((f.path, f.action, f.after.bytes, f.after.records) for f in r.files)
-    assert key(dry) == key(real)
+    assert dry.ok and real.ok and key(dry) == key(real)
+    assert {f.action for f in real.files} >= {"trim", "prune"}
     assert all(f.backup is None for f in dry.files)
+    assert all(f.backup for f in real.files if f.action == "trim")
 
 
 def test_shell_noise_before_the_result_is_ignored():

@@ -55,19 +55,23 @@ def test_users_crontab():
     """
     if shutil.which("crontab") is None:
         pytest.fail("the cron package is missing: run scripts/setup.sh test")
+    # Closing the file is what releases the lock, so everything after the open is inside the try:
+    # a failure here must not leave the other workers waiting for a lock nobody will give back.
     lock_file = open(Path(tempfile.gettempdir()) / "fleet-test-crontab.lock", "w")
-    fcntl.flock(lock_file, fcntl.LOCK_EX)
-    before_root = read_crontab(user=None)
-    saved = read_crontab()
-    assert crontab("-", text=UNRELATED).returncode == 0
     try:
-        yield
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        before_root = read_crontab(user=None)
+        saved = read_crontab()
+        try:
+            assert crontab("-", text=UNRELATED).returncode == 0
+            yield
+        finally:
+            if saved:
+                crontab("-", text=saved)
+            else:
+                crontab("-r")
+            assert read_crontab(user=None) == before_root, "root's own crontab changed"
     finally:
-        if saved:
-            crontab("-", text=saved)
-        else:
-            crontab("-r")
-        assert read_crontab(user=None) == before_root, "root's own crontab changed"
         lock_file.close()
 
 
@@ -207,8 +211,10 @@ def test_the_env_file_is_read_only_when_private(tmp_path, monkeypatch):
     env_file = tmp_path / "schedule.env"
     env_file.write_text("export A_FROM_FILE='one'\nB_FROM_FILE=two\nnot a pair\n")
     env_file.chmod(0o644)
-    monkeypatch.delenv("A_FROM_FILE", raising=False)
-    monkeypatch.delenv("B_FROM_FILE", raising=False)
+    for key in ("A_FROM_FILE", "B_FROM_FILE"):
+        # Set first, so monkeypatch remembers them as absent and removes what load_env_file sets.
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     assert "chmod 600" in load_env_file(env_file)[0] and "A_FROM_FILE" not in os.environ
     env_file.chmod(0o600)
     assert load_env_file(env_file) == [f"{env_file}:3: expected KEY=VALUE"]

@@ -1,6 +1,6 @@
 """Deterministic OpenClaw state dirs (JSON era) for the demo, the tests and the benchmarks.
 
-Everything follows shared/spec/openclaw-format.md. Same seed and `now_ms`, same bytes: the
+Everything follows docs/openclaw-format.md. Same seed and `now_ms`, same bytes: the
 generator never reads the wall clock (the CLI passes the current time unless told otherwise).
 
     from fleet.demo.gen import generate_agent, generate_host, DEMO_FLEET, TINY_FLEET

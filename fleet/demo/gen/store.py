@@ -20,7 +20,7 @@ DEFAULT_KEY_MIX: Mapping[str, int] = {
     "main": 1, "direct": 2, "group": 1, "channel": 1, "topic": 1, "thread": 1, "cron_job": 2, "cron_run": 10,
     "subagent": 3, "acp": 1, "dashboard": 1, "probe": 2, "hook": 1, "heartbeat": 1, "dreaming": 1,
 }
-# Kinds fleet may prune by age (openclaw-format.md, "Session keys").
+# Kinds fleet may prune by age (docs/openclaw-format.md, "Session keys").
 PRUNABLE_KINDS = frozenset({"cron_run", "subagent", "acp", "dashboard", "probe", "hook", "heartbeat", "dreaming"})
 _SKILLS = ("github", "weather", "calendar", "gmail", "notion", "browser", "coding-agent", "summarize", "healthcheck",
            "himalaya", "obsidian", "spotify", "tmux", "openai-image-gen", "session-logs", "skill-creator")

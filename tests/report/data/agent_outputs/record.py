@@ -69,7 +69,6 @@ def main() -> None:
         write_agent(state, "work", turns=5, pad=50)
         cases = {
             "scan_ok": run(agent, plan("scan", state)),
-            "run_dry": run(agent, plan("run", state, dry_run=True)),
             "run_weekly": run(agent, plan("run", state)),
             "state_dir_missing": run(agent, plan("scan", tmp / "nowhere")),
             "plan_other_protocol": run(agent, dict(plan("scan", state), protocol=99)),

@@ -1,0 +1,67 @@
+"""[sqlite]: SQLite-era agents (OpenClaw 2026.8+): verified online backup, then what the plan asks.
+
+A SQLite-era agent gets this pass alone, with or without a `[sqlite]` section: sqlite_plan.py
+reads the whole plan (store.prune through OpenClaw's own `sessions cleanup`, found on the host when
+the inventory has no `openclaw_cmd`; trajectories.keep_runs; the space given back), and
+sqlite_run.py runs it, rehearsed on a copy first, reporting every step it could not do.
+"""
+from ..terms import check_bool, check_int, want
+
+SECTION = "sqlite"
+REWRITES = False
+# openclaw_cmd comes from the inventory, per host (the controller's build_plan).
+DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
+            "vacuum": False, "gateway_stopped": False, "timeout_s": 300}
+
+
+def read(t):
+    t.check_keys(("cleanup", "trajectory_keep_runs", "checkpoint", "vacuum", "gateway_stopped", "timeout"))
+    out = {}
+    for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
+        if key in t:
+            out[key] = t.boolean(key)
+    if "trajectory_keep_runs" in t:
+        out["trajectory_keep_runs"] = t.integer("trajectory_keep_runs", minimum=1)
+    if "timeout" in t:
+        out["timeout_s"] = t.duration("timeout")
+    if out.get("vacuum") and not out.get("gateway_stopped"):
+        t.add("vacuum", "VACUUM rewrites the whole database: set gateway_stopped = true as well, and only "
+                        "when the gateway is really stopped")
+    return out
+
+
+def describe(s, size, duration):
+    steps = []
+    if s["cleanup"]:
+        steps.append("store.prune through OpenClaw's own `sessions cleanup` (openclaw_cmd, else found on the host)")
+    if s["trajectory_keep_runs"] is not None:
+        steps.append("keep the last %d trajectory runs" % s["trajectory_keep_runs"])
+    if s["checkpoint"]:
+        steps.append("free pages given back (incremental_vacuum), WAL checkpoint")
+    if s["vacuum"]:
+        steps.append("VACUUM (gateway stopped)")
+    return ["sqlite: verified online backup, then %s; timeout %s"
+            % (", ".join(steps) or "nothing else", duration(s["timeout_s"]))]
+
+
+def validate(s, where):
+    cmd = s["openclaw_cmd"]
+    want(cmd is None or (isinstance(cmd, list) and cmd and all(isinstance(a, str) and a for a in cmd)),
+         where + ".openclaw_cmd", "expected null or a non-empty list of strings")
+    for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
+        check_bool(s, key, where)
+    check_int(s, "timeout_s", where, minimum=1)
+    check_int(s, "trajectory_keep_runs", where, minimum=1, nullable=True)
+
+
+def backup_need(ctx, af, s, info):
+    return False   # a SQLite-era agent's backup is the online backup, checked by sqlite_run itself
+
+
+def run(work, s):
+    """`s` is None when the plan has no [sqlite] section."""
+    try:
+        from ..sqlite_run import run_steps
+    except ImportError:
+        return work.missing("sqlite_run.run_steps")
+    run_steps(work, s)

@@ -1,0 +1,59 @@
+"""The words of the plan/result contract, owned here and imported by the controller.
+
+The protocol version, plan modes, slim levels, session kinds (which may be pruned by age, which
+never), backup defaults, and `PlanError` with the small checks every operation's validator uses.
+Nothing here imports another module of the host-side program, so every module may import it.
+"""
+
+PROTOCOL_VERSION = 1
+AGENT_VERSION = "0.1.0"
+
+MODES = ("scan", "run", "restore")
+
+# What a slim level may shorten in kept transcript lines (slim.py); None keeps lines as they are.
+SLIM_LEVELS = (None, "tool-output", "aggressive")
+
+# Session kinds a playbook may prune by age (store.prune / disposable_after).
+PRUNE_CLASSES = ("cron_run", "subagent", "heartbeat", "acp", "dashboard", "probe", "hook", "dreaming")
+# Kinds never removed by any rule, whatever their age and whatever the entry cap.
+PROTECTED_KINDS = ("main", "global", "group", "channel", "topic", "thread", "cron")
+
+# The plan's `backup` section when it sets nothing: the run's folder under <state>/fleet-backups,
+# plain copies, the last 10 runs kept for at most 30 days, on the host.
+BACKUP_DEFAULTS = {"dir": None, "gzip": False, "keep_runs": 10, "max_age_s": 30 * 86400, "to": "host"}
+# Where a run's backups go: the host (backup.dir, default <state>/fleet-backups), streamed to the
+# controller, or "auto" (the host when there is room, else the controller).
+BACKUP_TO = ("host", "controller", "auto")
+
+
+class PlanError(Exception):
+    """The plan is unreadable, invalid or of another protocol version (exit 2)."""
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def want(cond, where, message):
+    """Raise PlanError("at 'where': message") unless `cond`."""
+    if not cond:
+        raise PlanError("at '%s': %s" % (where, message))
+
+
+def check_int(section, key, where, minimum=0, nullable=False):
+    """`section[key]` is an integer >= minimum (or None when `nullable`)."""
+    value = section.get(key)
+    if nullable and value is None:
+        return
+    want(is_int(value) and value >= minimum, where + "." + key,
+         "expected an integer >= %d%s, got %r" % (minimum, " or null" if nullable else "", value))
+
+
+def check_bool(section, key, where):
+    want(isinstance(section.get(key), bool), where + "." + key,
+         "expected true or false, got %r" % (section.get(key),))
+
+
+def check_slim(value, where):
+    want(value in SLIM_LEVELS, where, "expected null, \"tool-output\" or \"aggressive\", got %r" % (value,))
+
