@@ -12,8 +12,10 @@ JSON era (2026.7.1): `openclaw sessions cleanup --store <sessions.json> --enforc
 with `session.maintenance.pruneAfter = "1m"` (so minutes-old genuine sessions count as stale, as
 fleet's clock HOURS later makes them), and fleet's `daily-prune` and `weekly` through the real
 controller with its clock HOURS later.
-SQLite era (2026.9.6): `openclaw sessions cleanup --store <db> --enforce --json`, and the fleet agent
-with `operations.sqlite` (verified online backup + the same cleanup + WAL checkpoint).
+SQLite era (2026.8.2 and 2026.9.6, aged data from tests/interop/aged.py: disposable sessions written 13
+days ago): `openclaw sessions cleanup --store <db> --enforce --json` with OpenClaw's defaults and
+with `pruneAfter = "24h"`, and fleet's `weekly` through the real CLI with OpenClaw found on PATH
+(OpenClaw's cleanup with the playbook's age, rehearsed; trajectory cap; space given back).
 """
 import argparse
 import json
@@ -28,10 +30,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "interop"))
 
+import aged  # noqa: E402
 import genuine  # noqa: E402
 from judge import write_inventory  # noqa: E402
 
 DB = "agents/main/agent/openclaw-agent.sqlite"
+SQLITE_RELEASES = ("2026.8.2", "2026.9.6")
 
 
 def agents_bytes(state):
@@ -50,7 +54,8 @@ def keys(state):
 
 
 def measure(name, cached, work, scratch):
-    state = genuine.copy_state(cached, scratch / name.replace(" ", "-") / "state")
+    slot = "%02d-%s" % (len(list(scratch.iterdir())), "".join(c if c.isalnum() else "-" for c in name))
+    state = genuine.copy_state(cached, scratch / slot / "state")
     b0, k0 = agents_bytes(state), keys(state)
     t0 = time.monotonic()
     work(state)
@@ -72,10 +77,17 @@ def openclaw_cleanup(node, pkg, prune_after=None, store=False):
     return work
 
 
-def fleet_playbook(playbook, hours):
+def fleet_playbook(playbook, hours, openclaw_path=None):
     def work(state):
         inventory = write_inventory(state.parent / "inventory.toml", state)
         env = dict(os.environ, FLEET_STATE_DIR=str(state.parent / "fleet-state"))
+        if openclaw_path:
+            folder = state.parent / "bin"
+            folder.mkdir(exist_ok=True)
+            (folder / "openclaw").write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (openclaw_path[0],
+                                                                                 openclaw_path[1] / "openclaw.mjs"))
+            (folder / "openclaw").chmod(0o755)
+            env["PATH"] = "%s:%s" % (folder, env["PATH"])
         proc = subprocess.run([sys.executable, str(REPO / "tests/interop/fleet_later.py"), str(hours), "run", playbook,
                                "-i", str(inventory), "--json"], capture_output=True, text=True, env=env,
                               cwd=str(state.parent), timeout=600)
@@ -83,27 +95,11 @@ def fleet_playbook(playbook, hours):
     return work
 
 
-def fleet_agent_sqlite(node, pkg):
-    def work(state):
-        from fleet.control.bundle import export_agent
-        agent = state.parent / "fleet-agent.pyz"
-        export_agent(agent)
-        openclaw = genuine.OpenClaw(node, pkg, state)
-        plan = {"protocol": 1, "mode": "run", "run_id": "20261121T000000Z-bench0", "now_ms": int(time.time() * 1000),
-                "dry_run": False, "state_dir": str(state), "agents": None,
-                "backup": {"dir": str(state.parent / "backups"), "gzip": False, "keep_runs": None, "max_age_s": None},
-                "operations": {"sqlite": {"openclaw_cmd": openclaw.command}}}
-        proc = subprocess.run([sys.executable, str(agent), "run", "--plan", "-"], input=json.dumps(plan),
-                              capture_output=True, text=True, env=openclaw.env(), timeout=600)
-        assert proc.returncode == 0, proc.stdout[-1000:] + proc.stderr[-1000:]
-    return work
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hours-later", type=float, default=48.0, help="fleet's clock offset (default 48)")
     args = parser.parse_args()
-    node, pkgs = genuine.install(genuine.JSON_ERA, genuine.SQLITE_ERA)
+    node, pkgs = genuine.install(genuine.JSON_ERA)
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         scratch = Path(tmp)
@@ -115,11 +111,16 @@ def main():
         for playbook in ("daily-prune", "weekly"):
             rows.append(("2026.7.1",) + measure("fleet %s (+%gh)" % (playbook, args.hours_later), j,
                                                 fleet_playbook(playbook, args.hours_later), scratch))
-        s = genuine.genuine_state(genuine.SQLITE_ERA, node, pkgs[genuine.SQLITE_ERA])
-        ps = pkgs[genuine.SQLITE_ERA]
-        rows.append(("2026.9.6",) + measure("openclaw cleanup --store", s, openclaw_cleanup(node, ps, store=True), scratch))
-        rows.append(("2026.9.6",) + measure("fleet agent sqlite (backup+cleanup+checkpoint)", s,
-                                            fleet_agent_sqlite(node, ps), scratch))
+        for version in SQLITE_RELEASES:
+            node, more = genuine.install(version)
+            pv = more[version]
+            s = aged.aged_state(version, node, pv, 12)
+            rows.append((version,) + measure("openclaw cleanup --store (defaults)", s,
+                                             openclaw_cleanup(node, pv, store=True), scratch))
+            rows.append((version,) + measure("openclaw cleanup --store (pruneAfter 24h)", s,
+                                             openclaw_cleanup(node, pv, prune_after="24h", store=True), scratch))
+            rows.append((version,) + measure("fleet weekly (OpenClaw found on PATH)", s,
+                                             fleet_playbook("weekly", 0, openclaw_path=(node, pv)), scratch))
     print("%-9s %-48s %16s %16s %10s %9s" % ("openclaw", "contender", "bytes reclaimed", "entries removed",
                                                "main kept", "time s"))
     for version, name, reclaimed, removed, main_kept, elapsed in rows:

@@ -206,6 +206,10 @@ def _restore_file(ctx, item, force, fetched=None):
     if os.path.isabs(rel) or ".." in rel.split("/") or not inside(ctx.state_dir, path):
         return refuse("path is outside the state dir; refused")
     backup_path = item["backup"]
+    if _is_sqlite(rel, kind) and "#" not in rel and os.path.basename(rel) == "openclaw-agent.sqlite":
+        # Through SQLite's backup API under the database's lock, never as a file copy (sqlite_restore.py).
+        from .sqlite_restore import restore_database
+        return restore_database(ctx, item, force, _backup_roots(ctx), CHANGED)
     if _is_sqlite(rel, kind):
         # Copying a file over a WAL database a gateway has open corrupts it; its -wal would be
         # replayed onto foreign pages. Only a person who has stopped the gateway may do this.

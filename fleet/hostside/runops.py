@@ -67,6 +67,7 @@ class AgentWork(object):
         self.errors = []
         self.notes = []
         self.rewrites = None    # a list while in-place rewrites are collected to run later (full disk)
+        self.findings = []      # health findings of steps an operation could not do, with why
 
     def handled(self, info):
         return info.rel in self.records
@@ -295,8 +296,10 @@ def execute_plan(ctx, plan, result):
     else:
         agents = discover(ctx.state_dir, plan["agents"])
         findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key, ctx.health)
+        not_done = []  # steps an agent's operation could not do, with why (the printed report lists them)
         for af in agents:
             work = work_on_agent(ctx, af)
+            not_done.extend(work.findings)
             records = list(work.records.values())
             result["files"].extend(records)
             summary = scan.agent_summary(af, records)
@@ -309,6 +312,7 @@ def execute_plan(ctx, plan, result):
             result["health"].extend(_health_after(ctx, plan, findings_before))
             _expire_backups(ctx, plan, parent, result)
             _remove_partial_copies(ctx, parent, result)
+        result["health"].extend(not_done)
     if not ctx.dry_run:
         ctx.backups.tidy()   # a run whose changes all fell through leaves no empty backup folders
     result["backup"]["bytes"] = ctx.backups.stored_bytes

@@ -33,6 +33,8 @@ except ImportError:  # pragma: no cover
     from urllib import quote
 
 from .context import file_record, stats
+from .sqlite_schema import KNOWN_SCHEMAS, SESSION_TABLES, columns, trajectory_query, transcript_query, \
+    unknown_schema_message
 
 AGENT_DB = "openclaw-agent.sqlite"
 BUSY_TIMEOUT_S = 5.0
@@ -118,19 +120,14 @@ def _sessions(conn, tables):
             session(sid)["session_key"] = key
     if "transcript_events" in tables:
         for sid, n, after_header, stored, text, lo, hi in conn.execute(
-                "SELECT session_id, COUNT(*), SUM(seq > 0),"
-                " SUM(COALESCE(LENGTH(CAST(event_json AS BLOB)), 0) + COALESCE(LENGTH(event_zstd), 0)),"
-                " SUM(CASE WHEN event_zstd IS NOT NULL THEN COALESCE(event_utf8_bytes, 0)"
-                "     ELSE COALESCE(LENGTH(CAST(event_json AS BLOB)), 0) END),"
-                " MIN(created_at), MAX(created_at) FROM transcript_events GROUP BY session_id"):
+                transcript_query(set(columns(conn, "transcript_events")))):
             s = session(sid)
             s.update(transcript_events=n, transcript_records=int(after_header or 0),
                      transcript_bytes=int(stored or 0), transcript_text_bytes=int(text or 0))
             span(s, lo, hi)
     if "trajectory_runtime_events" in tables:
         for sid, n, stored, runs, lo, hi in conn.execute(
-                "SELECT session_id, COUNT(*), SUM(LENGTH(CAST(event_json AS BLOB))), COUNT(DISTINCT run_id),"
-                " MIN(created_at), MAX(created_at) FROM trajectory_runtime_events GROUP BY session_id"):
+                trajectory_query(set(columns(conn, "trajectory_runtime_events")))):
             s = session(sid)
             s.update(trajectory_events=n, trajectory_bytes=int(stored or 0), trajectory_runs=runs)
             span(s, lo, hi)
@@ -145,20 +142,32 @@ def _entries(conn, tables):
         "SELECT session_key, current_session_id, updated_at FROM session_nodes")}
 
 
+def _entries_with_fields(conn):
+    """How many session_nodes entries carry the bulky skillsSnapshot / systemPromptReport fields."""
+    return conn.execute("SELECT COUNT(*) FROM session_nodes WHERE instr(entry_json, '\"skillsSnapshot\"') > 0 "
+                        "OR instr(entry_json, '\"systemPromptReport\"') > 0").fetchone()[0]
+
+
 def inspect(path):
     """Everything a scan reports about one agent database (read-only; raises sqlite3.Error)."""
     conn, how = open_readonly(path)
     try:
         tables = _tables(conn)
+        user_version = conn.execute("PRAGMA user_version").fetchone()[0]
+        # A schema fleet has never seen is read for its pages only: no query assumes its tables.
+        known = user_version in KNOWN_SCHEMAS and set(SESSION_TABLES) <= tables
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         page_count = conn.execute("PRAGMA page_count").fetchone()[0]
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
         info = {
             "opened": how, "page_size": page_size, "page_count": page_count, "free_pages": free,
-            "free_bytes": free * page_size, "user_version": conn.execute("PRAGMA user_version").fetchone()[0],
-            "wal_bytes": _size(path + "-wal"), "tables": _table_bytes(conn), "quick_check": quick_check(conn),
-            "sessions": _sessions(conn, tables), "entries": _entries(conn, tables),
-            "schema_known": {"session_nodes", "session_windows", "transcript_events"} <= tables,
+            "free_bytes": free * page_size, "user_version": user_version,
+            "wal_bytes": _size(path + "-wal"), "tables": _table_bytes(conn) if known else None,
+            "quick_check": quick_check(conn) if known else "not run (unknown schema)",
+            "sessions": _sessions(conn, tables) if known else {},
+            "entries": _entries(conn, tables) if known else {},
+            "entries_with_fields": _entries_with_fields(conn) if known else 0,
+            "schema_known": known,
         }
     finally:
         conn.close()
@@ -257,7 +266,7 @@ def health(af):
     if "error" in info:
         return [_finding(af.agent, "critical", "sqlite-unreadable", "cannot read %s: %s" % (AGENT_DB, info["error"]), rel)]
     out = []
-    if info["quick_check"] != "ok":
+    if info["schema_known"] and info["quick_check"] != "ok":
         out.append(_finding(af.agent, "critical", "sqlite-quick-check",
                             "PRAGMA quick_check: %s; stop the gateway and restore the database from a backup"
                             % info["quick_check"], rel))
@@ -274,9 +283,7 @@ def health(af):
                             "left alone by fleet" % (len(leftovers), _mb(sum(f.size for f in leftovers)), AGENT_DB),
                             os.path.dirname(rel)))
     if not info["schema_known"]:
-        out.append(_finding(af.agent, "warning", "sqlite-schema",
-                            "%s has no session tables this agent knows (user_version %s)"
-                            % (AGENT_DB, info["user_version"]), rel))
+        out.append(_finding(af.agent, "warning", "sqlite-schema", unknown_schema_message(info["user_version"]), rel))
     return out
 
 

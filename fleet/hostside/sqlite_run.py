@@ -1,11 +1,12 @@
 """Changes to a SQLite-era agent database (plan section `operations.sqlite`), see sqlite_era.py.
 
 A verified online backup first (`Connection.backup`: a consistent snapshot while OpenClaw writes,
-WAL included; the copy must pass `quick_check`, its sha256 is recorded), then OpenClaw's own
-`<openclaw_cmd> sessions cleanup --store <db> --enforce --json` (OpenClaw keeps its tables,
-triggers and indexes consistent; fleet runs no SQL of its own on OpenClaw's rows), then
-`PRAGMA wal_checkpoint(TRUNCATE)`, and `VACUUM` only when the plan says the gateway is stopped.
-Without `openclaw_cmd` nothing is changed; a dry run only asks OpenClaw's `--dry-run`.
+WAL included; the copy must pass `quick_check`, its sha256 is recorded), then the steps the plan
+asks for, each rehearsed on a copy first (sqlite_clean.py): OpenClaw's own `sessions cleanup`
+with the playbook's age, by an OpenClaw found on the host whose release writes the database's
+schema (sqlite_schema.py); the trajectory cap, on the schemas where OpenClaw proved it; the space
+reclaim (`incremental_vacuum` in short transactions, then a WAL checkpoint). Every step not done
+is reported with its reason; an unknown schema is never changed.
 """
 import hashlib
 import json
@@ -20,8 +21,16 @@ except ImportError:  # pragma: no cover
 
 from .context import stats
 from .fsutil import BackupError, FileError, makedirs_private
+from .sqlite_clean import (judge_prune, make_work_dir, nodes, openclaw_env, prune_config, reclaim, remove_work_dir,
+                           run_openclaw)
 from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, SQLITE_DEFAULTS, _size, agent_databases, connect, inspect,
                          open_readonly, quick_check, scan_agent, session_records)
+from .sqlite_plan import sqlite_settings, unsupported
+from .sqlite_schema import find_openclaw, unknown_schema_message, usable_openclaw
+
+# Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
+# tests/interop: listing, doctor --lint, integrity and a further turn after the cap (2026.8.2 and 2026.9.6).
+CAP_PROVED = frozenset([19, 23])
 
 
 def sha256_file(path):
@@ -72,21 +81,6 @@ def backup_database(path, target):
     return {"path": target, "sha256": sha256_file(target), "bytes": size, "stored_bytes": size}
 
 
-def _openclaw(cfg, state_dir, args):
-    env = dict(os.environ, OPENCLAW_STATE_DIR=state_dir, NO_COLOR="1")
-    proc = subprocess.run(list(cfg["openclaw_cmd"]) + list(args), env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=cfg["timeout_s"])
-    out = proc.stdout.decode("utf-8", "replace")
-    if proc.returncode != 0:
-        raise FileError("openclaw %s exited %d: %s" % (" ".join(args), proc.returncode,
-                                                       (proc.stderr.decode("utf-8", "replace") or out)[-400:].strip()))
-    start = out.find("{")
-    try:
-        return json.loads(out[start:]) if start >= 0 else {}
-    except ValueError:
-        return {"output": out[-400:]}
-
-
 def _writable(path):
     conn = connect("file:%s?mode=rw" % quote(os.path.abspath(path)))
     conn.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
@@ -127,56 +121,164 @@ def cap_trajectories(path, keep_runs):
     return removed
 
 
-def clean_database(ctx, af, cfg, records):
-    """The plan's `sqlite` section on one SQLite-era agent; returns the agent's records.
+def clean_database(ctx, af, cfg, records, prune=None):
+    """The plan's `sqlite` section on one SQLite-era agent: (records, notes, not_done).
 
-    Nothing happens without `openclaw_cmd` (a note says so). A dry run asks OpenClaw's
-    `--dry-run` and changes nothing. The database's record carries the backup and the actions;
-    its `after` is the file's size after the run, the per-session records are re-read.
+    `prune` is the plan's `store.prune` ({kind: age in s}). Steps, each only where it is safe:
+    OpenClaw's own cleanup with the playbook's age (needs an OpenClaw of the database's schema),
+    the trajectory cap (a direct delete proved per schema by tests/interop), the space reclaim.
+    All of them are rehearsed on a copy first (sqlite_clean.py); a dry run reports the
+    rehearsal. `not_done` lists (what, why) for every step the plan asked for and that was not
+    done; nothing in the database is changed for an unknown schema.
     """
     cfg = dict(SQLITE_DEFAULTS, **(cfg or {}))
     db_info = agent_databases(af)
     if db_info is None:
-        return records, []
-    db_rel = db_info.rel
-    if not cfg["openclaw_cmd"]:
-        return records, ["SQLite era: no openclaw command in the plan (operations.sqlite.openclaw_cmd); "
-                         "nothing changed"]
+        return records, [], []
+    info = getattr(af, "sqlite_info", None) or {}
+    if "error" in info:
+        return records, [], [("any change", "the database is not readable: %s" % info["error"])]
+    if not info.get("schema_known"):
+        return records, [], [("any change", unknown_schema_message(info.get("user_version")))]
+    schema = info["user_version"]
+    not_done, steps = [], {}
+    prune = dict((k, v) for k, v in (prune or {}).items() if v is not None)
+    if cfg["cleanup"] and prune:
+        cmd, where = find_openclaw(cfg["openclaw_cmd"], ctx.state_dir)
+        why = usable_openclaw(cmd, openclaw_env(ctx.state_dir), schema) if cmd else where
+        if why:
+            not_done.append(("pruning disposable sessions", why))
+        else:
+            steps["prune"] = cmd
+            notes_where = "OpenClaw from %s" % where
+    if cfg["trajectory_keep_runs"]:
+        if schema in CAP_PROVED:
+            steps["cap"] = cfg["trajectory_keep_runs"]
+        else:
+            not_done.append(("trajectory cap", "the direct trajectory delete is not proved on schema %d "
+                             "(proved: %s)" % (schema, ", ".join(str(s) for s in sorted(CAP_PROVED)))))
+    if cfg["checkpoint"] and (steps or info.get("free_pages")):
+        steps["reclaim"] = True
+    if not steps:
+        return records, [], not_done
+    notes = ["%s" % notes_where] if "prune" in steps else []
+    # Beside the host's backups (a controller-side backup store has no folder on the host).
+    work = make_work_dir(getattr(ctx.backups, "root", None) or os.path.join(ctx.state_dir, "fleet-backups", ctx.run_id))
+    try:
+        result = _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, notes, not_done)
+    finally:
+        remove_work_dir(work)
+    return result
+
+
+def _apply(steps, path, env, cfg, not_done):
+    """Run `steps` on the database at `path`; returns notes (a reclaim that could not be done is
+    added to `not_done`)."""
+    notes = []
+    if "prune" in steps:
+        out = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", path, "--enforce", "--json"],
+                           cfg["timeout_s"])
+        notes.append("openclaw sessions cleanup: %s" % _summary(out))
+    if "cap" in steps:
+        removed = cap_trajectories(path, steps["cap"])
+        notes.append("trajectories capped to the last %d runs per session: %d events removed" % (steps["cap"], removed))
+    if "reclaim" in steps:
+        said, done = reclaim(path)
+        notes.extend(said)
+        if not done:
+            not_done.append(("giving space back", said[-1]))
+    return notes
+
+
+def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, notes, not_done):
+    env = openclaw_env(ctx.state_dir)
+    if "prune" in steps:
+        config, why = prune_config(ctx.state_dir, min(prune.values()), work)
+        if why:
+            not_done.append(("pruning disposable sessions", why))
+            del steps["prune"]
+        else:
+            env = openclaw_env(ctx.state_dir, config)
+    if "prune" in steps:
+        # OpenClaw's own preview on the live store (read-only): files it would delete outside the
+        # database have no fleet backup, so the cleanup is not run at all then.
+        plan = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", db_info.path, "--dry-run",
+                                                  "--enforce", "--json"], cfg["timeout_s"])
+        files = _planned_file_deletions(plan)
+        if files:
+            not_done.append(("pruning disposable sessions", "OpenClaw's cleanup would also delete %d unreferenced "
+                             "file(s) fleet has no backup of" % files))
+            del steps["prune"]
+    copy = os.path.join(work, AGENT_DB)
+    backup_database(db_info.path, copy)
+    before_nodes = nodes(copy)
+    rehearsal = _apply(steps, copy, env, cfg, [])
+    predicted = []
+    if "prune" in steps:
+        predicted, why = judge_prune(before_nodes, nodes(copy), prune, ctx.now_ms)
+        if why:
+            # The rehearsal is void: do it again without OpenClaw's cleanup.
+            not_done.append(("pruning disposable sessions", why))
+            del steps["prune"]
+            os.unlink(copy)
+            backup_database(db_info.path, copy)
+            rehearsal = _apply(steps, copy, env, cfg, [])
     if ctx.dry_run:
-        preview = _openclaw(cfg, ctx.state_dir, ["sessions", "cleanup", "--store", db_info.path, "--dry-run",
-                                                 "--enforce", "--json"])
-        return records, ["dry run: openclaw sessions cleanup --dry-run says: %s" % _summary(preview)]
-    target = ctx.backups.target_for(db_rel)
+        after_info = inspect(copy)
+        out = _records(af, db_info, records, after_info, _size(copy))
+        db = next(r for r in out if r["path"] == db_info.rel)
+        db["notes"] = ["dry run: these numbers are a rehearsal on a copy of the database"] + notes + rehearsal \
+            + db["notes"]
+        db["actions"] = _actions(steps)
+        db["action"] = db["actions"][0] if db["actions"] else "none"
+        # The rehearsal emptied its WAL: the run's own checkpoint (TRUNCATE) leaves the live -wal at
+        # 0 bytes (or gone, when the last connection closes). The -shm, SQLite's shared-memory index
+        # of the WAL, holds no data and is left to SQLite: it stays while anyone has the database open.
+        af.sqlite_wal_emptied = any("(TRUNCATE): done" in n or "WAL checkpointed" in n for n in rehearsal)
+        return out, [], not_done
+    target = ctx.backups.target_for(db_info.rel)
     backup = backup_database(db_info.path, target)
     ctx.backups.stored_bytes += backup["stored_bytes"]
-    actions, notes = [], ["verified online backup (quick_check ok, sha256 %s)" % backup["sha256"][:16]]
-    if cfg["cleanup"]:
-        out = _openclaw(cfg, ctx.state_dir, ["sessions", "cleanup", "--store", db_info.path, "--enforce", "--json"])
-        actions.append("prune")
-        notes.append("openclaw sessions cleanup: %s" % _summary(out))
-    if cfg["trajectory_keep_runs"]:
-        removed = cap_trajectories(db_info.path, cfg["trajectory_keep_runs"])
-        if removed:
-            actions.append("trim")
-        notes.append("trajectories capped to the last %d runs per session: %d events removed"
-                     % (cfg["trajectory_keep_runs"], removed))
-    if cfg["checkpoint"] or (cfg["vacuum"] and cfg["gateway_stopped"]):
-        conn = _writable(db_info.path)
-        try:
-            if cfg["checkpoint"]:
-                busy, log, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-                notes.append("WAL checkpoint (TRUNCATE): %s" % ("busy, retried next run" if busy else "done"))
-            if cfg["vacuum"] and cfg["gateway_stopped"]:
-                conn.execute("VACUUM")
-                actions.append("repair")
-                notes.append("VACUUM (the plan says the gateway is stopped)")
-        finally:
-            conn.close()
-    elif cfg["vacuum"]:
-        notes.append("VACUUM skipped: the plan does not say the gateway is stopped")
-    before = {r["path"]: r for r in records}
+    notes.append("verified online backup (quick_check ok, sha256 %s)" % backup["sha256"][:16])
+    live_before = nodes(db_info.path) if "prune" in steps else {}
+    notes.extend(_apply(steps, db_info.path, env, cfg, not_done))
+    if "prune" in steps:
+        removed = sorted(set(live_before) - set(nodes(db_info.path)))
+        if removed != predicted:
+            notes.append("OpenClaw removed %s, the rehearsal %s (sessions changed in between)" % (removed, predicted))
     after_info = inspect(db_info.path)
-    db, recs = session_records(af, after_info, db_rel, _size(db_info.path))
+    out = _records(af, db_info, records, after_info, _size(db_info.path))
+    db = next(r for r in out if r["path"] == db_info.rel)
+    db["actions"] = _actions(steps)
+    db["action"] = db["actions"][0] if db["actions"] else "none"
+    db["backup"], db["backup_sha256"] = backup["path"], backup["sha256"]
+    # The file's own sha256 after the run: `fleet restore` refuses to put the backup back over a
+    # database OpenClaw has written to since (its WAL would no longer match), unless forced.
+    db["after"]["sha256"] = sha256_file(db_info.path)
+    db["notes"] = notes + db["notes"]
+    af.sqlite_entries = after_info["entries"]
+    return out, [], not_done
+
+
+def _actions(steps):
+    """The database record's actions for the steps run (the same in a dry run and a run)."""
+    return [a for a, step in (("prune", "prune"), ("trim", "cap"), ("repair", "reclaim")) if step in steps]
+
+
+def _planned_file_deletions(doc):
+    total = 0
+    for section in ("unreferencedArtifacts", "diskBudget"):
+        part = doc.get(section) if isinstance(doc, dict) else None
+        if isinstance(part, dict) and isinstance(part.get("removedFiles"), int):
+            total += part["removedFiles"]
+    return total
+
+
+def _records(af, db_info, records, after_info, db_size):
+    """The agent's records after a run (or rehearsal): per-session rows re-read, `before` kept."""
+    db_rel = db_info.rel
+    db, recs = session_records(af, after_info, db_rel, db_size)
+    before = dict((r["path"], r) for r in records)
     out = []
     for rec in [db] + recs:
         old = before.pop(rec["path"], None)
@@ -186,20 +288,11 @@ def clean_database(ctx, af, cfg, records):
         out.append(rec)
     for path, old in before.items():
         if path.startswith(db_rel + "#"):
-            gone = dict(old, after=stats(0, 0), action="delete", actions=["delete"],
-                        notes=list(old.get("notes") or []) + ["removed by openclaw sessions cleanup"])
-            out.append(gone)
+            out.append(dict(old, after=stats(0, 0), action="delete", actions=["delete"],
+                            notes=list(old.get("notes") or []) + ["removed by openclaw sessions cleanup"]))
         else:
             out.append(old)
-    db["action"] = actions[0] if actions else "none"
-    db["actions"] = actions
-    db["backup"], db["backup_sha256"] = backup["path"], backup["sha256"]
-    # The file's own sha256 after the run: `fleet restore` refuses to put the backup back over a
-    # database OpenClaw has written to since (its WAL would no longer match), unless forced.
-    db["after"]["sha256"] = sha256_file(db_info.path)
-    db["notes"] = notes + db["notes"]
-    af.sqlite_entries = after_info["entries"]
-    return out, []
+    return out
 
 
 def _summary(doc):
@@ -211,17 +304,23 @@ def _summary(doc):
 
 def run_steps(run, section):
     """The pass of a SQLite-era agent (`run` is runops.AgentWork; `section` the plan's `sqlite`
-    section, or None for a note that the plan has none). Every file of the agent gets its record here."""
+    section or None): what the plan's sections mean on this era (sqlite_plan.py, which reads the
+    whole plan from `run.ctx.operations`). Every file of the agent gets its record here; every
+    step not done becomes a warning finding in `run.findings` (the printed report)."""
     from .scan import untouched_record
     af, ctx = run.af, run.ctx
     base = scan_agent(af, [untouched_record(af, info) for info in af.files])
-    if section is None:
-        run.notes.append("SQLite era: no `sqlite` section in the plan; sessions are left to "
-                         "`openclaw sessions cleanup`")
+    not_done = []
+    ops = dict(ctx.operations or {})
+    if section is not None:
+        ops["sqlite"] = section
+    cfg, prune = sqlite_settings(ops)
+    if cfg is None:
+        run.notes.append("SQLite era: the plan asks nothing of a SQLite-era agent")
         records = base
     else:
         try:
-            records, notes = clean_database(ctx, af, section, base)
+            records, notes, not_done = clean_database(ctx, af, cfg, base, prune)
             run.notes.extend(notes)
         except (FileError, sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
             records = base
@@ -229,8 +328,20 @@ def run_steps(run, section):
             for rec in records:
                 if db is not None and rec["path"] == db.rel:
                     rec["error"] = "SQLite step failed, database left as it was: %s" % exc
+    info = getattr(af, "sqlite_info", None) or {}
+    if info.get("schema_known"):
+        not_done.extend(unsupported(ops, info))
+    db = agent_databases(af)
+    run.findings.extend([{"agent": af.agent, "severity": "warning", "check": "sqlite-not-done",
+                     "detail": "%s not done%s: %s" % (what, " (dry run)" if ctx.dry_run else "", why),
+                     "path": db.rel if db is not None else None} for what, why in not_done])
+    run.notes.extend("SQLite era: %s not done: %s" % (what, why) for what, why in not_done)
     for rec in records:
         info = next((f for f in af.files if f.rel == rec["path"]), None)
         if info is not None and info.kind == "sqlite" and rec["action"] == "none" and not ctx.dry_run:
             rec["after"] = stats(_size(info.path), rec["after"]["records"])  # -wal after a checkpoint
+        elif info is not None and ctx.dry_run and getattr(af, "sqlite_wal_emptied", False) and \
+                info.rel == db.rel + "-wal":
+            rec["after"] = stats(0, 0)
+            rec["notes"] = list(rec.get("notes") or []) + ["predicted: emptied by the run's WAL checkpoint"]
         run.add(rec)

@@ -43,7 +43,7 @@ def line(i: int, sid: str) -> str:
     return json.dumps({"type": "message", "id": "%08x" % i, "sessionId": sid, "pad": "é" * 40})
 
 
-def make_db(path: Path, wal: bool = False, zstd_rows: int = 0) -> sqlite3.Connection:
+def make_db(path: Path, wal: bool = False, zstd_rows: int = 0, user_version: int = 23) -> sqlite3.Connection:
     """A database like OpenClaw's; with wal=True it stays open (so -wal/-shm exist) and is returned."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), isolation_level=None)
@@ -51,6 +51,7 @@ def make_db(path: Path, wal: bool = False, zstd_rows: int = 0) -> sqlite3.Connec
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
     conn.executescript(SCHEMA)
+    conn.execute("PRAGMA user_version = %d" % user_version)
     for n, (key, (sid, lines, runs)) in enumerate(SESSIONS.items()):
         updated = NOW_MS - n * DAY_MS
         conn.execute("INSERT INTO session_nodes VALUES (?, ?, ?, ?)", (key, sid, json.dumps({"sessionId": sid}), updated))
@@ -215,6 +216,12 @@ def test_a_run_without_an_openclaw_command_changes_nothing_and_says_so(tmp_path)
     assert all(f["action"] == "none" for f in doc["files"])
     assert any("openclaw_cmd" in n for n in doc["agents"][0]["notes"])
     assert any(f["path"].endswith("#transcript/s-main") for f in doc["files"])
+    not_done = [h for h in doc["health"] if h["check"] == "sqlite-not-done"]
+    assert all(h["severity"] == "warning" and h["agent"] == "main" for h in not_done)
+    (pruning,) = [h for h in not_done if h["detail"].startswith("pruning disposable sessions")]
+    assert "not done: no OpenClaw found" in pruning["detail"]
+    (tiers,) = [h for h in not_done if h["detail"].startswith("transcript tiers (3 session(s) over 0 bytes)")]
+    assert "transcript_events rows" in tiers["detail"]
 
 
 def test_a_bad_openclaw_command_in_the_plan_is_refused(tmp_path):

@@ -1,12 +1,12 @@
 """OpenClaw 2026.9.6 (SQLite era) judges fleet's scan and changes on genuine SQLite data.
 
-The data: the same real turns as the JSON era (genuine.py), written by 2026.9.6 into
-`agents/main/agent/openclaw-agent.sqlite`. Then:
+The data: real turns written by 2026.9.6 into `agents/main/agent/openclaw-agent.sqlite` (aged.py:
+the disposable sessions and a topic 13 days old, main of today). Then:
 - `fleet scan` (real controller, local connection) reports every session OpenClaw lists, with
   per-session records, and changes no byte of the database or its WAL;
-- every shipped playbook through the controller leaves a SQLite agent alone when the inventory
-  gives the host no `openclaw_cmd` (nothing may change a database without OpenClaw's own CLI), and
-  OpenClaw still lists every key;
+- every shipped playbook through the controller, on a host where no OpenClaw can be found (no
+  `openclaw_cmd`, none on PATH, no gateway process), prunes no session and says why per agent;
+  only the steps OpenClaw proved per schema run, and OpenClaw still lists every key;
 - `fleet run weekly` with `openclaw_cmd` in the inventory caps trajectories to the playbook's
   last 5 runs through the controller, and OpenClaw still lists every key, lint-clean;
 - the agent with `operations.sqlite.openclaw_cmd` set runs OpenClaw's own `sessions cleanup`
@@ -24,6 +24,7 @@ import sys
 
 import pytest
 
+import aged
 import genuine
 from genuine import JSON_ERA, MAIN_KEY, SQLITE_ERA, OpenClaw
 from judge import host_files, listed_keys, run_fleet, sent_text, write_inventory
@@ -40,7 +41,8 @@ DB = "agents/main/agent/openclaw-agent.sqlite"
 def genuine_96(tmp_path_factory):
     """(node, package dir, cached genuine state dir, lint findings of an untouched copy)."""
     node, pkgs = genuine.install(SQLITE_ERA)
-    cached = genuine.genuine_state(SQLITE_ERA, node, pkgs[SQLITE_ERA])
+    # The aged data of test_interop_sqlite_releases.py (same cache: one 2026.9.6 build per CI run).
+    cached = aged.aged_state(SQLITE_ERA, node, pkgs[SQLITE_ERA], 12)
     baseline = genuine.copy_state(cached, tmp_path_factory.mktemp("baseline96") / "state")
     assert (baseline / DB).is_file(), "2026.9.6 wrote no %s" % DB
     openclaw = OpenClaw(node, pkgs[SQLITE_ERA], baseline)
@@ -102,13 +104,22 @@ def test_fleet_scan_lists_every_session_openclaw_lists_and_changes_no_byte(genui
 
 
 def test_openclaw_lists_every_key_after_each_shipped_playbook_on_a_sqlite_host(genuine_96, tmp_path):
+    """No OpenClaw on the host (no openclaw_cmd, none on PATH): no session is pruned and the
+    report says why; only the steps OpenClaw proved per schema (the trajectory cap, the space
+    reclaim) run, and OpenClaw still lists every key."""
     node, pkg, cached, lint_before = genuine_96
     state = genuine.copy_state(cached, tmp_path / "state")
-    keys, before = node_keys(state), digests(state)
+    keys = node_keys(state)
     for playbook in ("weekly", "daily-prune", "maintenance", "emergency"):
-        files = host_files(run_fleet(tmp_path, state, playbook))
-        assert all(f["action"] == "none" for f in files), playbook
-        assert digests(state) == before, playbook
+        doc = run_fleet(tmp_path, state, playbook)
+        files = host_files(doc)
+        assert all(f["action"] in ("none", "trim", "repair") for f in files), playbook
+        assert not [f for f in files if f["action"] == "delete"], playbook
+        (host,) = doc["hosts"]
+        pruning = [h for h in host["health"] if h["check"] == "sqlite-not-done" and "pruning" in h["detail"]]
+        if playbook in ("weekly", "daily-prune"):
+            assert pruning and "no OpenClaw found" in pruning[0]["detail"], (playbook, host["health"])
+        assert node_keys(state) == keys, playbook
         assert listed_keys(OpenClaw(node, pkg, state)) == keys, playbook
 
 
@@ -145,7 +156,8 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
     plan = {"protocol": 1, "mode": "run", "run_id": "20261121T000000Z-5a5a5a", "now_ms": 0, "dry_run": False,
             "state_dir": str(state), "agents": None,
             "backup": {"dir": str(tmp_path / "backups"), "gzip": False, "keep_runs": None, "max_age_s": None},
-            "operations": {"sqlite": {"openclaw_cmd": openclaw.command, "trajectory_keep_runs": 2,
+            "operations": {"store": {"prune": {"cron_run": 86400, "subagent": 86400, "heartbeat": 86400}},
+                           "sqlite": {"openclaw_cmd": openclaw.command, "trajectory_keep_runs": 2,
                                       "vacuum": False}}}
     import time
     plan["now_ms"] = int(time.time() * 1000)
@@ -165,7 +177,7 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
     assert main_traj["action"] == "trim" and main_traj["after"]["records"] < main_traj["before"]["records"]
     assert runs(state, main_sid) == 2
     kept = node_keys(state)
-    assert MAIN_KEY in kept
+    assert kept == set(aged.KEPT_KEYS), "OpenClaw's cleanup did not prune exactly the 13-day-old disposables"
     assert listed_keys(openclaw) == kept
     new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
     assert not new, "doctor --lint has new findings after the cleanup: %s" % sorted(new)

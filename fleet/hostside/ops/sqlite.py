@@ -1,9 +1,9 @@
-"""[sqlite]: SQLite-era agents (OpenClaw 2026.8+): verified online backup, then OpenClaw's own cleanup.
+"""[sqlite]: SQLite-era agents (OpenClaw 2026.8+): verified online backup, then what the plan asks.
 
-The database is changed only through the host's own `openclaw sessions cleanup` (the
-inventory's `openclaw_cmd`); fleet's own SQL is limited to what sqlite_run.py documents. A
-SQLite-era agent gets this pass alone, with or without a `[sqlite]` section (without one, a
-note says its sessions are left to OpenClaw).
+A SQLite-era agent gets this pass alone, with or without a `[sqlite]` section: sqlite_plan.py
+reads the whole plan (store.prune through OpenClaw's own `sessions cleanup`, found on the host when
+the inventory has no `openclaw_cmd`; trajectories.keep_runs; the space given back), and
+sqlite_run.py runs it, rehearsed on a copy first, reporting every step it could not do.
 """
 from ..terms import check_bool, check_int, want
 
@@ -33,15 +33,17 @@ def read(t):
 def describe(s, size, duration):
     parts = []
     if s["cleanup"]:
-        parts.append("OpenClaw's own `sessions cleanup` (timeout %s)" % duration(s["timeout_s"]))
+        parts.append("store.prune through OpenClaw's own `sessions cleanup` (openclaw_cmd, else found on the host; "
+                     "timeout %s)" % duration(s["timeout_s"]))
     if s["trajectory_keep_runs"] is not None:
         parts.append("keep each session's last %d trajectory runs" % s["trajectory_keep_runs"])
     if s["checkpoint"]:
-        parts.append("WAL checkpoint")
+        parts.append("free pages given back (incremental_vacuum), WAL checkpoint")
     if s["vacuum"]:
         parts.append("VACUUM (gateway stopped)")
     done = "; ".join(parts) if parts else "scan and back up only"
-    return ["sqlite: %s; hosts without openclaw_cmd in the inventory are only scanned and backed up" % done]
+    return ["sqlite: %s; where no OpenClaw of the database's schema is found, only scanned and backed up "
+            "(the report says what was not done)" % done]
 
 
 def validate(s, where):

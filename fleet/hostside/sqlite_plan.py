@@ -1,0 +1,47 @@
+"""What a playbook's sections mean for a SQLite-era agent (the same playbook, both eras).
+
+- `store.prune` (disposable kinds idle longer than an age): OpenClaw's own `sessions cleanup`
+  with that age (sqlite_clean.py), accepted only when it removes exactly such sessions;
+- `trajectories.keep_runs` (or `sqlite.trajectory_keep_runs`): the trajectory cap;
+- after any change, and whenever the database has free pages: the space reclaim;
+- `transcripts.tiers`, `store.strip_fields`, `store.stale_after_s` / `max_entries`: fleet has no
+  write path into OpenClaw's transcript or entry rows that OpenClaw has proved, so these are
+  reported as not done, with the reason, where they would have changed something.
+"""
+from .sqlite_era import SQLITE_DEFAULTS
+
+NO_PROVED_WRITE = ("fleet has no write into OpenClaw's %s that OpenClaw itself has proved safe on this "
+                   "schema; OpenClaw keeps them as they are")
+
+
+def sqlite_settings(ops):
+    """(the `sqlite` settings this plan implies, or None when it asks nothing of a SQLite agent;
+    store.prune {kind: age_s})."""
+    prune = dict((k, v) for k, v in ((ops.get("store") or {}).get("prune") or {}).items() if v is not None)
+    keep_runs = (ops.get("trajectories") or {}).get("keep_runs")
+    if "sqlite" not in ops and not prune and not keep_runs:
+        return None, prune
+    cfg = dict(SQLITE_DEFAULTS, **(ops.get("sqlite") or {}))
+    if cfg["trajectory_keep_runs"] is None and keep_runs:
+        cfg["trajectory_keep_runs"] = keep_runs
+    return cfg, prune
+
+
+def unsupported(ops, info):
+    """[(what, why)] for the plan's JSON-era steps that would change something on this database."""
+    out = []
+    sessions = (info or {}).get("sessions") or {}
+    tiers = (ops.get("transcripts") or {}).get("tiers") or []
+    if tiers:
+        low = min(t["over_bytes"] for t in tiers)
+        over = [s for s in sessions.values() if s["transcript_text_bytes"] > low]
+        if over:
+            out.append(("transcript tiers (%d session(s) over %d bytes)" % (len(over), low),
+                        NO_PROVED_WRITE % "transcript_events rows"))
+    store = ops.get("store") or {}
+    if store.get("strip_fields") and (info or {}).get("entries_with_fields"):
+        out.append(("stripping %s" % "/".join(store["strip_fields"]), NO_PROVED_WRITE % "session entries"))
+    if store.get("stale_after_s") or store.get("max_entries"):
+        out.append(("stale_after / max_entries", "OpenClaw's own session.maintenance (pruneAfter, maxEntries) "
+                    "applies to its stores; fleet does not run a second policy over it"))
+    return out

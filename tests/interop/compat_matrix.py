@@ -1,0 +1,188 @@
+"""Measure fleet against OpenClaw releases and write docs/compatibility.md (scripts/compat-matrix.sh).
+
+For each release: install it (scripts/install-openclaw.sh), let it write genuine aged data
+(aged.py: disposable sessions 13 days old, a main session of today, mock model), then on private
+copies of that data, through the real `fleet` CLI with OpenClaw on PATH:
+- scan: the host is ok, no file error, no unknown-schema warning;
+- weekly --dry-run, then weekly: the dry run's per-file numbers equal the run's; OpenClaw then
+  lists exactly main and the topic (the disposable sessions are gone, the protected kept);
+- restore of that run (forced: OpenClaw is asked for its list in between): OpenClaw lists again
+  what it listed before;
+- beside it, OpenClaw's own `sessions cleanup --enforce` on another copy: bytes freed on disk
+  under agents/, sessions removed, time.
+Usage: python tests/interop/compat_matrix.py OUT.md VERSION... (run from the repository root).
+"""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import aged  # noqa: E402
+import genuine  # noqa: E402
+from genuine import OpenClaw  # noqa: E402
+
+DB = "agents/main/agent/openclaw-agent.sqlite"
+MAIN_TURNS = int(os.environ.get("FLEET_COMPAT_MAIN_TURNS", "26"))
+
+
+def fleet(work, *args):
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "fleet"] + list(args), capture_output=True, text=True, timeout=1800,
+                          cwd=str(work), env=dict(os.environ, FLEET_STATE_DIR=str(work / "fleet-state")))
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        doc = None
+    return proc, doc, time.time() - start
+
+
+def agent_bytes(state):
+    return sum(p.stat().st_size for p in (state / "agents").rglob("*") if p.is_file())
+
+
+def listing(openclaw):
+    return {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]}
+
+
+def measure(version, work):
+    node, pkgs = genuine.install(version)
+    pkg = pkgs[version]
+    cached = aged.aged_state(version, node, pkg, MAIN_TURNS)
+    row = {"version": version}
+    db = cached / DB
+    if db.is_file():
+        conn = sqlite3.connect("file:%s?immutable=1" % db, uri=True)
+        row["format"], row["schema"] = "SQLite", str(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.close()
+    else:
+        row["format"], row["schema"] = "JSON", "sessions.json"
+    bin_dir = work / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "openclaw").write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (node, pkg / "openclaw.mjs"))
+    (bin_dir / "openclaw").chmod(0o755)
+    os.environ["PATH"] = "%s:%s" % (bin_dir, os.environ["PATH"])
+    state = genuine.copy_state(cached, work / "state")
+    openclaw = OpenClaw(node, pkg, state)
+    inventory = work / "inventory.toml"
+    inventory.write_text('[hosts.genuine]\nconnection = "local"\nstate_dir = "%s"\n' % state)
+    before = listing(openclaw)
+    _p, scan, _t = fleet(work, "scan", "-i", str(inventory), "--json")
+    host = scan["hosts"][0] if scan else {"ok": False, "error": _p.stderr[-200:], "files": [], "health": []}
+    bad = [h["detail"] for h in host["health"] if h["check"] in ("sqlite-schema", "sqlite-unreadable")]
+    errs = [f["error"] for f in host["files"] if f["error"]]
+    row["scan"] = "FAILED: %s" % host["error"] if not host["ok"] else (
+        "warning: %s" % bad[0][:80] if bad else ("file errors: %d" % len(errs) if errs else "ok"))
+    bytes_before = agent_bytes(state)
+    db_before = sum((state / (DB + x)).stat().st_size for x in ("", "-wal") if (state / (DB + x)).exists())
+    _p, dry, _t = fleet(work, "run", "weekly", "-i", str(inventory), "--dry-run", "--json")
+    _p, run, elapsed = fleet(work, "run", "weekly", "-i", str(inventory), "--json")
+    if not run or not run["hosts"][0]["ok"]:
+        row["run"] = "FAILED: %s" % ((run or {}).get("hosts", [{}])[0].get("error") or _p.stderr[-200:])
+        row["dry run"] = row["restore"] = "-"
+        return row
+    def key(f):
+        return (f["path"], f["action"], f["before"]["bytes"], f["before"]["records"], f["after"]["bytes"],
+                f["after"]["records"])
+    # The -shm (SQLite's shared-memory WAL index, no data) and an empty -wal are deleted by SQLite
+    # when the last connection closes (OpenClaw's own --dry-run during fleet's dry run does that):
+    # they are compared only when both runs found them.
+    def comparable(files, other):
+        paths = {f["path"] for f in other}
+        return {key(f) for f in files if not f["path"].endswith(("-shm", "-wal")) or f["path"] in paths}
+    dry_all = dry["hosts"][0]["files"] if dry else []
+    run_all = run["hosts"][0]["files"]
+    dry_files, run_files = comparable(dry_all, run_all), comparable(run_all, dry_all)
+    differ = sorted({k[0].rsplit("/", 1)[-1] for k in dry_files ^ run_files})
+    row["dry run"] = "exact" if not differ else "differs on: %s" % ", ".join(differ)
+    after = listing(openclaw)
+    kept_ok = set(after) == set(aged.KEPT_KEYS)
+    not_done = sorted({h["detail"].split(" not done")[0] for h in run["hosts"][0]["health"]
+                       if h["check"] == "sqlite-not-done"})
+    freed = bytes_before - agent_bytes(state)
+    db_after = sum((state / (DB + x)).stat().st_size for x in ("", "-wal") if (state / (DB + x)).exists())
+    row["run"] = "%s; %d of %d sessions pruned; %s freed under agents/ (%.0f %%)%s in %.0f s%s" % (
+        "ok" if kept_ok else "kept %s" % sorted(after), len(before) - len(after), len(before),
+        human(freed), 100.0 * freed / max(1, bytes_before),
+        "; database + WAL %s -> %s (-%.0f %%)" % (human(db_before), human(db_after),
+                                                  100.0 * (db_before - db_after) / db_before) if db_before else "",
+        elapsed,
+        "; not done: %s" % ", ".join(not_done) if not_done else "")
+    _p, restored, _t = fleet(work, "restore", run["run_id"], "-i", str(inventory), "--force", "--json")
+    errors = [f["error"] for f in (restored or {"hosts": [{"files": []}]})["hosts"][0]["files"] if f["error"]]
+    row["restore"] = "ok" if restored and not errors and listing(openclaw) == before else \
+        "FAILED: %s" % ("; ".join(errors)[:120] or _p.stderr[-120:])
+    own = genuine.copy_state(cached, work / "own")
+    own_before, start = agent_bytes(own), time.time()
+    own_oc = OpenClaw(node, pkg, own)
+    args = ["sessions", "cleanup", "--enforce", "--json"] + (["--store", str(own / DB)] if (own / DB).is_file() else [])
+    own_oc.run(*args, check=False)
+    row["openclaw cleanup"] = "%d sessions removed, %s freed (%.0f %%) in %.0f s" % (
+        len(before) - len(listing(own_oc)), human(own_before - agent_bytes(own)),
+        100.0 * (own_before - agent_bytes(own)) / max(1, own_before), time.time() - start)
+    return row
+
+
+def human(n):
+    return "%.2f MB" % (n / 1048576.0) if abs(n) >= 1048576 else "%.0f KB" % (n / 1024.0)
+
+
+HEADER = """# Compatibility with OpenClaw releases
+
+Measured by `scripts/compat-matrix.sh` on genuine data each release wrote itself (real
+`openclaw agent --local` turns against a local mock model; a cron run, a subagent, a heartbeat and
+a Telegram topic written 13 days ago, a main session of %d turns today), through the real `fleet`
+CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
+
+- **scan**: the host is ok, no file error, no unknown-schema warning;
+- **dry run**: `weekly --dry-run`'s per-file numbers compared with the real `weekly`'s (SQLite's `-shm`
+  index and an empty `-wal` only when both runs found them: SQLite deletes them when the last
+  connection closes);
+- **run**: `weekly`; "ok" = OpenClaw then lists exactly main and the topic; bytes freed under `agents/`
+  (2026.9.x also keeps ~0.3 MB of `memory-reindex` scratch databases per turn there, which fleet
+  reports and leaves alone) and, on the SQLite era, of the agent database + WAL;
+  steps reported as not done (`sqlite-not-done`) are named;
+- **restore**: `fleet restore <run> --force`; "ok" = OpenClaw lists again what it listed before;
+- **openclaw cleanup**: OpenClaw's own `sessions cleanup --enforce` (its default settings) on another
+  copy of the same data, for comparison.
+
+SQLite-era schemas by release (`OPENCLAW_AGENT_SCHEMA_VERSION` in each published package): 19 =
+2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three; on 21 (not measured here) it runs
+OpenClaw's own cleanup (by an OpenClaw 2026.9.5) but not the trajectory cap, which is proved only on
+19 and 23. Any other schema is scanned for sizes only, with one warning, and never changed.
+
+Releases not in the table were not measured. Measured %s.
+
+| version | storage | schema | scan | dry run | run (weekly) | restore | openclaw cleanup |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+"""
+
+
+def main(argv):
+    out, versions = Path(argv[0]), argv[1:]
+    rows = []
+    for version in versions:
+        with tempfile.TemporaryDirectory(prefix="fleet-compat-") as tmp:
+            path_before = os.environ["PATH"]
+            try:
+                row = measure(version, Path(tmp))
+            except Exception as exc:  # one release failing must not hide the others
+                row = {"version": version, "format": "?", "schema": "?",
+                       "scan": "not measured: %s: %s" % (type(exc).__name__, str(exc)[:120])}
+            finally:
+                os.environ["PATH"] = path_before
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    text = HEADER % (MAIN_TURNS, time.strftime("%Y-%m-%d", time.gmtime()))
+    for r in rows:
+        text += "| %s |\n" % " | ".join(str(r.get(k, "-")).replace("|", "/") for k in (
+            "version", "format", "schema", "scan", "dry run", "run", "restore", "openclaw cleanup"))
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,197 @@
+"""Each supported SQLite-era release judges fleet on its own genuine, aged data (aged.py).
+
+Per release (2026.8.2: schema 19, no `event_zstd`; 2026.9.6: schema 23), with the disposable
+sessions written 13 days ago by real OpenClaw and a main session of today:
+- `fleet scan`: the host is ok, no record has an error, no unknown-schema warning, every session
+  OpenClaw lists has a record, and not one byte of the database or its WAL changes;
+- `fleet run weekly --dry-run`, then `fleet run weekly`, with OpenClaw found on PATH (no
+  `openclaw_cmd` in the inventory): the dry run's per-session and database numbers equal the real
+  run's; the cron run, subagent and heartbeat are gone, main and the topic kept; OpenClaw lists
+  exactly the (key, session id) pairs fleet reports as kept; `doctor --lint` has no new finding;
+  `PRAGMA integrity_check` and `foreign_key_check` are clean; the database + WAL shrink on disk;
+  and one more `openclaw agent --local` turn on main works and sends main's last kept message;
+- the printed report names each step not done on the agent; `fleet restore` of the run (forced:
+  OpenClaw wrote a turn since) brings back exactly the sessions OpenClaw listed before.
+"""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import aged
+import genuine
+from genuine import MAIN_KEY, OpenClaw
+from judge import host_files, run_fleet, sent_text, write_inventory
+from mock_model import MockModel
+
+pytestmark = pytest.mark.timeout(1500)
+DB = "agents/main/agent/openclaw-agent.sqlite"
+RELEASES = ("2026.8.2", "2026.9.6")
+MAIN_TURNS = 12
+
+
+@pytest.fixture(scope="module", params=RELEASES)
+def release(request, tmp_path_factory):
+    """(version, node, package dir, cached aged state, lint findings of an untouched copy)."""
+    version = request.param
+    node, pkgs = genuine.install(version)
+    cached = aged.aged_state(version, node, pkgs[version], MAIN_TURNS)
+    baseline = genuine.copy_state(cached, tmp_path_factory.mktemp("baseline") / "state")
+    return version, node, pkgs[version], cached, OpenClaw(node, pkgs[version], baseline).lint()
+
+
+def fleet_cli(tmp_path, *args):
+    proc = subprocess.run([sys.executable, "-m", "fleet"] + list(args), capture_output=True, text=True,
+                          timeout=600, cwd=str(tmp_path), env=dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state")))
+    assert proc.returncode in (0, 1), "fleet %s exited %d:\n%s\n%s" % (args, proc.returncode, proc.stdout[-2000:],
+                                                                     proc.stderr[-2000:])
+    return proc
+
+
+def on_disk(state):
+    return sum(os.path.getsize(str(state / (DB + s))) for s in ("", "-wal") if (state / (DB + s)).exists())
+
+
+def db_digests(state):
+    import hashlib
+    return {s: hashlib.sha256((state / (DB + s)).read_bytes()).hexdigest()
+            for s in ("", "-wal") if (state / (DB + s)).exists()}
+
+
+def openclaw_on_path(tmp_path, node, pkg):
+    """A folder with an `openclaw` program, as `npm install -g openclaw` leaves one."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    prog = folder / "openclaw"
+    prog.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (node, pkg / "openclaw.mjs"))
+    prog.chmod(0o755)
+    return folder
+
+
+def sqlite_records(files):
+    """{path: (action, before bytes/records, after bytes/records)} of the database's own records."""
+    return {f["path"]: (f["action"], f["before"]["bytes"], f["before"]["records"], f["after"]["bytes"],
+                        f["after"]["records"]) for f in files if f["path"] == DB or f["path"].startswith(DB + "#")}
+
+
+def test_scan_reads_the_release_schema_and_changes_no_byte(release, tmp_path):
+    version, node, pkg, cached, _lint = release
+    state = genuine.copy_state(cached, tmp_path / "state")
+    before = db_digests(state)
+    inventory = write_inventory(tmp_path / "inventory.toml", state)
+    proc = subprocess.run([sys.executable, "-m", "fleet", "scan", "-i", str(inventory), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                          env=dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state")))
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    (host,) = json.loads(proc.stdout)["hosts"]
+    assert host["ok"], host["error"]
+    assert db_digests(state) == before, "fleet scan changed the database or its WAL"
+    assert not [f for f in host["files"] if f["error"]], [f["error"] for f in host["files"] if f["error"]]
+    assert not [h for h in host["health"] if h["check"] in ("sqlite-schema", "sqlite-unreadable")], host["health"]
+    ids = {f["path"].rsplit("/", 1)[1] for f in host["files"] if f["path"].startswith(DB + "#transcript/")}
+    listed = {s["sessionId"] for s in OpenClaw(node, pkg, state).sessions()["sessions"]}
+    assert len(listed) == 5 and listed <= ids
+    (db,) = [f for f in host["files"] if f["path"] == DB]
+    assert any("user_version %d" % {"2026.8.2": 19, "2026.9.6": 23}[version] in n for n in db["notes"]), db["notes"]
+
+
+def test_weekly_prunes_like_the_json_era_dry_run_equals_run_and_openclaw_agrees(release, tmp_path, monkeypatch):
+    version, node, pkg, cached, lint_before = release
+    state = genuine.copy_state(cached, tmp_path / "state")
+    openclaw = OpenClaw(node, pkg, state)
+    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    bytes_before = on_disk(state)
+    ids_before = {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]}
+    dry = host_files(run_fleet(tmp_path, state, "weekly", hours_later=0, extra=["--dry-run"]))
+    doc = run_fleet(tmp_path, state, "weekly", hours_later=0)
+    real = host_files(doc)
+    assert sqlite_records(dry) == sqlite_records(real), "the dry run's numbers differ from the run's"
+    (host,) = doc["hosts"]
+    assert not [h for h in host["health"] if h["check"] == "sqlite-not-done" and "pruning" in h["detail"]], \
+        host["health"]
+    kept = {f["path"].rsplit("/", 1)[1] for f in real
+            if f["path"].startswith(DB + "#transcript/") and f["after"]["records"] > 0}
+    listed = {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]}
+    assert set(listed.values()) == kept
+    assert set(listed) == set(aged.KEPT_KEYS)
+    gone = {f["path"].rsplit("/", 1)[1] for f in real if f["path"].startswith(DB + "#") and f["action"] == "delete"}
+    assert gone == {ids_before[k] for k in aged.DISPOSABLE_KEYS}
+    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
+    assert not new, "doctor --lint has new findings after weekly: %s" % sorted(new)
+    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        conn.close()
+    bytes_after = on_disk(state)
+    print("%s: database + WAL %d -> %d bytes (-%.0f %%)" % (version, bytes_before, bytes_after,
+                                                          100.0 * (bytes_before - bytes_after) / bytes_before))
+    assert bytes_after < bytes_before * 0.85, (bytes_before, bytes_after)
+    mock = MockModel.start()
+    try:
+        genuine.write_config(state, mock.base_url)
+        assert openclaw.turn(MAIN_KEY, "one more turn after fleet").get("payloads")
+    finally:
+        mock.stop()
+    sent = sent_text(mock.requests[0])
+    assert "one more turn after fleet" in sent and "main turn %d" % (MAIN_TURNS - 1) in sent
+    # The printed report names what was not done on this agent, and why.
+    printed = fleet_cli(tmp_path, "report")
+    assert "sqlite-not-done" in printed.stdout and "no write into OpenClaw's" in printed.stdout, printed.stdout
+    # Restore: OpenClaw wrote a turn since the run, so --force; it lists what it listed before.
+    restored = json.loads(fleet_cli(tmp_path, "restore", doc["run_id"], "-i", str(tmp_path / "inventory.toml"),
+                                    "--force", "--json").stdout)
+    (rhost,) = restored["hosts"]
+    (rdb,) = [f for f in rhost["files"] if f["path"] == DB]
+    assert rdb["action"] == "restore" and rdb["error"] is None, rdb
+    assert {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]} == ids_before
+
+
+def test_weekly_beside_a_live_openclaw_writing_loses_no_write(release, tmp_path, monkeypatch):
+    """OpenClaw runs turns on main during the whole `fleet run weekly` (its own write path, its own
+    locking): every acknowledged turn is still in main's history afterwards, integrity_check is ok,
+    and OpenClaw's next turn works."""
+    import threading
+    version, node, pkg, cached, _lint = release
+    state = genuine.copy_state(cached, tmp_path / "state")
+    openclaw = OpenClaw(node, pkg, state)
+    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    mock = MockModel.start()
+    acknowledged, failures, stop = [], [], threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            proc = openclaw.run("agent", "--local", "--session-key", MAIN_KEY, "--message", "live turn %d" % i,
+                                "--json", timeout=600, check=False)
+            (acknowledged if proc.returncode == 0 else failures).append((i, proc.stderr[-300:]))
+            i += 1
+
+    try:
+        genuine.write_config(state, mock.base_url)
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            doc = run_fleet(tmp_path, state, "weekly", hours_later=0)
+        finally:
+            stop.set()
+            thread.join()
+        assert host_files(doc)
+        assert acknowledged and not failures, failures
+        conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+        mock.requests.clear()
+        assert openclaw.turn(MAIN_KEY, "after the live run").get("payloads")
+    finally:
+        mock.stop()
+    sent = sent_text(mock.requests[0])
+    lost = [i for i, _ in acknowledged if "live turn %d" % i not in sent]
+    assert not lost, "turns OpenClaw acknowledged are missing from main's history: %s" % lost
+    print("%s: %d live turns during weekly, none lost" % (version, len(acknowledged)))
