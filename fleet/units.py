@@ -17,37 +17,32 @@ _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
 
 
+def _parse_amount(value: object, pattern: re.Pattern, units: dict, what: str, example: str, examples: str) -> int:
+    """`value` (an int, or a number and a unit matching `pattern`) in the base unit of `units`."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a {what} like {example}, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"expected a {what} >= 0, got {value}")
+        return value
+    if isinstance(value, str):
+        m = pattern.match(value)
+        if m and m.group(2).lower() in units:
+            return int(float(m.group(1)) * units[m.group(2).lower()])
+    raise ValueError(f"expected a {what} like {examples}, got {value!r}")
+
+
 def parse_size(value: object) -> int:
     """Return the number of bytes in `value` ("2MB", "512KB", 1024).
 
     Raises ValueError with a message fit for a config error.
     """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a size like \"2MB\", got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"expected a size >= 0, got {value}")
-        return value
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m and m.group(2).lower() in _SIZE_UNITS:
-            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-    raise ValueError(f"expected a size like \"2MB\" or \"512KB\", got {value!r}")
+    return _parse_amount(value, _SIZE_RE, _SIZE_UNITS, "size", '"2MB"', '"2MB" or "512KB"')
 
 
 def parse_duration(value: object) -> int:
     """Return the number of seconds in `value` ("24h", "30d", "90m", 3600)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like \"24h\", got {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"expected a duration >= 0, got {value}")
-        return value
-    if isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m and m.group(2).lower() in _DURATION_UNITS:
-            return int(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()])
-    raise ValueError(f"expected a duration like \"24h\", \"30d\" or \"90m\", got {value!r}")
+    return _parse_amount(value, _DURATION_RE, _DURATION_UNITS, "duration", '"24h"', '"24h", "30d" or "90m"')
 
 
 _BYTE_UNITS = (("TB", 1024**4), ("GB", 1024**3), ("MB", 1024**2), ("KB", 1024))

@@ -24,12 +24,12 @@ import os
 import re
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fleet.files import write_atomic
 from fleet.errors import UsageError
 
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -289,21 +289,11 @@ def write_inventory_file(path: Path, text: str, force: bool) -> Path | None:
         if not filecmp.cmp(path, kept, shallow=False):
             raise UsageError(f"{path}: the copy {kept} differs from the original; nothing was replaced")
         before = path.stat()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
+    def unchanged() -> None:
         if before is not None:
             now = path.stat()
             if (now.st_mtime_ns, now.st_size, now.st_ino) != (before.st_mtime_ns, before.st_size, before.st_ino):
                 raise UsageError(f"{path} changed while the new inventory was written; nothing was replaced")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    write_atomic(path, text, mode=0o644, before_replace=unchanged)
     return kept

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from fleet.files import write_atomic
 from fleet.errors import UsageError
 from fleet.config.inventory import Host, Inventory
 from fleet.config.validate import suggestion
@@ -73,22 +73,9 @@ def write_retry_file(path: Path, names: Iterable[str], comment: str = "") -> Pat
     `comment` becomes a leading `#` line (e.g. which run failed). The file is written to a temp
     file in the same folder and renamed, so a reader never sees half of it.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"# {line}" for line in comment.splitlines()] if comment else []
     lines.extend(names)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("\n".join(lines) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(Path(path), "\n".join(lines) + "\n")
 
 
 def read_retry_file(path: Path) -> list[str]:

@@ -327,32 +327,26 @@ class Table:
 
     def size(self, key: str, default: Any = None, *, required: bool = False, minimum: int = 0) -> Any:
         """Bytes from "2MB", "512KB" or a plain integer (binary units, see fleet.units)."""
-        value = self._get(key, required)
-        if value is MISSING:
-            return default
-        try:
-            parsed = units.parse_size(value)
-        except ValueError:
-            self.add(key, f'expected a size like "2MB", "512KB" or a number of bytes, got {describe_value(value)}')
-            return default
-        if parsed < minimum:
-            self.add(key, f"must be at least {minimum} bytes, got {describe_value(value)}")
-            return default
-        return parsed
+        return self._amount(key, default, required, minimum, units.parse_size, "bytes",
+                            'a size like "2MB", "512KB" or a number of bytes')
 
     def duration(self, key: str, default: Any = None, *, required: bool = False, minimum: int = 0) -> Any:
         """Seconds from "24h", "30d", "90m" or a plain integer of seconds."""
+        return self._amount(key, default, required, minimum, units.parse_duration, "seconds",
+                            'a duration like "24h", "30d", "90m" or a number of seconds')
+
+    def _amount(self, key: str, default: Any, required: bool, minimum: int, parse: Callable[[Any], int],
+                unit: str, expected: str) -> Any:
         value = self._get(key, required)
         if value is MISSING:
             return default
         try:
-            parsed = units.parse_duration(value)
+            parsed = parse(value)
         except ValueError:
-            self.add(key, f'expected a duration like "24h", "30d", "90m" or a number of seconds, '
-                          f"got {describe_value(value)}")
+            self.add(key, f"expected {expected}, got {describe_value(value)}")
             return default
         if parsed < minimum:
-            self.add(key, f"must be at least {minimum} seconds, got {describe_value(value)}")
+            self.add(key, f"must be at least {minimum} {unit}, got {describe_value(value)}")
             return default
         return parsed
 

@@ -17,11 +17,9 @@ else $XDG_STATE_HOME/fleet, else ~/.local/state/fleet), with the same retention 
 """
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import os
-import re
 import shutil
 import time
 import zlib
@@ -29,12 +27,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fleet.home import control_dir
+from fleet.hostside.retention import run_id_epoch_ms
 
 PREFIX = b"fleet-backup: "
 LINE_MAX = 64 * 1024
 SEND_CHUNK = 64 * 1024
 CHECK_CHUNK = 1 << 20
-RUN_DIR_RE = re.compile(r"^(\d{8}T\d{6})\d{0,6}Z(?:[-.][A-Za-z0-9]+)*$")
 CONTROLLER = "controller:"
 
 
@@ -317,29 +315,19 @@ def _remove_empty_parents(folder: Path, stop: Path) -> None:
         folder = folder.parent
 
 
-def _run_ms(run_id: str) -> Optional[int]:
-    m = RUN_DIR_RE.match(run_id)
-    if not m:
-        return None
-    try:
-        return calendar.timegm(time.strptime(m.group(1), "%Y%m%dT%H%M%S")) * 1000
-    except ValueError:
-        return None
-
-
 def expire_runs(host: str, current_run: str, keep_runs: Optional[int], max_age_s: Optional[int],
                 now_ms: int) -> tuple[list[str], int]:
     """Drop this host's old run folders on the controller (the host's rules); (ids, bytes)."""
     base = backups_root() / host
     if not base.is_dir() or (keep_runs is None and max_age_s is None):
         return [], 0
-    runs = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink() and _run_ms(p.name))
+    runs = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.is_symlink() and run_id_epoch_ms(p.name))
     expired = []
     older = [r for r in runs if r != current_run]
     if keep_runs is not None:
         expired += older[:max(0, len(older) - (int(keep_runs) - 1))]
     if max_age_s is not None:
-        expired += [r for r in older if now_ms - _run_ms(r) > int(max_age_s) * 1000 and r not in expired]
+        expired += [r for r in older if now_ms - run_id_epoch_ms(r) > int(max_age_s) * 1000 and r not in expired]
     freed = 0
     for run_id in sorted(set(expired)):
         folder = base / run_id

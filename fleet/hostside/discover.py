@@ -10,11 +10,11 @@ import json
 import os
 import re
 import stat
-from json.decoder import WHITESPACE, scanstring
+from json.decoder import WHITESPACE
 
 from .context import AgentFiles, FileInfo
 from .fsutil import describe_oserror, inside, is_safe_id, open_nofollow
-from .storeread import drop_fields as _drop_fields, stream_store
+from .storeread import drop_fields as _drop_fields, read_member, stream_store
 from .terms import FLAT_LEGACY_AGENT
 
 STORE_NAME = "sessions.json"
@@ -187,25 +187,12 @@ def _stream_object(text, scan_once, drop, keep_keys):
     if text[i] == "}":
         i += 1
     else:
-        while True:
-            if text[i] != '"':
-                raise ValueError("expected a key")
-            key, i = scanstring(text, i + 1, True)
-            i = _WS(text, i).end()
-            if text[i] != ":":
-                raise ValueError("expected ':'")
-            value, i = scan_once(text, _WS(text, i + 1).end())
+        sep = ","
+        while sep == ",":
+            key, value, i, sep = read_member(text, i, scan_once)
             if drop:
                 _drop_fields((value,), drop, keep_keys)
             store[key] = value            # a repeated key: last value, first place (as json.loads)
-            i = _WS(text, i).end()
-            if text[i] == ",":
-                i = _WS(text, i + 1).end()
-                continue
-            if text[i] != "}":
-                raise ValueError("expected ',' or '}'")
-            i += 1
-            break
     if _WS(text, i).end() != len(text):
         raise ValueError("extra data")
     return store

@@ -298,15 +298,15 @@ class BackupStore(object):
                 raise BackupError("backup verification failed for %s: copy differs from source" % rel_path)
             return self._install(tmp, target, sink.bytes, sink.sha256)
         except BackupError:
-            _unlink_quiet(tmp)
+            unlink_quiet(tmp)
             self.tidy()
             raise
         except OSError as exc:
-            _unlink_quiet(tmp)
+            unlink_quiet(tmp)
             self.tidy()
             raise BackupError(describe_oserror(exc, "backup"))
         except BaseException:
-            _unlink_quiet(tmp)
+            unlink_quiet(tmp)
             self.tidy()
             raise
 
@@ -322,7 +322,7 @@ class BackupStore(object):
             FAULTS.hit("backup-done")
             stored = os.stat(target).st_size
         except BaseException:
-            _unlink_quiet(target)
+            unlink_quiet(target)
             raise
         self.stored_bytes += stored
         return {"path": target, "sha256": digest, "bytes": size, "stored_bytes": stored}
@@ -367,7 +367,7 @@ class BackupStore(object):
         FAULTS.hit("backup-synced")
         if copied == size and self._digest_of_copy(tmp) == digest:
             return True
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         return False
 
     def _digest_of_copy(self, path):
@@ -411,7 +411,7 @@ def kernel_copy(src_fd, out_fd, size):
     return done
 
 
-def _unlink_quiet(path):
+def unlink_quiet(path):
     try:
         os.unlink(path)
     except OSError:
@@ -445,6 +445,17 @@ def abandon_backup(backups, backup, exc):
     return exc
 
 
+def regular_file_stat(path, rel_path):
+    """lstat of `path`; FileError (the file left alone) when it is unreadable, a symlink or special."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise FileError(describe_oserror(exc, "reading " + rel_path))
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        raise FileError("not a regular file (symlink or special), left alone: %s" % rel_path)
+    return st
+
+
 def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False):
     """Replace the file at `path` by what `produce(src, sink)` writes, without ever losing it.
 
@@ -467,12 +478,7 @@ def safe_rewrite(path, rel_path, produce, backups, dry_run, carry_appends=False)
     as it was, no temp file stays, and the backup taken for it is removed again
     (abandon_backup; the error says so).
     """
-    try:
-        st0 = os.lstat(path)
-    except OSError as exc:
-        raise FileError(describe_oserror(exc, "reading " + rel_path))
-    if stat.S_ISLNK(st0.st_mode) or not stat.S_ISREG(st0.st_mode):
-        raise FileError("not a regular file (symlink or special), left alone: %s" % rel_path)
+    st0 = regular_file_stat(path, rel_path)
     backup = backups.backup(path, rel_path)
     state = {"in_place": False}
     try:
@@ -573,7 +579,7 @@ def _rewrite(path, rel_path, st0, backup, produce, dry_run, carry_appends, state
             raise FileError(describe_oserror(exc, "rewriting " + rel_path))
         finally:
             if tmp is not None:
-                _unlink_quiet(tmp)
+                unlink_quiet(tmp)
         if carry_appends:
             # A writer holding the old inode open may still have appended after the rename.
             if size_done > backup["bytes"]:
@@ -653,12 +659,7 @@ def safe_rename(path, new_path, rel_path, backups, dry_run):
 
     Refuses to overwrite an existing `new_path`. Returns the same shape as safe_rewrite.
     """
-    try:
-        st0 = os.lstat(path)
-    except OSError as exc:
-        raise FileError(describe_oserror(exc, "reading " + rel_path))
-    if stat.S_ISLNK(st0.st_mode) or not stat.S_ISREG(st0.st_mode):
-        raise FileError("not a regular file (symlink or special), left alone: %s" % rel_path)
+    st0 = regular_file_stat(path, rel_path)
     if os.path.lexists(new_path):
         raise FileError("archive name already taken, left alone: %s" % os.path.basename(new_path))
     backup = backups.backup(path, rel_path)

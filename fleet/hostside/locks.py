@@ -54,7 +54,12 @@ def iso_to_ms(text):
     m = _ISO_RE.match(text.strip())
     if not m:
         return None
-    y, mo, d, h, mi, s, frac, zone = m.groups()
+    return iso_parts_to_ms(*m.groups())
+
+
+def iso_parts_to_ms(y, mo, d, h, mi, s, frac, zone):
+    """Epoch ms of an ISO-8601 time's parts (strings; `frac` and `zone` may be None, no zone is
+    UTC), or None when they name no real time."""
     try:
         secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
     except (ValueError, OverflowError):

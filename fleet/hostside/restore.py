@@ -37,7 +37,7 @@ import zlib
 
 from .context import file_record, stats
 from .fsutil import (FileError, HashSink, abandon_backup, copy_stream, describe_oserror, fsync_dir, hash_file,
-                     hash_stream, inside, makedirs_private, open_nofollow, sig)
+                     hash_stream, inside, makedirs_private, open_nofollow, sig, unlink_quiet)
 
 CHANGED = "changed since the run; use --force to overwrite it (it is backed up first)"
 
@@ -133,10 +133,10 @@ def _write_from_backup(backup_path, path, want_sha, mode):
             raise FileError("restored copy does not match the backup's checksum; nothing restored")
         return tmp
     except OSError as exc:
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         raise FileError(describe_oserror(exc, "writing the restored file"))
     except BaseException:
-        _unlink_quiet(tmp)
+        unlink_quiet(tmp)
         raise
 
 
@@ -144,13 +144,6 @@ def _same_owner(path, st):
     """Give the restored file the owner of what it replaces (or of its folder), where we may."""
     try:
         os.chown(path, st.st_uid, st.st_gid)
-    except OSError:
-        pass
-
-
-def _unlink_quiet(path):
-    try:
-        os.unlink(path)
     except OSError:
         pass
 
@@ -190,7 +183,7 @@ def _restore_from_controller(ctx, item, force):
         return file_record(agent, rel, item.get("kind") or "other", stats(0, 0, None), action="restore",
                            actions=["restore"], error="%s; nothing restored" % message)
     finally:
-        _unlink_quiet(fetched)
+        unlink_quiet(fetched)
 
 
 def _restore_file(ctx, item, force, fetched=None):
@@ -275,7 +268,7 @@ def _restore_file(ctx, item, force, fetched=None):
             fsync_dir(folder)
         finally:
             if tmp is not None:
-                _unlink_quiet(tmp)
+                unlink_quiet(tmp)
     except (FileError, OSError) as exc:
         if not placed and saved is not None:
             # Not restored: the copy of what was there protects nothing and would only cost space.

@@ -82,26 +82,33 @@ def stream_store(f, scan_once, drop=(), keep_keys=False):
         return None
 
 
+def read_member(text, i, scan_once):
+    """One `"key": value` of a JSON object at `i` and the ',' or '}' after it: (key, value, index
+    after the separator and its white space, separator). Raises ValueError (or json's
+    StopIteration/IndexError) on anything else."""
+    i = _WS(text, i).end()
+    if text[i] != '"':
+        raise ValueError("expected a key")
+    key, i = scanstring(text, i + 1, True)
+    i = _WS(text, i).end()
+    if text[i] != ":":
+        raise ValueError("expected ':'")
+    value, i = scan_once(text, _WS(text, i + 1).end())
+    i = _WS(text, i).end()
+    sep = text[i]
+    if sep not in ",}":
+        raise ValueError("expected ',' or '}'")
+    return key, value, _WS(text, i + 1).end(), sep
+
+
 def _entry(w, start, scan_once):
     """(key, value, index after its ',' or '}', that separator) of the entry at `start`, reading
     more while the window ends inside it; None when it is not well-formed (or the file ends)."""
     want = 0
     while True:
         try:
-            text = w.text
-            i = _WS(text, start).end()          # the window may have ended inside the white space
-            if text[i] != '"':
-                raise ValueError("expected a key")
-            key, i = scanstring(text, i + 1, True)
-            i = _WS(text, i).end()
-            if text[i] != ":":
-                raise ValueError("expected ':'")
-            value, i = scan_once(text, _WS(text, i + 1).end())
-            i = _WS(text, i).end()
-            sep = text[i]
-            if sep not in ",}":
-                raise ValueError("expected ',' or '}'")
-            return key, value, _WS(text, i + 1).end(), sep
+            # The window may have ended inside the white space or the entry.
+            return read_member(w.text, start, scan_once)
         except (ValueError, StopIteration, IndexError, RecursionError):
             # Cut off by the window's end, or really malformed: read on; at the file's end, give up.
             want = max(CHUNK, 2 * want, len(w.text) - start)

@@ -23,7 +23,6 @@ in the middle of a run is worse than none, so runs are kept or dropped whole:
 Records of a trajectory are its lines (it has no header). `*.trajectory-path.json` pointer files
 are reported with action none.
 """
-import calendar
 import hashlib
 import json
 import re
@@ -32,6 +31,7 @@ from array import array
 from .bigline import BIG_LINE, skim_line
 from .context import file_record, stats
 from .fsutil import FileError, describe_oserror, hash_file, open_nofollow
+from .locks import iso_parts_to_ms
 from .transcript import BackupWitness, copy_range, error_record, rewrite_planned
 
 _ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
@@ -55,19 +55,7 @@ def parse_ts(value):
     m = _ISO_RE.match(value.strip())
     if not m:
         return None
-    year, month, day, hour, minute, second = (int(x) for x in m.groups()[:6])
-    frac = m.group(7) or "0"
-    ms = int((frac + "000")[:3])
-    try:
-        secs = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    except (ValueError, OverflowError):
-        return None
-    zone = m.group(8)
-    if zone and zone != "Z":
-        sign = 1 if zone[0] == "+" else -1
-        digits = zone[1:].replace(":", "")
-        secs -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return secs * 1000 + ms
+    return iso_parts_to_ms(*m.groups())
 
 
 class TrajectoryScan(object):

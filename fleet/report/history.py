@@ -247,17 +247,21 @@ def decode_document(value: bytes | str) -> dict:
     return json.loads(value)
 
 
-def iso_to_ms(value: str | None) -> int | None:
-    """Milliseconds since the epoch of an ISO-8601 time ('Z' accepted); None if unreadable."""
+def parse_iso(value: str | None) -> datetime | None:
+    """An ISO-8601 time ('Z' accepted; UTC when it names no zone), or None if unreadable."""
     if not value:
         return None
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def iso_to_ms(value: str | None) -> int | None:
+    """Milliseconds since the epoch of an ISO-8601 time ('Z' accepted); None if unreadable."""
+    dt = parse_iso(value)
+    return None if dt is None else int(dt.timestamp() * 1000)
 
 
 def _controller() -> str:

@@ -11,10 +11,11 @@ backend's timer has `Persistent=true`, which does the same.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Optional
 
+from fleet.report.history import parse_iso
 from fleet.schedule.cronconv import parse_cron
 
 CATCH_UP_CRON = "*/15 * * * *"
@@ -50,16 +51,6 @@ def _day_ok(spec, day) -> bool:
     return (day_ok and weekday_ok) if (spec.dom_star or spec.dow_star) else (day_ok or weekday_ok)
 
 
-def _parse_iso(value: Optional[str]) -> Optional[datetime]:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def missed(cron: str, installed_at: str, status_path: Path, now: Optional[datetime] = None) -> Optional[datetime]:
     """The fire time a catch-up must make up for, or None when nothing was missed."""
     now = (now or datetime.now().astimezone()) - timedelta(seconds=GRACE_S)
@@ -67,10 +58,10 @@ def missed(cron: str, installed_at: str, status_path: Path, now: Optional[dateti
     if fire is None:
         return None
     try:
-        last = _parse_iso(json.loads(status_path.read_text(encoding="utf-8")).get("started_at"))
+        last = parse_iso(json.loads(status_path.read_text(encoding="utf-8")).get("started_at"))
     except (OSError, ValueError):
         last = None
-    since = [t for t in (last, _parse_iso(installed_at)) if t is not None]
+    since = [t for t in (last, parse_iso(installed_at)) if t is not None]
     if since and max(since) >= fire:
         return None
     return fire
