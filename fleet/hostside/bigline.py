@@ -106,17 +106,30 @@ class _Stream(object):
             pass
 
 
+def _items(s, close, item):
+    """After an opening bracket: call `item()` for each element until `close` (b"}" or b"]")."""
+    if s.skip_ws() == close:
+        s.pos += 1
+        return
+    while True:
+        item()
+        c = s.skip_ws()
+        s.pos += 1
+        if c == close:
+            return
+        if c != b",":
+            raise _Bad("expected ',' or '%s'" % close.decode())
+
+
 def _value(s, depth):
     if depth > MAX_DEPTH:
         raise _Bad("nested too deeply")
     c = s.skip_ws()
     if c == b"{":
         s.pos += 1
-        out = {}
-        if s.skip_ws() == b"}":
-            s.pos += 1
-            return out
-        while True:
+        obj = {}
+
+        def member():
             if s.skip_ws() != b'"':
                 raise _Bad("expected a key")
             s.pos += 1
@@ -124,27 +137,15 @@ def _value(s, depth):
             if s.skip_ws() != b":":
                 raise _Bad("expected ':'")
             s.pos += 1
-            out[key] = _value(s, depth + 1)
-            c = s.skip_ws()
-            s.pos += 1
-            if c == b"}":
-                return out
-            if c != b",":
-                raise _Bad("expected ',' or '}'")
+            obj[key] = _value(s, depth + 1)
+
+        _items(s, b"}", member)
+        return obj
     if c == b"[":
         s.pos += 1
-        out = []
-        if s.skip_ws() == b"]":
-            s.pos += 1
-            return out
-        while True:
-            out.append(_value(s, depth + 1))
-            c = s.skip_ws()
-            s.pos += 1
-            if c == b"]":
-                return out
-            if c != b",":
-                raise _Bad("expected ',' or ']'")
+        arr = []
+        _items(s, b"]", lambda: arr.append(_value(s, depth + 1)))
+        return arr
     if c == b'"':
         s.pos += 1
         return _string(s)

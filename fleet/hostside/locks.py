@@ -40,12 +40,13 @@ LOCK_POLL_S = 0.05
 MAX_LOCK_BODY = 64 * 1024
 PID_MAX = 4194304  # Linux's pid_max ceiling (2**22); a bigger pid cannot be a live process
 
-_ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d)[:-](\d\d)[:-](\d\d)(?:\.(\d{1,9}))?"
+# ISO-8601 as OpenClaw writes it, its archive-name form ('-' for ':'), and a ' ' for the 'T'.
+_ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d)[:-](\d\d)[:-](\d\d)(?:\.(\d+))?"
                      r"(Z|[+-]\d\d:?\d\d)?$")
 
 
 def iso_to_ms(text):
-    """Epoch ms of an ISO-8601 UTC time; also OpenClaw's archive form with '-' for ':'.
+    """Epoch ms of an ISO-8601 time; also OpenClaw's archive form with '-' for ':'.
 
     Returns None when `text` is not such a time. A missing zone is read as UTC.
     """
@@ -54,12 +55,7 @@ def iso_to_ms(text):
     m = _ISO_RE.match(text.strip())
     if not m:
         return None
-    return iso_parts_to_ms(*m.groups())
-
-
-def iso_parts_to_ms(y, mo, d, h, mi, s, frac, zone):
-    """Epoch ms of an ISO-8601 time's parts (strings; `frac` and `zone` may be None, no zone is
-    UTC), or None when they name no real time."""
+    y, mo, d, h, mi, s, frac, zone = m.groups()
     try:
         secs = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
     except (ValueError, OverflowError):

@@ -25,17 +25,14 @@ are reported with action none.
 """
 import hashlib
 import json
-import re
 from array import array
 
 from .bigline import BIG_LINE, skim_line
 from .context import file_record, stats
 from .fsutil import FileError, describe_oserror, hash_file, open_nofollow
-from .locks import iso_parts_to_ms
+from .locks import iso_to_ms
 from .transcript import BackupWitness, copy_range, error_record, rewrite_planned
 
-_ISO_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
-                     r"(Z|[+-]\d\d:?\d\d)?$")
 _NO_RUN = -1
 # Events that open a run (a session's first run opens with session.started; every run's first
 # event is its trace.metadata): a file starting with anything else starts mid-run.
@@ -50,12 +47,7 @@ def parse_ts(value):
         if not -1e15 < value < 1e15:
             return None  # NaN, Infinity, or a time no trace can have
         return int(value if value > 1e11 else value * 1000)
-    if not isinstance(value, str):
-        return None
-    m = _ISO_RE.match(value.strip())
-    if not m:
-        return None
-    return iso_parts_to_ms(*m.groups())
+    return iso_to_ms(value)
 
 
 class TrajectoryScan(object):

@@ -2,9 +2,9 @@
 
 OpenClaw's own cleanup judges age by its own clock, so a store whose cron runs are minutes old
 proves nothing about a 24 h policy. Here the turns of the disposable kinds (a cron run, a
-subagent, a heartbeat) and of a protected topic run under OpenClaw with its clock set 13 days
-back (`clock_shift.cjs`, loaded with `node --require`: `Date` and `Date.now` move, nothing else),
-then the main session gets MAIN turns at today's time. Everything in the database is written by
+subagent) and of a protected topic run under OpenClaw with its clock set 13 days back
+(`clock_shift.cjs`, loaded with `node --require`: `Date` and `Date.now` move, nothing else), then
+a heartbeat turn and MAIN turns of the main session at today's time. Everything in the database is written by
 OpenClaw itself; the mock model answers as in genuine.py.
 
 Cached per version and main-turn count on disk like genuine.py (`aged-<version>-<turns>-<digest>`).
@@ -23,9 +23,11 @@ from mock_model import MockModel
 HERE = Path(__file__).resolve().parent
 CLOCK_SHIFT = HERE / "clock_shift.cjs"
 AGE_MS = 13 * 86400 * 1000
-AGED_KEYS = (CRON_RUN_KEY, SUBAGENT_KEY, HEARTBEAT_KEY, TOPIC_KEY)
-DISPOSABLE_KEYS = (CRON_RUN_KEY, SUBAGENT_KEY, HEARTBEAT_KEY)
-KEPT_KEYS = (MAIN_KEY, TOPIC_KEY)
+AGED_KEYS = (CRON_RUN_KEY, SUBAGENT_KEY, TOPIC_KEY)
+DISPOSABLE_KEYS = (CRON_RUN_KEY, SUBAGENT_KEY)
+# A heartbeat session is live infrastructure: it is written at today's time, as a running gateway's
+# would be, and the shipped playbooks keep heartbeats unless one opts in to pruning them.
+KEPT_KEYS = (MAIN_KEY, TOPIC_KEY, HEARTBEAT_KEY)
 AGED_MESSAGES = {CRON_RUN_KEY: "cron job1 run: run a command", SUBAGENT_KEY: "subagent task: summarize",
                  HEARTBEAT_KEY: "heartbeat check", TOPIC_KEY: "topic 7: hello group"}
 
@@ -75,6 +77,7 @@ def aged_state(version, node, pkg, main_turns):
                 for key in AGED_KEYS:
                     assert old.turn(key, AGED_MESSAGES[key]).get("payloads"), key
                 now = OpenClaw(node, pkg, build)
+                assert now.turn(HEARTBEAT_KEY, AGED_MESSAGES[HEARTBEAT_KEY]).get("payloads")
                 for i in range(main_turns):
                     assert now.turn(MAIN_KEY, main_message(i)).get("payloads"), i
             finally:

@@ -134,8 +134,8 @@ def human(n):
 HEADER = """# Compatibility with OpenClaw releases
 
 Measured by `scripts/compat-matrix.sh` on genuine data each release wrote itself (real
-`openclaw agent --local` turns against a local mock model; a cron run, a subagent, a heartbeat and
-a Telegram topic written 13 days ago, a main session of %d turns today), through the real `fleet`
+`openclaw agent --local` turns against a local mock model; a cron run, a subagent and a Telegram
+topic written 13 days ago, a heartbeat and a main session of %d turns today), through the real `fleet`
 CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
 
 - **scan**: the host is ok, no file error, no unknown-schema warning;

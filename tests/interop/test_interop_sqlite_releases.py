@@ -6,7 +6,7 @@ sessions written 13 days ago by real OpenClaw and a main session of today:
   OpenClaw lists has a record, and not one byte of the database or its WAL changes;
 - `fleet run weekly --dry-run`, then `fleet run weekly`, with OpenClaw found on PATH (no
   `openclaw_cmd` in the inventory): the dry run's per-session and database numbers equal the real
-  run's; the cron run, subagent and heartbeat are gone, main and the topic kept; OpenClaw lists
+  run's; the 13-day-old cron run and subagent are gone, main, the topic and today's heartbeat kept; OpenClaw lists
   exactly the (key, session id) pairs fleet reports as kept; `doctor --lint` has no new finding;
   `PRAGMA integrity_check` and `foreign_key_check` are clean; the database + WAL shrink on disk;
   and one more `openclaw agent --local` turn on main works and sends main's last kept message;
