@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,3 +309,45 @@ def copy_state(src: Path, dst: Path) -> Path:
     """A fresh copy of a state dir with the same mtimes (ages of orphans and temps are mtime-based)."""
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+# --- processes frozen by the agent's fault hook (FLEET_AGENT_FAULT_STOP) --------------------
+
+def process_tree(root: int) -> list:
+    """`root` and every process descending from it (by /proc's parent pids)."""
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    data = f.read()
+                parents[int(name)] = int(data[data.rfind(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, frontier = [root], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def stopped(pid: int) -> bool:
+    """True when `pid` is frozen by SIGSTOP (state T in /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:].split()[0] == b"T"
+
+
+def wait_for(done, what: str, alive=lambda: True, hang_s: float = 120.0):
+    """Wait until `done()` gives something true and return it; fail if `alive()` turns false first."""
+    deadline = time.monotonic() + hang_s
+    while True:
+        found = done()
+        if found:
+            return found
+        assert alive() and time.monotonic() < deadline, what
+        time.sleep(0.01)

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import crashkit as ck
@@ -24,7 +23,6 @@ from fleet.demo.gen import TINY_FLEET, generate_host
 from fleet.demo.sshd import pid_alive
 
 STOP_AT = 8           # mid-run: the dropped host's agent has backed up and written, and has more to do
-HANG_S = 90           # only a hang is this slow: each wait below ends on an event
 PLAYBOOK = """\
 description = "reliability: every operation has work on crashkit's state"
 
@@ -65,46 +63,6 @@ def populate(state_dir: Path, index: int) -> None:
         generate_host(state_dir, TINY_FLEET[0], 1, ck.GEN_NOW_MS)
 
 
-def process_tree(root: int) -> list:
-    """`root` and every process descending from it (by /proc's parent pids)."""
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    data = f.read()
-                parents[int(name)] = int(data[data.rfind(b")") + 2:].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-    tree, frontier = [root], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        tree += children
-        frontier = children
-    return tree
-
-
-def stopped(pid: int) -> bool:
-    """True when `pid` is frozen by SIGSTOP (state T in /proc/PID/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rfind(b")") + 2:].split()[0] == b"T"
-
-
-def wait_for(done, what: str, alive=lambda: True):
-    """Wait until `done()` gives something true and return it; fail if `alive()` turns false first."""
-    deadline = time.monotonic() + HANG_S
-    while True:
-        found = done()
-        if found:
-            return found
-        assert alive() and time.monotonic() < deadline, what
-        time.sleep(0.01)
-
-
 def test_sshd_killed_mid_run(ssh_fleet, tmp_path):
     fleet_ = ssh_fleet(2, populate=populate, names=["dropped", "steady"])
     dropped = fleet_.host("dropped")
@@ -124,15 +82,15 @@ def test_sshd_killed_mid_run(ssh_fleet, tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "fleet", "run", str(playbook), "-i", str(inventory), "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True)
     try:
-        frozen = wait_for(lambda: [p for p in process_tree(dropped.server.pid) if stopped(p)],
+        frozen = ck.wait_for(lambda: [p for p in ck.process_tree(dropped.server.pid) if ck.stopped(p)],
                           "the agent never reached its write step %d" % STOP_AT, alive=lambda: run.poll() is None)
-        killed = process_tree(dropped.server.pid)
+        killed = ck.process_tree(dropped.server.pid)
         for pid in killed:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        wait_for(lambda: not any(pid_alive(p) for p in killed), "a killed process lived on")
+        ck.wait_for(lambda: not any(pid_alive(p) for p in killed), "a killed process lived on")
         out, err = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
