@@ -252,3 +252,34 @@ def chromium(args: list[str], profile: Path) -> str:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     return out
+
+
+# --- the CLI as a return code, and the agents' files by digest (tests/control) ---------------
+
+def cli_status(argv: list[str]) -> int:
+    """The real `fleet` entry point in-process; its exit status (output left to capsys)."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def agents_snapshot(state: Path) -> dict[str, str]:
+    """sha256 of every file of the agents (backups and stale-lock bookkeeping left out)."""
+    return {p.relative_to(state).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((state / "agents").rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+
+
+# A small real playbook: a transcript tier, the store's disposable sessions, orphans (tests/control, tests/schedule).
+SMALL_PLAYBOOK = """\
+[[transcripts.tier]]
+over = "4KB"
+keep_records = 4
+
+[store]
+disposable_after = "24h"
+
+[orphans]
+archive_after = "24h"
+"""

@@ -7,38 +7,17 @@ over real sshd too).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
-import pytest
 
-from fleet.cli import main
 from fleet.demo.gen import KB, HostSpec, generate_host, tiny_agent
 from fleet.control.plan import build_plan
 from fleet.config.playbook import load_playbook
+from helpers import agents_snapshot as snapshot, cli_status as cli
 
 MB = 1024 * KB
-
-
-@pytest.fixture(autouse=True)
-def fleet_state(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-    return tmp_path / "fleet-state"
-
-
-def cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-def snapshot(state: Path) -> dict[str, str]:
-    return {p.relative_to(state).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((state / "agents").rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 
 def big_host(state: Path) -> None:
@@ -53,7 +32,7 @@ def inventory(tmp_path: Path, state: Path, backup_to: str) -> Path:
     return inv
 
 
-def test_backups_to_the_controller_and_restore_from_there(tmp_path, fleet_state, capsys):
+def test_backups_to_the_controller_and_restore_from_there(tmp_path, control_dir, capsys):
     state = tmp_path / "state"
     big_host(state)
     before = snapshot(state)
@@ -66,7 +45,7 @@ def test_backups_to_the_controller_and_restore_from_there(tmp_path, fleet_state,
     assert changed and all(f["error"] is None for f in host["files"])
     assert host["backup_to"] == "controller"
     assert not (state / "fleet-backups").exists() or not any(p.is_file() for p in (state / "fleet-backups").rglob("*"))
-    folder = fleet_state / "backups" / "h" / run["run_id"]
+    folder = control_dir / "backups" / "h" / run["run_id"]
     for f in changed:
         assert f["backup"].startswith("controller:")
         stored = Path(f["backup"][len("controller:"):])
@@ -81,7 +60,7 @@ def test_backups_to_the_controller_and_restore_from_there(tmp_path, fleet_state,
     assert not list(state.rglob("*.fleet-*.tmp")) and not list(state.rglob("*.part"))
 
 
-def test_a_damaged_controller_backup_is_never_restored(tmp_path, fleet_state, capsys):
+def test_a_damaged_controller_backup_is_never_restored(tmp_path, control_dir, capsys):
     state = tmp_path / "state"
     big_host(state)
     inv = inventory(tmp_path, state, "controller")
@@ -122,7 +101,7 @@ def test_backup_to_precedence_and_folders(tmp_path):
     assert cli(["inventory", "check", "-i", str(bad)]) == 2
 
 
-def test_backups_stream_over_ssh_and_come_back(ssh_fleet, fleet_state, capsys):
+def test_backups_stream_over_ssh_and_come_back(ssh_fleet, control_dir, capsys):
     """Over real sshd: the frames share the agent's one exec channel, both ways."""
     fleet = ssh_fleet(1, populate=lambda state, i: big_host(state))
     fleet.write_inventory('backup_to = "controller"')
@@ -138,7 +117,7 @@ def test_backups_stream_over_ssh_and_come_back(ssh_fleet, fleet_state, capsys):
     assert snapshot(state) == before
 
 
-def test_auto_uses_the_host_when_there_is_room(tmp_path, fleet_state, capsys):
+def test_auto_uses_the_host_when_there_is_room(tmp_path, control_dir, capsys):
     state = tmp_path / "state"
     big_host(state)
     inv = inventory(tmp_path, state, "auto")

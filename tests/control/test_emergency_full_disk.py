@@ -10,40 +10,20 @@ With backup_to = "auto" the host has no room, so the controller is chosen, and t
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 import pytest
 
-from fleet.cli import main
 from fleet.demo.gen import KB, HostSpec, generate_host, tiny_agent
 from fleet.report.render import render_run
 from fleet.report.results import RunResult
 from fullfs import free_bytes, leave_free, stray_files, tmpfs, tree_bytes
+from helpers import agents_snapshot as snapshot, cli_status as cli
 
 MB = 1024 * KB
 DISK = 16 * MB
-
-
-@pytest.fixture(autouse=True)
-def fleet_state(tmp_path, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "fleet-state"))
-    return tmp_path / "fleet-state"
-
-
-def cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-def snapshot(state: Path) -> dict[str, str]:
-    return {p.relative_to(state).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((state / "agents").rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
 
 
 def full_host(disk: Path, tmp_path: Path, backup_to: str) -> tuple[Path, Path]:
@@ -57,7 +37,7 @@ def full_host(disk: Path, tmp_path: Path, backup_to: str) -> tuple[Path, Path]:
     return state, inv
 
 
-def test_emergency_frees_half_a_full_disk_and_restore_brings_it_back(tmp_path, fleet_state, capsys):
+def test_emergency_frees_half_a_full_disk_and_restore_brings_it_back(tmp_path, control_dir, capsys):
     with tmpfs(tmp_path / "disk", DISK) as disk:
         state, inv = full_host(disk, tmp_path, "controller")
         before = snapshot(state)
@@ -85,7 +65,7 @@ def test_emergency_frees_half_a_full_disk_and_restore_brings_it_back(tmp_path, f
         assert snapshot(state) == before
 
 
-def test_auto_sends_backups_to_the_controller_when_the_host_is_full(tmp_path, fleet_state, capsys):
+def test_auto_sends_backups_to_the_controller_when_the_host_is_full(tmp_path, control_dir, capsys):
     with tmpfs(tmp_path / "disk", DISK) as disk:
         state, inv = full_host(disk, tmp_path, "auto")
         assert cli(["run", "emergency", "-i", str(inv), "--json"]) == 0
@@ -98,7 +78,7 @@ def test_auto_sends_backups_to_the_controller_when_the_host_is_full(tmp_path, fl
         assert "backups to the controller" in render_run(RunResult.from_json(run), "table")
 
 
-def test_changes_that_cannot_complete_leave_no_backup_on_the_controller(tmp_path, fleet_state, capsys):
+def test_changes_that_cannot_complete_leave_no_backup_on_the_controller(tmp_path, control_dir, capsys):
     """16 KB free and no archive old enough to make room: no rewrite fits, each is tried twice; every
     backup streamed for them is dropped again on the controller, and the host's disk is as it was."""
     with tmpfs(tmp_path / "disk", DISK) as disk:
@@ -116,6 +96,6 @@ def test_changes_that_cannot_complete_leave_no_backup_on_the_controller(tmp_path
         assert failed and all("the backup taken for this change was removed" in f["error"] for f in failed)
         assert all(f["backup"] is None for f in failed)
         assert snapshot(state) == before and free_bytes(disk) == free_before
-        kept = [p for p in (fleet_state / "backups").rglob("*") if p.is_file()]
+        kept = [p for p in (control_dir / "backups").rglob("*") if p.is_file()]
         assert kept == [] and host["backup_bytes"] == 0
         assert stray_files(disk) == []

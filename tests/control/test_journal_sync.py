@@ -12,19 +12,9 @@ import pytest
 
 from fleet.demo.gen import HostSpec, generate_host, tiny_agent
 from helpers import run_cli
+from helpers import SMALL_PLAYBOOK as PLAYBOOK
 
 GEN_NOW_MS = 1_795_000_000_000
-PLAYBOOK = """\
-[[transcripts.tier]]
-over = "4KB"
-keep_records = 4
-
-[store]
-disposable_after = "24h"
-
-[orphans]
-archive_after = "24h"
-"""
 
 
 @pytest.fixture(autouse=True)

@@ -9,30 +9,13 @@ from pathlib import Path
 
 
 from fleet.report import history
-from fleet.cli import main
 from fleet.demo.gen import HostSpec, generate_host, tiny_agent
 from fleet.control.restore import restore_files
 from fleet.report.results import FileResult, HostResult, RunResult, Stats
 from helpers import assert_markdown_adds_up
+from helpers import agents_snapshot as snapshot, cli_status as cli
 
 KB = 1024
-
-
-def cli(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-def snapshot(state: Path) -> dict[str, str]:
-    """sha256 of every file of the agents (backups and stale-lock bookkeeping left out)."""
-    out = {}
-    for p in sorted((state / "agents").rglob("*")):
-        if p.is_file() and not p.name.endswith(".lock"):
-            out[p.relative_to(state).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 # --- plan building (pure) -----------------------------------------------------------------

@@ -351,3 +351,37 @@ def wait_for(done, what: str, alive=lambda: True, hang_s: float = 120.0):
             return found
         assert alive() and time.monotonic() < deadline, what
         time.sleep(0.01)
+
+
+# The playbook of the controller-level reliability tests: every operation has work on build_state's state.
+PLAYBOOK = """\
+description = "reliability: every operation has work on crashkit's state"
+
+[backup]
+keep_runs = 5
+
+[[transcripts.tier]]
+over = "6KB"
+keep_records = 4
+
+[[transcripts.tier]]
+over = "20KB"
+keep_records = 20
+slim = "tool-output"
+
+[trajectories]
+keep_runs = 1
+
+[store]
+disposable_after = "24h"
+strip_fields = ["skillsSnapshot", "systemPromptReport"]
+
+[orphans]
+archive_after = "24h"
+
+[archives]
+delete_after = "30d"
+
+[temp]
+remove_after = "30m"
+"""

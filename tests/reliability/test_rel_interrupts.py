@@ -33,37 +33,6 @@ from fleet.hostside.journal import JOURNAL_NAME
 from fleet.hostside.runlock import LOCK_NAME
 from helpers import run_cli
 
-PLAYBOOK = """\
-description = "reliability: every operation has work on crashkit's state"
-
-[backup]
-keep_runs = 5
-
-[[transcripts.tier]]
-over = "6KB"
-keep_records = 4
-
-[[transcripts.tier]]
-over = "20KB"
-keep_records = 20
-slim = "tool-output"
-
-[trajectories]
-keep_runs = 1
-
-[store]
-disposable_after = "24h"
-strip_fields = ["skillsSnapshot", "systemPromptReport"]
-
-[orphans]
-archive_after = "24h"
-
-[archives]
-delete_after = "30d"
-
-[temp]
-remove_after = "30m"
-"""
 
 POINTS = 21                  # per kind of interruption: 7 runs x 3 hosts
 HOSTS = ("h1", "h2", "h3")
@@ -79,7 +48,7 @@ def rig(tmp_path_factory):
     fleet_ = SshFleet.start(len(HOSTS), names=list(HOSTS))
     try:
         playbook = base / "weekly-like.toml"
-        playbook.write_text(PLAYBOOK)
+        playbook.write_text(ck.PLAYBOOK)
         for host in fleet_.hosts:
             fresh_state(host.state_dir)
         inventory = write_inventory(fleet_, base, "enum", {})

@@ -23,37 +23,6 @@ from fleet.demo.gen import TINY_FLEET, generate_host
 from fleet.demo.sshd import pid_alive
 
 STOP_AT = 8           # mid-run: the dropped host's agent has backed up and written, and has more to do
-PLAYBOOK = """\
-description = "reliability: every operation has work on crashkit's state"
-
-[backup]
-keep_runs = 5
-
-[[transcripts.tier]]
-over = "6KB"
-keep_records = 4
-
-[[transcripts.tier]]
-over = "20KB"
-keep_records = 20
-slim = "tool-output"
-
-[trajectories]
-keep_runs = 1
-
-[store]
-disposable_after = "24h"
-strip_fields = ["skillsSnapshot", "systemPromptReport"]
-
-[orphans]
-archive_after = "24h"
-
-[archives]
-delete_after = "30d"
-
-[temp]
-remove_after = "30m"
-"""
 
 
 def populate(state_dir: Path, index: int) -> None:
@@ -77,7 +46,7 @@ def test_sshd_killed_mid_run(ssh_fleet, tmp_path):
     text = inventory.read_text().replace('[hosts.dropped]\n', f'[hosts.dropped]\npython = "{wrapper}"\n')
     inventory.write_text(text)
     playbook = tmp_path / "reliability.toml"
-    playbook.write_text(PLAYBOOK)
+    playbook.write_text(ck.PLAYBOOK)
     env = dict(os.environ, FLEET_STATE_DIR=str(tmp_path / "fleet-state"))
     run = subprocess.Popen([sys.executable, "-m", "fleet", "run", str(playbook), "-i", str(inventory), "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, text=True)

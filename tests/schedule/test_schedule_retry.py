@@ -13,18 +13,7 @@ from fleet.schedule.schedules import Schedule, definition_path, write_json
 from fleet.report.results import HostResult, RunResult
 from helpers import run_cli
 from sshfleet import generated
-
-PLAYBOOK = """\
-[[transcripts.tier]]
-over = "4KB"
-keep_records = 4
-
-[store]
-disposable_after = "24h"
-
-[orphans]
-archive_after = "24h"
-"""
+from helpers import SMALL_PLAYBOOK as PLAYBOOK
 
 
 def install(tmp_path: Path, inventory: Path, retry_for_s: int) -> None:
