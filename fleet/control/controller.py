@@ -18,7 +18,7 @@ from fleet.config.inventory import Host, load_inventory
 from fleet.config.playbook import Playbook, load_playbook
 from fleet.config.selection import select_hosts
 from fleet.control.plan import build_plan, new_run_id, now_ms
-from fleet.control.journal import absorb, with_journals
+from fleet.control.journal import absorb, known_runs, with_journals
 from fleet.control.progress import run_hosts
 from fleet.errors import UsageError
 from fleet.report.history import fleet_key
@@ -48,9 +48,11 @@ def _execute(kind: str, inventory: Path, limit: Optional[str], forks: Optional[i
     run_id = new_run_id(started)
     clock = now_ms()
 
+    known = known_runs(h.name for h in hosts)
+
     def plan_for(host: Host) -> dict:
         plan = build_plan(host, kind, run_id, clock, dry_run=dry_run, playbook=playbook, health=health)
-        return with_journals(plan, host, playbook.name if playbook is not None else None)
+        return with_journals(plan, known[host.name], playbook.name if playbook is not None else None)
 
     results = run_hosts(hosts, plan_for, forks, accept_new_host_keys)
     absorb(results)     # runs the hosts' journals know and this history does not (yet)

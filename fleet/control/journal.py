@@ -43,12 +43,16 @@ def _synced_path() -> Path:
     return control_dir() / SYNCED_FILE
 
 
-def _synced(host: str) -> set[str]:
+def _synced() -> dict[str, set[str]]:
+    """host → run ids whose journals were already recorded from that host."""
     try:
         lines = _synced_path().read_text(encoding="utf-8").splitlines()
     except OSError:
-        return set()
-    return {run for h, _, run in (line.partition(" ") for line in lines) if h == host}
+        return {}
+    out: dict[str, set[str]] = {}
+    for host, _, run in (line.partition(" ") for line in lines):
+        out.setdefault(host, set()).add(run)
+    return out
 
 
 def _mark_synced(host: str, run_id: str) -> None:
@@ -58,23 +62,30 @@ def _mark_synced(host: str, run_id: str) -> None:
         f.write(f"{host} {run_id}\n")
 
 
-def known_runs(host: str) -> list[str]:
-    """Run ids this history holds complete for `host` (so the host need not send them)."""
+def known_runs(hosts: Iterable[str]) -> dict[str, list[str]]:
+    """host → run ids this history holds complete for it (so the host need not send them).
+    One query and one read of the synced list for the whole run, not one per host."""
+    names = set(hosts)
+    known: dict[str, set[str]] = {name: set() for name in names}
     try:
         with opened() as db:
-            rows = db.execute("SELECT h.run_id FROM hosts h JOIN runs r ON r.run_id = h.run_id WHERE h.host = ?"
-                              " AND h.ok = 1 AND r.kind IN ('run', 'restore') AND r.dry_run = 0"
-                              " ORDER BY h.run_id DESC LIMIT ?", (host, KNOWN_LIMIT)).fetchall()
+            rows = db.execute("SELECT h.host, h.run_id FROM hosts h JOIN runs r ON r.run_id = h.run_id"
+                              " WHERE h.ok = 1 AND r.kind IN ('run', 'restore') AND r.dry_run = 0"
+                              " ORDER BY h.run_id DESC").fetchall()
     except Exception:  # noqa: BLE001 - no history yet (or unreadable): ask for everything
         rows = []
-    return sorted({r[0] for r in rows} | _synced(host))
+    for host, run_id in rows:
+        if host in names and len(known[host]) < KNOWN_LIMIT:
+            known[host].add(run_id)
+    synced = _synced()
+    return {name: sorted(known[name] | synced.get(name, set())) for name in names}
 
 
-def with_journals(plan: dict, host: Any, playbook: Optional[str] = None) -> dict:
-    """`plan` plus the origin and the journals request for `host`."""
+def with_journals(plan: dict, known: list[str], playbook: Optional[str] = None) -> dict:
+    """`plan` plus the origin and the journals request (`known`: the host's known_runs)."""
     plan = dict(plan)
     plan["origin"] = origin(playbook)
-    plan["journals"] = {"known": known_runs(host.name)}
+    plan["journals"] = {"known": known}
     return plan
 
 
@@ -152,9 +163,10 @@ def sync_hosts(hosts: list, accept_new_host_keys: bool, forks: Optional[int] = N
     from fleet.control.runner import run_plans
 
     sync_id, clock = new_run_id(), now_ms()
+    known = known_runs(h.name for h in hosts)
 
     def plan_for(host: Any) -> dict:
-        return with_journals(build_plan(host, "journals", sync_id, clock), host)
+        return with_journals(build_plan(host, "journals", sync_id, clock), known[host.name])
 
     results = run_plans(hosts, plan_for, forks=forks, accept_new_host_keys=accept_new_host_keys)
     absorb(results)
