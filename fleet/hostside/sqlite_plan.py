@@ -4,7 +4,8 @@
   with that age (sqlite_clean.py), accepted only when it removes exactly such sessions;
 - `trajectories.keep_runs` (or `sqlite.trajectory_keep_runs`): the trajectory cap;
 - after any change, and whenever the database has free pages: the space reclaim;
-- `transcripts.tiers`, `store.strip_fields`, `store.stale_after_s` / `max_entries`: fleet has no
+- `transcripts.tiers`: OpenClaw's own transcript trim, loaded with the host's Node (sqlite_trim.py);
+- a tier's `slim`, `store.strip_fields`, `store.stale_after_s` / `max_entries`: fleet has no
   write path into OpenClaw's transcript or entry rows that OpenClaw has proved, so these are
   reported as not done, with the reason, where they would have changed something.
 """
@@ -19,7 +20,8 @@ def sqlite_settings(ops):
     store.prune {kind: age_s})."""
     prune = dict((k, v) for k, v in ((ops.get("store") or {}).get("prune") or {}).items() if v is not None)
     keep_runs = (ops.get("trajectories") or {}).get("keep_runs")
-    if "sqlite" not in ops and not prune and not keep_runs:
+    tiers = (ops.get("transcripts") or {}).get("tiers")
+    if "sqlite" not in ops and not prune and not keep_runs and not tiers:
         return None, prune
     cfg = dict(SQLITE_DEFAULTS, **(ops.get("sqlite") or {}))
     if cfg["trajectory_keep_runs"] is None and keep_runs:
@@ -31,12 +33,12 @@ def unsupported(ops, info):
     """[(what, why)] for the plan's JSON-era steps that would change something on this database."""
     out = []
     sessions = (info or {}).get("sessions") or {}
-    tiers = (ops.get("transcripts") or {}).get("tiers") or []
-    if tiers:
-        low = min(t["over_bytes"] for t in tiers)
+    slim = [t for t in (ops.get("transcripts") or {}).get("tiers") or [] if t.get("slim")]
+    if slim:
+        low = min(t["over_bytes"] for t in slim)
         over = [s for s in sessions.values() if s["transcript_text_bytes"] > low]
         if over:
-            out.append(("transcript tiers (%d session(s) over %d bytes)" % (len(over), low),
+            out.append(("slimming transcripts (%d session(s) over %d bytes)" % (len(over), low),
                         NO_PROVED_WRITE % "transcript_events rows"))
     store = ops.get("store") or {}
     if store.get("strip_fields") and (info or {}).get("entries_with_fields"):

@@ -27,6 +27,7 @@ from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, SQLITE_DEFAULTS, _size, agent
                          open_readonly, quick_check, scan_agent, session_records)
 from .sqlite_plan import sqlite_settings, unsupported
 from .sqlite_schema import find_openclaw, unknown_schema_message, usable_openclaw
+from .sqlite_trim import apply_trims, openclaw_runtime, pick_keep, plan_trims, sandbox_env
 
 # Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
 # tests/interop: listing, doctor --lint, integrity and a further turn after the cap (2026.8.2 and 2026.9.6).
@@ -121,11 +122,12 @@ def cap_trajectories(path, keep_runs):
     return removed
 
 
-def clean_database(ctx, af, cfg, records, prune=None):
+def clean_database(ctx, af, cfg, records, prune=None, tiers=None):
     """The plan's `sqlite` section on one SQLite-era agent: (records, notes, not_done).
 
-    `prune` is the plan's `store.prune` ({kind: age in s}). Steps, each only where it is safe:
-    OpenClaw's own cleanup with the playbook's age (needs an OpenClaw of the database's schema),
+    `prune` is the plan's `store.prune` ({kind: age in s}), `tiers` its `transcripts.tiers`. Steps,
+    each only where it is safe: OpenClaw's own cleanup with the playbook's age and OpenClaw's own
+    transcript trim for the tiers (both need an OpenClaw of the database's schema),
     the trajectory cap (a direct delete proved per schema by tests/interop), the space reclaim.
     All of them are rehearsed on a copy first (sqlite_clean.py); a dry run reports the
     rehearsal. `not_done` lists (what, why) for every step the plan asked for and that was not
@@ -143,13 +145,33 @@ def clean_database(ctx, af, cfg, records, prune=None):
     schema = info["user_version"]
     not_done, steps = [], {}
     prune = dict((k, v) for k, v in (prune or {}).items() if v is not None)
+    found = []
+
+    def openclaw():
+        """(cmd, where, why not): the host's OpenClaw for this schema, looked up once."""
+        if not found:
+            cmd, where = find_openclaw(cfg["openclaw_cmd"], ctx.state_dir)
+            found.append((cmd, where, usable_openclaw(cmd, openclaw_env(ctx.state_dir), schema) if cmd else where))
+        return found[0]
+
+    notes_where = None
     if cfg["cleanup"] and prune:
-        cmd, where = find_openclaw(cfg["openclaw_cmd"], ctx.state_dir)
-        why = usable_openclaw(cmd, openclaw_env(ctx.state_dir), schema) if cmd else where
+        cmd, where, why = openclaw()
         if why:
             not_done.append(("pruning disposable sessions", why))
         else:
             steps["prune"] = cmd
+            notes_where = "OpenClaw from %s" % where
+    over = [s for s in (info.get("sessions") or {}).values()
+            if pick_keep(tiers or [], s["transcript_text_bytes"]) is not None]
+    if over:
+        what = "transcript tiers (%d session(s) over %d bytes)" % (len(over), min(t["over_bytes"] for t in tiers))
+        cmd, where, why = openclaw()
+        runtime, why = (None, why) if why else openclaw_runtime(cmd)
+        if why:
+            not_done.append((what, why))
+        else:
+            steps["trim"] = (runtime, tiers)
             notes_where = "OpenClaw from %s" % where
     if cfg["trajectory_keep_runs"]:
         if schema in CAP_PROVED:
@@ -161,7 +183,7 @@ def clean_database(ctx, af, cfg, records, prune=None):
         steps["reclaim"] = True
     if not steps:
         return records, [], not_done
-    notes = ["%s" % notes_where] if "prune" in steps else []
+    notes = [notes_where] if notes_where else []
     # Beside the host's backups (a controller-side backup store has no folder on the host).
     work = make_work_dir(getattr(ctx.backups, "root", None) or os.path.join(ctx.state_dir, "fleet-backups", ctx.run_id))
     try:
@@ -171,14 +193,20 @@ def clean_database(ctx, af, cfg, records, prune=None):
     return result
 
 
-def _apply(steps, path, env, cfg, not_done):
+def _apply(steps, path, env, cfg, not_done, trim_env=None, agent=None, work=None):
     """Run `steps` on the database at `path`; returns notes (a reclaim that could not be done is
-    added to `not_done`)."""
+    added to `not_done`). `trim_env` is the environment of OpenClaw's transcript trim (a scratch
+    state folder in the rehearsal)."""
     notes = []
     if "prune" in steps:
         out = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", path, "--enforce", "--json"],
                            cfg["timeout_s"])
         notes.append("openclaw sessions cleanup: %s" % _summary(out))
+    if "trim" in steps:
+        runtime, tiers = steps["trim"]
+        trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers)
+        not_done.extend(skipped)
+        notes.extend(apply_trims(runtime, path, agent, trims, trim_env or env, work, cfg["timeout_s"]))
     if "cap" in steps:
         removed = cap_trajectories(path, steps["cap"])
         notes.append("trajectories capped to the last %d runs per session: %d events removed" % (steps["cap"], removed))
@@ -188,6 +216,39 @@ def _apply(steps, path, env, cfg, not_done):
         if not done:
             not_done.append(("giving space back", said[-1]))
     return notes
+
+
+def _rehearse(ctx, af, db_info, cfg, steps, prune, work, env, not_done):
+    """(notes, session keys the prune removes, steps skipped) of the steps on a copy of the database.
+
+    OpenClaw runs there with a scratch state folder (it records every database it opens in its own
+    state database; the user's must not learn of the copy). A step that fails or is judged wrong
+    on the copy is dropped from `steps` (reason in `not_done`) and the rehearsal starts again."""
+    copy = os.path.join(work, AGENT_DB)
+    sandbox = sandbox_env(env, work, env.get("OPENCLAW_CONFIG_PATH") or os.path.join(ctx.state_dir, "openclaw.json"))
+    while True:
+        if os.path.exists(copy):
+            os.unlink(copy)
+        backup_database(db_info.path, copy)
+        before_nodes = nodes(copy)
+        skipped = []
+        try:
+            rehearsal = _apply(steps, copy, sandbox, cfg, skipped, agent=af.agent, work=work)
+        except FileError as exc:
+            if "trim" not in steps:
+                raise
+            not_done.append(("transcript tiers", "OpenClaw's own trim failed on a copy of the database, so it "
+                             "was not run: %s" % exc))
+            del steps["trim"]
+            continue
+        if "prune" not in steps:
+            return rehearsal, [], skipped
+        predicted, why = judge_prune(before_nodes, nodes(copy), prune, ctx.now_ms)
+        if not why:
+            return rehearsal, predicted, skipped
+        # The rehearsal is void: do it again without OpenClaw's cleanup.
+        not_done.append(("pruning disposable sessions", why))
+        del steps["prune"]
 
 
 def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, notes, not_done):
@@ -209,21 +270,10 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
             not_done.append(("pruning disposable sessions", "OpenClaw's cleanup would also delete %d unreferenced "
                              "file(s) fleet has no backup of" % files))
             del steps["prune"]
+    rehearsal, predicted, rehearsal_skips = _rehearse(ctx, af, db_info, cfg, steps, prune, work, env, not_done)
     copy = os.path.join(work, AGENT_DB)
-    backup_database(db_info.path, copy)
-    before_nodes = nodes(copy)
-    rehearsal = _apply(steps, copy, env, cfg, [])
-    predicted = []
-    if "prune" in steps:
-        predicted, why = judge_prune(before_nodes, nodes(copy), prune, ctx.now_ms)
-        if why:
-            # The rehearsal is void: do it again without OpenClaw's cleanup.
-            not_done.append(("pruning disposable sessions", why))
-            del steps["prune"]
-            os.unlink(copy)
-            backup_database(db_info.path, copy)
-            rehearsal = _apply(steps, copy, env, cfg, [])
     if ctx.dry_run:
+        not_done.extend(rehearsal_skips)
         after_info = inspect(copy)
         out = _records(af, db_info, records, after_info, _size(copy))
         db = next(r for r in out if r["path"] == db_info.rel)
@@ -241,7 +291,7 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
     ctx.backups.stored_bytes += backup["stored_bytes"]
     notes.append("verified online backup (quick_check ok, sha256 %s)" % backup["sha256"][:16])
     live_before = nodes(db_info.path) if "prune" in steps else {}
-    notes.extend(_apply(steps, db_info.path, env, cfg, not_done))
+    notes.extend(_apply(steps, db_info.path, env, cfg, not_done, agent=af.agent, work=work))
     if "prune" in steps:
         removed = sorted(set(live_before) - set(nodes(db_info.path)))
         if removed != predicted:
@@ -262,7 +312,11 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
 
 def _actions(steps):
     """The database record's actions for the steps run (the same in a dry run and a run)."""
-    return [a for a, step in (("prune", "prune"), ("trim", "cap"), ("repair", "reclaim")) if step in steps]
+    out = []
+    for action, step in (("prune", "prune"), ("trim", "trim"), ("trim", "cap"), ("repair", "reclaim")):
+        if step in steps and action not in out:
+            out.append(action)
+    return out
 
 
 def _planned_file_deletions(doc):
@@ -320,7 +374,8 @@ def run_steps(run, section):
         records = base
     else:
         try:
-            records, notes, not_done = clean_database(ctx, af, cfg, base, prune)
+            records, notes, not_done = clean_database(ctx, af, cfg, base, prune,
+                                                      (ops.get("transcripts") or {}).get("tiers"))
             run.notes.extend(notes)
         except (FileError, sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
             records = base

@@ -195,3 +195,80 @@ def test_weekly_beside_a_live_openclaw_writing_loses_no_write(release, tmp_path,
     lost = [i for i, _ in acknowledged if "live turn %d" % i not in sent]
     assert not lost, "turns OpenClaw acknowledged are missing from main's history: %s" % lost
     print("%s: %d live turns during weekly, none lost" % (version, len(acknowledged)))
+
+
+TIER_PLAYBOOK = """description = "one small transcript tier"
+[transcripts]
+[[transcripts.tier]]
+over = "2KB"
+keep_records = 10
+"""
+
+
+def test_a_transcript_tier_is_trimmed_by_openclaws_own_code_and_openclaw_agrees(release, tmp_path, monkeypatch):
+    """A tier over main's transcript: OpenClaw's own trim (loaded with the host's Node) keeps a
+    turn-aligned tail of at most 10 records; the dry run equals the run; the rehearsal leaves no
+    trace in OpenClaw's own state database; OpenClaw still lists every session, `doctor --lint` has
+    nothing new, integrity is clean; the next turn sends the kept tail and not the dropped head;
+    `fleet restore` brings every event back."""
+    version, node, pkg, cached, lint_before = release
+    state = genuine.copy_state(cached, tmp_path / "state")
+    openclaw = OpenClaw(node, pkg, state)
+    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    playbook = tmp_path / "tier.toml"
+    playbook.write_text(TIER_PLAYBOOK)
+    ids_before = {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]}
+    main_id = ids_before[MAIN_KEY]
+
+    def main_events():
+        conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+        try:
+            return [json.loads(e) for (e,) in conn.execute(
+                "SELECT event_json FROM transcript_events WHERE session_id = ? ORDER BY seq", (main_id,))]
+        finally:
+            conn.close()
+
+    events_before = main_events()
+    dry = host_files(run_fleet(tmp_path, state, playbook, hours_later=0, extra=["--dry-run"]))
+    assert main_events() == events_before, "the dry run changed main's transcript"
+    doc = run_fleet(tmp_path, state, playbook, hours_later=0)
+    real = host_files(doc)
+    assert sqlite_records(dry) == sqlite_records(real), "the dry run's numbers differ from the run's"
+    (host,) = doc["hosts"]
+    assert not [h for h in host["health"] if h["check"] == "sqlite-not-done" and "tier" in h["detail"]], host["health"]
+    events = main_events()
+    assert events[0] == events_before[0], "the header changed"
+    assert 1 < len(events) <= 11 < len(events_before)
+    first = events[1]
+    assert first["type"] == "message" and first["message"]["role"] == "user", first
+    (main_rec,) = [f for f in real if f["path"] == "%s#transcript/%s" % (DB, main_id)]
+    assert (main_rec["before"]["records"], main_rec["after"]["records"]) == (len(events_before) - 1, len(events) - 1)
+    assert {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]} == ids_before
+    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
+    assert not new, "doctor --lint has new findings after the trim: %s" % sorted(new)
+    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        conn.close()
+    conn = sqlite3.connect("file:%s?mode=ro" % (state / "state" / "openclaw.sqlite"), uri=True)
+    try:
+        registered = [p for (p,) in conn.execute("SELECT path FROM agent_databases")] \
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'agent_databases'").fetchone() else []
+    finally:
+        conn.close()
+    assert not [p for p in registered if p.startswith("/") and not p.startswith(str(state))], registered
+    mock = MockModel.start()
+    try:
+        genuine.write_config(state, mock.base_url)
+        assert openclaw.turn(MAIN_KEY, "one more turn after the trim").get("payloads")
+    finally:
+        mock.stop()
+    sent = sent_text(mock.requests[0])
+    assert "main turn %d:" % (MAIN_TURNS - 1) in sent and "main turn 0:" not in sent
+    restored = json.loads(fleet_cli(tmp_path, "restore", doc["run_id"], "-i", str(tmp_path / "inventory.toml"),
+                                    "--force", "--json").stdout)
+    (rdb,) = [f for f in restored["hosts"][0]["files"] if f["path"] == DB]
+    assert rdb["action"] == "restore" and rdb["error"] is None, rdb
+    assert main_events() == events_before

@@ -1,0 +1,223 @@
+"""Transcript tiers on a SQLite-era agent, written by OpenClaw's own code.
+
+fleet never writes `transcript_events` itself (their triggers revalidate rows; one direct UPDATE
+once locked users out of OpenClaw 2026.8.2). OpenClaw ships the write: the trim behind
+`openclaw sessions compact KEY --max-lines N` (function `trimSessionTranscriptForManualCompact`
+in its `dist/session-accessor-*.js|mjs`, in every SQLite-era release from 2026.8.1 to 9.6). It
+keeps the header and the last N - 1 lines, points parents and compaction anchors at kept lines,
+all in one OpenClaw transaction. The CLI needs a running gateway; fleet loads the same function
+with the host's Node, from the very package whose `--version` was checked against the database's
+schema (sqlite_schema.usable_openclaw), and hands it the database path.
+
+What fleet decides is only N, the same way as in the JSON era: the tier a session's transcript
+text is over gives `keep_records`; the cut moves forward to the first user message so the kept
+tail starts a turn (so fewer may remain); a session with no user message in that tail is not
+trimmed. `plan_trims` reads that from the database (read-only); `apply_trims` calls OpenClaw and
+checks that exactly header + the planned records remain and that the first kept record is a user
+message. Like every SQLite step it runs first on a copy (sqlite_run.py), with OpenClaw's own state
+folder replaced by a scratch one, so the rehearsal writes nothing of the user's (OpenClaw records
+every database it opens in its state database).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover
+    from urllib import quote
+
+from .fsutil import FileError
+from .sqlite_era import connect
+
+# Loads OpenClaw's own trim from its dist folder and runs it once: argv = dist folder, JSON job.
+TRIM_JS = r"""
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+const [dist, job] = process.argv.slice(2);
+const a = JSON.parse(job);
+const FN = "trimSessionTranscriptForManualCompact";
+let file = null, name = null;
+for (const f of readdirSync(dist).sort()) {
+  if (!/^session-accessor-[A-Za-z0-9_-]+\.m?js$/.test(f)) continue;
+  const text = readFileSync(join(dist, f), "utf8");
+  if (!text.includes("async function " + FN + "(")) continue;
+  const ex = text.slice(text.lastIndexOf("export {"));
+  const m = new RegExp("\\b" + FN + " as ([A-Za-z0-9_$]+)").exec(ex);
+  file = join(dist, f); name = m ? m[1] : (ex.includes(FN) ? FN : null);
+  break;
+}
+if (!file || !name) { console.log(JSON.stringify({ error: "no " + FN + " exported in " + dist })); process.exit(3); }
+const mod = await import(pathToFileURL(file).href);
+const scope = { sessionId: a.sessionId, storePath: a.storePath, sessionKey: a.sessionKey, agentId: a.agentId };
+const result = await mod[name](scope, { maxLines: a.maxLines });
+console.log(JSON.stringify({ module: file, result }));
+"""
+_MJS = re.compile(r"""["']?([^"'\s]*openclaw\.mjs)["']?""")
+_NODE = re.compile(r"""exec\s+["']?([^"'\s]+)["']?\s+["']?[^"'\s]*openclaw\.mjs""")
+
+
+def openclaw_runtime(cmd):
+    """((node argv, dist folder), None) of the OpenClaw package `cmd` runs, or (None, why not).
+
+    `cmd` is what sqlite_schema.find_openclaw returned: `node …/openclaw.mjs`, npm's `openclaw`
+    symlink to `openclaw.mjs`, or a small shell wrapper that execs node on it (read, never run).
+    """
+    script, node = None, None
+    for part in cmd:
+        if part.endswith("openclaw.mjs"):
+            script = part
+    if script is None:
+        prog = shutil.which(cmd[-1]) or cmd[-1]
+        real = os.path.realpath(prog)
+        if real.endswith("openclaw.mjs"):
+            script = real
+        else:
+            try:
+                with open(real, "rb") as f:
+                    head = f.read(4096).decode("utf-8", "replace")
+            except (IOError, OSError):
+                head = ""
+            if head.startswith("#!"):
+                m, n = _MJS.search(head), _NODE.search(head)
+                script = m.group(1) if m else None
+                node = n.group(1) if n else None
+    if script is None:
+        return None, "cannot tell which OpenClaw package `%s` runs (no openclaw.mjs)" % " ".join(cmd)
+    pkg = os.path.dirname(os.path.realpath(script))
+    dist = os.path.join(pkg, "dist")
+    try:
+        with open(os.path.join(pkg, "package.json")) as f:
+            name = json.load(f).get("name")
+    except (IOError, OSError, ValueError):
+        name = None
+    if name != "openclaw" or not os.path.isdir(dist):
+        return None, "%s is not an OpenClaw package with a dist folder" % pkg
+    if node is None and len(cmd) > 1 and os.path.basename(cmd[0]).startswith("node"):
+        node = cmd[0]
+    node = node or shutil.which("node")
+    if not node:
+        return None, "no `node` to load OpenClaw's own transcript trim with"
+    return ([node], dist), None
+
+
+def pick_keep(tiers, text_bytes):
+    """keep_records of the highest tier `text_bytes` is over, or None."""
+    keep = None
+    for tier in sorted(tiers, key=lambda t: t["over_bytes"]):
+        if text_bytes > tier["over_bytes"]:
+            keep = tier["keep_records"]
+    return keep
+
+
+def _is_user(event_json):
+    try:
+        obj = json.loads(event_json)
+    except (TypeError, ValueError):
+        return False
+    msg = obj.get("message") if isinstance(obj, dict) and obj.get("type") == "message" else None
+    return isinstance(msg, dict) and msg.get("role") == "user"
+
+
+def plan_trims(path, sessions, tiers):
+    """([trim], [(what, why)]) for the sessions of database `path` over a tier.
+
+    `sessions` is sqlite_era.inspect()'s {session_id: {...}}; a trim is {session_id, session_key,
+    keep_records, records, max_lines} (max_lines = header + the kept records)."""
+    trims, skipped = [], []
+    over = [(s, pick_keep(tiers, s["transcript_text_bytes"])) for s in sessions.values()]
+    over = [(s, k) for s, k in over if k is not None and s["transcript_records"] > k]
+    if not over:
+        return trims, skipped
+    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    try:
+        cols = set(r[1] for r in conn.execute("PRAGMA table_info(transcript_events)"))
+        for s, keep in over:
+            sid = s["session_id"]
+            if not s.get("session_key"):
+                skipped.append(("transcript tier of session %s" % sid, "no session key names it"))
+                continue
+            zstd = "event_zstd IS NOT NULL AND event_json IS NULL" if "event_zstd" in cols else "0"
+            rows = conn.execute("SELECT event_json, %s FROM transcript_events WHERE session_id = ? ORDER BY seq"
+                                % zstd, (sid,)).fetchall()
+            records = rows[1:]
+            cut = len(records) - keep
+            if any(packed for _e, packed in records[cut:]):
+                skipped.append(("transcript tier of %s" % s["session_key"],
+                                "its kept events are zstd-compressed, which fleet cannot read to align the cut"))
+                continue
+            while cut < len(records) and not _is_user(records[cut][0]):
+                cut += 1
+            if cut >= len(records):
+                skipped.append(("transcript tier of %s" % s["session_key"],
+                                "no user turn among its last %d records; trimming would empty it" % keep))
+                continue
+            trims.append({"session_id": sid, "session_key": s["session_key"], "keep_records": keep,
+                          "records": len(records), "max_lines": 1 + len(records) - cut})
+    finally:
+        conn.close()
+    return trims, skipped
+
+
+def sandbox_env(env, work, config_path):
+    """`env` with OpenClaw's state and home in scratch folders under `work` (the rehearsal)."""
+    state, home = os.path.join(work, "openclaw-state"), os.path.join(work, "openclaw-home")
+    for folder in (state, home):
+        if not os.path.isdir(folder):
+            os.makedirs(folder, 0o700)
+    out = dict(env, OPENCLAW_STATE_DIR=state, HOME=home)
+    if config_path and os.path.isfile(config_path):
+        copy = os.path.join(state, "openclaw.json")
+        shutil.copyfile(config_path, copy)
+        out["OPENCLAW_CONFIG_PATH"] = copy
+    return out
+
+
+def _events(path, sid):
+    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    try:
+        return [e for (e,) in conn.execute("SELECT event_json FROM transcript_events WHERE session_id = ? "
+                                          "ORDER BY seq", (sid,))]
+    finally:
+        conn.close()
+
+
+def apply_trims(runtime, path, agent, trims, env, work, timeout_s):
+    """Run OpenClaw's trim for each planned trim on database `path`; returns notes.
+
+    Raises FileError when OpenClaw fails or leaves anything but header + the planned tail."""
+    node, dist = runtime
+    script = os.path.join(work, "fleet-openclaw-trim.mjs")
+    if not os.path.exists(script):
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(TRIM_JS)
+    notes = []
+    for t in trims:
+        job = {"agentId": agent, "sessionKey": t["session_key"], "sessionId": t["session_id"],
+               "storePath": os.path.abspath(path), "maxLines": t["max_lines"]}
+        try:
+            proc = subprocess.run(node + [script, dist, json.dumps(job)], env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise FileError("OpenClaw's transcript trim of %s did not finish within %d s" % (t["session_key"], timeout_s))
+        out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+        try:
+            answer = json.loads(out[-1]) if out else {}
+        except ValueError:
+            answer = {}
+        result = answer.get("result") or {}
+        if proc.returncode != 0 or not result.get("compacted"):
+            raise FileError("OpenClaw's transcript trim of %s failed (exit %d): %s" % (
+                t["session_key"], proc.returncode,
+                answer.get("error") or result or proc.stderr.decode("utf-8", "replace")[-300:]))
+        events = _events(path, t["session_id"])
+        if len(events) != t["max_lines"] or not _is_user(events[1] if len(events) > 1 else None):
+            raise FileError("OpenClaw's transcript trim of %s left %d events, not the header and %d records "
+                            "starting at a user turn" % (t["session_key"], len(events), t["max_lines"] - 1))
+        notes.append("transcript of %s: %d -> %d records by OpenClaw's own trim (tier keep_records %d, "
+                     "turn-aligned)" % (t["session_key"], t["records"], t["max_lines"] - 1, t["keep_records"]))
+    return notes
