@@ -61,7 +61,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 import fleetsim  # noqa: E402
-from common import emit, machine, markdown_table  # noqa: E402
+from common import compile_fleet, emit, machine, markdown_table  # noqa: E402
 
 PEERS_VENV = REPO / "bench" / ".venv-peers"
 PEERS_BIN = PEERS_VENV / "bin"
@@ -219,6 +219,7 @@ class Job:
         export = work / "agent.pyz"
         self.fleet_state = work / "fleet-state"
         self.fleet_state.mkdir()
+        compile_fleet(REPO)
         subprocess.run([sys.executable, "-m", "fleet", "agent", "export", str(export)], cwd=REPO,
                        env=dict(os.environ, PYTHONPATH=str(REPO)), check=True, stdout=subprocess.DEVNULL)
         digest = hashlib.sha256(export.read_bytes()).hexdigest()

@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover
 from .fsutil import FileError
 from .sqlite_era import BUSY_TIMEOUT_S, _size, connect
 from .store import classify_key
+from .terms import OPT_IN_KINDS, PROTECTED_KINDS
 
 RECLAIM_BATCH_PAGES = 512
 RECLAIM_BUSY_MS = 1000
@@ -63,8 +64,10 @@ def run_openclaw(cmd, env, args, timeout_s):
         return {"output": out[-400:]}
 
 
-def prune_config(state_dir, prune_after_s, work_dir):
+def prune_config(state_dir, prune_after_s, work_dir, max_entries=None):
     """(path of a private openclaw.json with pruneAfter = the playbook's age, None) or (None, why not).
+
+    `prune_after_s` None: no age (pruneAfter 100 years); `max_entries` sets maxEntries.
 
     The copy lives in fleet's private work folder; the user's file is only read.
     """
@@ -88,7 +91,9 @@ def prune_config(state_dir, prune_after_s, work_dir):
     maintenance = session.setdefault("maintenance", {})
     if not isinstance(maintenance, dict):
         return None, "%s: `session.maintenance` is not an object" % src
-    maintenance["pruneAfter"] = "%ds" % int(prune_after_s)
+    maintenance["pruneAfter"] = "%ds" % int(prune_after_s if prune_after_s is not None else 100 * 365 * 86400)
+    if max_entries is not None:
+        maintenance["maxEntries"] = int(max_entries)
     maintenance["mode"] = "enforce"
     path = os.path.join(work_dir, "openclaw.json")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -109,22 +114,41 @@ def nodes(path):
         conn.close()
 
 
-def judge_prune(before, after, prune, now_ms):
-    """(removed keys, reason or None): OpenClaw's removals are the playbook's, or the reason not."""
+def judge_prune(before, after, prune, now_ms, caps=None):
+    """(removed keys, reason or None): OpenClaw's removals are the playbook's, or the reason not.
+
+    `prune` is store.prune ({kind: age in s}): a removed key of such a kind idle that long is the
+    playbook's. `caps` is store's {"stale_after_s", "max_entries"} (maintenance): then OpenClaw's
+    own session.maintenance semantics apply, as in the JSON era: an entry of a kind fleet does not
+    protect may go, removed or archived by OpenClaw, when idle longer than stale_after, or as one of
+    the oldest over max_entries (at most as many as the store had over the cap). Anything else
+    OpenClaw removes or archives (a protected kind, a young entry) voids the whole cleanup."""
+    caps = caps or {}
+    stale, cap = caps.get("stale_after_s"), caps.get("max_entries")
+    protected = set(PROTECTED_KINDS) | (set(OPT_IN_KINDS) - set(prune))
     removed = sorted(set(before) - set(after))
     archived = sorted(k for k in after if after[k][1] is not None and before.get(k, (None, None))[1] is None)
-    wrong = []
-    for key in removed:
-        kind = classify_key(key)
-        age = prune.get(kind)
-        updated = before[key][0]
-        if age is None or updated is None or now_ms - int(updated) < age * 1000:
-            wrong.append("%s (%s)" % (key, kind))
-    if archived:
+    if archived and stale is None and cap is None:
         return removed, ("OpenClaw's cleanup would archive %d session(s) the playbook keeps: %s"
                          % (len(archived), ", ".join(archived[:5])))
+    over_cap = max(0, sum(1 for k in before if before[k][1] is None) - cap) if cap else 0
+    wrong, capped = [], 0
+    for key in removed + archived:
+        kind = classify_key(key)
+        updated = before[key][0]
+        idle_s = None if updated is None else (now_ms - int(updated)) / 1000.0
+        age = prune.get(kind)
+        if key not in archived and age is not None and idle_s is not None and idle_s >= age:
+            continue
+        if kind not in protected:
+            if stale is not None and idle_s is not None and idle_s >= stale:
+                continue
+            if capped < over_cap:
+                capped += 1
+                continue
+        wrong.append("%s (%s)" % (key, kind))
     if wrong:
-        return removed, ("OpenClaw's cleanup would remove %d session(s) the playbook keeps: %s"
+        return removed, ("OpenClaw's cleanup would remove or archive %d session(s) the playbook keeps: %s"
                          % (len(wrong), ", ".join(wrong[:5])))
     return removed, None
 

@@ -5,9 +5,11 @@
 - `trajectories.keep_runs` (or `sqlite.trajectory_keep_runs`): the trajectory cap;
 - after any change, and whenever the database has free pages: the space reclaim;
 - `transcripts.tiers`: OpenClaw's own transcript trim, loaded with the host's Node (sqlite_trim.py);
-- a tier's `slim`, `store.strip_fields`, `store.stale_after_s` / `max_entries`: fleet has no
-  write path into OpenClaw's transcript or entry rows that OpenClaw has proved, so these are
-  reported as not done, with the reason, where they would have changed something.
+- `store.strip_fields`: OpenClaw's own entry update, loaded the same way;
+- `store.stale_after_s` / `max_entries` (maintenance): OpenClaw's own cleanup with
+  session.maintenance pruneAfter / maxEntries, judged like the prune (sqlite_clean.judge_prune);
+- a tier's `slim`: fleet has no write path into OpenClaw's transcript rows that OpenClaw has
+  proved, so it is reported as not done, with the reason, where it would have changed something.
 """
 from .sqlite_era import SQLITE_DEFAULTS
 
@@ -21,7 +23,10 @@ def sqlite_settings(ops):
     prune = dict((k, v) for k, v in ((ops.get("store") or {}).get("prune") or {}).items() if v is not None)
     keep_runs = (ops.get("trajectories") or {}).get("keep_runs")
     tiers = (ops.get("transcripts") or {}).get("tiers")
-    if "sqlite" not in ops and not prune and not keep_runs and not tiers:
+    strip = (ops.get("store") or {}).get("strip_fields")
+    store = ops.get("store") or {}
+    caps = store.get("stale_after_s") is not None or store.get("max_entries") is not None
+    if "sqlite" not in ops and not prune and not keep_runs and not tiers and not strip and not caps:
         return None, prune
     cfg = dict(SQLITE_DEFAULTS, **(ops.get("sqlite") or {}))
     if cfg["trajectory_keep_runs"] is None and keep_runs:
@@ -40,10 +45,4 @@ def unsupported(ops, info):
         if over:
             out.append(("slimming transcripts (%d session(s) over %d bytes)" % (len(over), low),
                         NO_PROVED_WRITE % "transcript_events rows"))
-    store = ops.get("store") or {}
-    if store.get("strip_fields") and (info or {}).get("entries_with_fields"):
-        out.append(("stripping %s" % "/".join(store["strip_fields"]), NO_PROVED_WRITE % "session entries"))
-    if store.get("stale_after_s") or store.get("max_entries"):
-        out.append(("stale_after / max_entries", "OpenClaw's own session.maintenance (pruneAfter, maxEntries) "
-                    "applies to its stores; fleet does not run a second policy over it"))
     return out

@@ -27,11 +27,19 @@ from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, SQLITE_DEFAULTS, _size, agent
                          open_readonly, quick_check, scan_agent, session_records)
 from .sqlite_plan import sqlite_settings, unsupported
 from .sqlite_schema import find_openclaw, unknown_schema_message, usable_openclaw
-from .sqlite_trim import apply_trims, openclaw_runtime, pick_keep, plan_trims, sandbox_env
+from .sqlite_trim import apply_strips, apply_trims, openclaw_runtime, pick_keep, plan_trims, sandbox_env
 
 # Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
 # tests/interop: listing, doctor --lint, integrity and a further turn after the cap (2026.8.2 and 2026.9.6).
 CAP_PROVED = frozenset([19, 23])
+
+
+class StepFailed(FileError):
+    """One step of OpenClaw's own code failed (`step` names it in the steps, `what` in the report)."""
+
+    def __init__(self, step, what, exc):
+        FileError.__init__(self, str(exc))
+        self.step, self.what = step, what
 
 
 def sha256_file(path):
@@ -122,12 +130,14 @@ def cap_trajectories(path, keep_runs):
     return removed
 
 
-def clean_database(ctx, af, cfg, records, prune=None, tiers=None):
+def clean_database(ctx, af, cfg, records, prune=None, tiers=None, strip_fields=None, caps=None):
     """The plan's `sqlite` section on one SQLite-era agent: (records, notes, not_done).
 
-    `prune` is the plan's `store.prune` ({kind: age in s}), `tiers` its `transcripts.tiers`. Steps,
-    each only where it is safe: OpenClaw's own cleanup with the playbook's age and OpenClaw's own
-    transcript trim for the tiers (both need an OpenClaw of the database's schema),
+    `prune` is the plan's `store.prune` ({kind: age in s}), `tiers` its `transcripts.tiers`,
+    `strip_fields` its `store.strip_fields`, `caps` its store {stale_after_s, max_entries}
+    (maintenance: OpenClaw's own session.maintenance, applied through the same cleanup). Steps, each only where it is safe: OpenClaw's own
+    cleanup with the playbook's age, OpenClaw's own transcript trim for the tiers and its own entry
+    update for the strips (all need an OpenClaw of the database's schema),
     the trajectory cap (a direct delete proved per schema by tests/interop), the space reclaim.
     All of them are rehearsed on a copy first (sqlite_clean.py); a dry run reports the
     rehearsal. `not_done` lists (what, why) for every step the plan asked for and that was not
@@ -155,7 +165,8 @@ def clean_database(ctx, af, cfg, records, prune=None, tiers=None):
         return found[0]
 
     notes_where = None
-    if cfg["cleanup"] and prune:
+    caps = dict((k, v) for k, v in (caps or {}).items() if v is not None)
+    if cfg["cleanup"] and (prune or caps):
         cmd, where, why = openclaw()
         if why:
             not_done.append(("pruning disposable sessions", why))
@@ -173,6 +184,14 @@ def clean_database(ctx, af, cfg, records, prune=None, tiers=None):
         else:
             steps["trim"] = (runtime, tiers)
             notes_where = "OpenClaw from %s" % where
+    if strip_fields and info.get("entries_with_fields"):
+        cmd, where, why = openclaw()
+        runtime, why = (None, why) if why else openclaw_runtime(cmd)
+        if why:
+            not_done.append(("stripping %s" % "/".join(strip_fields), why))
+        else:
+            steps["strip"] = (runtime, list(strip_fields))
+            notes_where = "OpenClaw from %s" % where
     if cfg["trajectory_keep_runs"]:
         if schema in CAP_PROVED:
             steps["cap"] = cfg["trajectory_keep_runs"]
@@ -187,7 +206,7 @@ def clean_database(ctx, af, cfg, records, prune=None, tiers=None):
     # Beside the host's backups (a controller-side backup store has no folder on the host).
     work = make_work_dir(getattr(ctx.backups, "root", None) or os.path.join(ctx.state_dir, "fleet-backups", ctx.run_id))
     try:
-        result = _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, notes, not_done)
+        result = _rehearse_and_apply(ctx, af, db_info, cfg, steps, (prune, caps), work, records, notes, not_done)
     finally:
         remove_work_dir(work)
     return result
@@ -206,7 +225,16 @@ def _apply(steps, path, env, cfg, not_done, trim_env=None, agent=None, work=None
         runtime, tiers = steps["trim"]
         trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers)
         not_done.extend(skipped)
-        notes.extend(apply_trims(runtime, path, agent, trims, trim_env or env, work, cfg["timeout_s"]))
+        try:
+            notes.extend(apply_trims(runtime, path, agent, trims, trim_env or env, work, cfg["timeout_s"]))
+        except FileError as exc:
+            raise StepFailed("trim", "transcript tiers", exc)
+    if "strip" in steps:
+        runtime, fields = steps["strip"]
+        try:
+            notes.extend(apply_strips(runtime, path, agent, fields, trim_env or env, work, cfg["timeout_s"]))
+        except FileError as exc:
+            raise StepFailed("strip", "stripping %s" % "/".join(fields), exc)
     if "cap" in steps:
         removed = cap_trajectories(path, steps["cap"])
         notes.append("trajectories capped to the last %d runs per session: %d events removed" % (steps["cap"], removed))
@@ -218,7 +246,7 @@ def _apply(steps, path, env, cfg, not_done, trim_env=None, agent=None, work=None
     return notes
 
 
-def _rehearse(ctx, af, db_info, cfg, steps, prune, work, env, not_done):
+def _rehearse(ctx, af, db_info, cfg, steps, policy, work, env, not_done):
     """(notes, session keys the prune removes, steps skipped) of the steps on a copy of the database.
 
     OpenClaw runs there with a scratch state folder (it records every database it opens in its own
@@ -234,16 +262,13 @@ def _rehearse(ctx, af, db_info, cfg, steps, prune, work, env, not_done):
         skipped = []
         try:
             rehearsal = _apply(steps, copy, sandbox, cfg, skipped, agent=af.agent, work=work)
-        except FileError as exc:
-            if "trim" not in steps:
-                raise
-            not_done.append(("transcript tiers", "OpenClaw's own trim failed on a copy of the database, so it "
-                             "was not run: %s" % exc))
-            del steps["trim"]
+        except StepFailed as exc:
+            not_done.append((exc.what, "it failed on a copy of the database, so it was not run: %s" % exc))
+            del steps[exc.step]
             continue
         if "prune" not in steps:
             return rehearsal, [], skipped
-        predicted, why = judge_prune(before_nodes, nodes(copy), prune, ctx.now_ms)
+        predicted, why = judge_prune(before_nodes, nodes(copy), policy[0], ctx.now_ms, policy[1])
         if not why:
             return rehearsal, predicted, skipped
         # The rehearsal is void: do it again without OpenClaw's cleanup.
@@ -251,10 +276,12 @@ def _rehearse(ctx, af, db_info, cfg, steps, prune, work, env, not_done):
         del steps["prune"]
 
 
-def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, notes, not_done):
+def _rehearse_and_apply(ctx, af, db_info, cfg, steps, policy, work, records, notes, not_done):
     env = openclaw_env(ctx.state_dir)
     if "prune" in steps:
-        config, why = prune_config(ctx.state_dir, min(prune.values()), work)
+        prune, caps = policy
+        ages = list(prune.values()) + ([caps["stale_after_s"]] if "stale_after_s" in caps else [])
+        config, why = prune_config(ctx.state_dir, min(ages) if ages else None, work, caps.get("max_entries"))
         if why:
             not_done.append(("pruning disposable sessions", why))
             del steps["prune"]
@@ -270,7 +297,7 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
             not_done.append(("pruning disposable sessions", "OpenClaw's cleanup would also delete %d unreferenced "
                              "file(s) fleet has no backup of" % files))
             del steps["prune"]
-    rehearsal, predicted, rehearsal_skips = _rehearse(ctx, af, db_info, cfg, steps, prune, work, env, not_done)
+    rehearsal, predicted, rehearsal_skips = _rehearse(ctx, af, db_info, cfg, steps, policy, work, env, not_done)
     copy = os.path.join(work, AGENT_DB)
     if ctx.dry_run:
         not_done.extend(rehearsal_skips)
@@ -313,7 +340,8 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, prune, work, records, note
 def _actions(steps):
     """The database record's actions for the steps run (the same in a dry run and a run)."""
     out = []
-    for action, step in (("prune", "prune"), ("trim", "trim"), ("trim", "cap"), ("repair", "reclaim")):
+    for action, step in (("prune", "prune"), ("trim", "trim"), ("trim", "cap"), ("strip", "strip"),
+                         ("repair", "reclaim")):
         if step in steps and action not in out:
             out.append(action)
     return out
@@ -375,7 +403,10 @@ def run_steps(run, section):
     else:
         try:
             records, notes, not_done = clean_database(ctx, af, cfg, base, prune,
-                                                      (ops.get("transcripts") or {}).get("tiers"))
+                                                      (ops.get("transcripts") or {}).get("tiers"),
+                                                      (ops.get("store") or {}).get("strip_fields"),
+                                                      dict((k, (ops.get("store") or {}).get(k))
+                                                           for k in ("stale_after_s", "max_entries")))
             run.notes.extend(notes)
         except (FileError, sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
             records = base

@@ -32,29 +32,42 @@ except ImportError:  # pragma: no cover
 from .fsutil import FileError
 from .sqlite_era import connect
 
-# Loads OpenClaw's own trim from its dist folder and runs it once: argv = dist folder, JSON job.
-TRIM_JS = r"""
+# Loads one of OpenClaw's own session functions from its dist folder and runs it once:
+# argv = dist folder, JSON job {op: "trim" | "strip", agentId, sessionKey, sessionId, storePath, ...}.
+# A function is found by the name its module exports it under (bundles rename exports per release).
+OPENCLAW_JS = r"""
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 const [dist, job] = process.argv.slice(2);
 const a = JSON.parse(job);
-const FN = "trimSessionTranscriptForManualCompact";
-let file = null, name = null;
-for (const f of readdirSync(dist).sort()) {
-  if (!/^session-accessor-[A-Za-z0-9_-]+\.m?js$/.test(f)) continue;
-  const text = readFileSync(join(dist, f), "utf8");
-  if (!text.includes("async function " + FN + "(")) continue;
-  const ex = text.slice(text.lastIndexOf("export {"));
-  const m = new RegExp("\\b" + FN + " as ([A-Za-z0-9_$]+)").exec(ex);
-  file = join(dist, f); name = m ? m[1] : (ex.includes(FN) ? FN : null);
-  break;
+async function find(fn) {
+  for (const f of readdirSync(dist).sort()) {
+    if (!/^session-accessor-[A-Za-z0-9_-]+\.m?js$/.test(f)) continue;
+    const text = readFileSync(join(dist, f), "utf8");
+    const at = text.lastIndexOf("export {");
+    if (at < 0) continue;
+    const m = new RegExp("[{,]\\s*" + fn + "(?:\\s+as\\s+([A-Za-z0-9_$]+))?\\s*[,}]").exec(text.slice(at));
+    if (!m) continue;
+    const mod = await import(pathToFileURL(join(dist, f)).href);
+    if (typeof mod[m[1] || fn] === "function") return mod[m[1] || fn];
+  }
+  console.log(JSON.stringify({ error: "OpenClaw exports no " + fn + " in " + dist }));
+  process.exit(3);
 }
-if (!file || !name) { console.log(JSON.stringify({ error: "no " + FN + " exported in " + dist })); process.exit(3); }
-const mod = await import(pathToFileURL(file).href);
 const scope = { sessionId: a.sessionId, storePath: a.storePath, sessionKey: a.sessionKey, agentId: a.agentId };
-const result = await mod[name](scope, { maxLines: a.maxLines });
-console.log(JSON.stringify({ module: file, result }));
+let result;
+if (a.op === "trim") {
+  result = await (await find("trimSessionTranscriptForManualCompact"))(scope, { maxLines: a.maxLines });
+} else if (a.op === "strip") {
+  const entry = await (await find("updateSessionEntry"))(scope, (current) => {
+    const patch = {};
+    for (const k of a.fields) if (k in current) patch[k] = undefined;
+    return patch;
+  }, { preserveActivity: true });
+  result = { updated: !!entry, left: entry ? a.fields.filter((k) => entry[k] !== undefined) : null };
+}
+console.log(JSON.stringify({ result }));
 """
 _MJS = re.compile(r"""["']?([^"'\s]*openclaw\.mjs)["']?""")
 _NODE = re.compile(r"""exec\s+["']?([^"'\s]+)["']?\s+["']?[^"'\s]*openclaw\.mjs""")
@@ -185,39 +198,85 @@ def _events(path, sid):
         conn.close()
 
 
+def _call(runtime, job, env, work, timeout_s):
+    """OpenClaw's answer {"result": ...} to one job of OPENCLAW_JS; raises FileError when it fails."""
+    node, dist = runtime
+    script = os.path.join(work, "fleet-openclaw-session.mjs")
+    if not os.path.exists(script):
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(OPENCLAW_JS)
+    what = "OpenClaw's own %s of %s" % (job["op"], job["sessionKey"])
+    try:
+        proc = subprocess.run(node + [script, dist, json.dumps(job)], env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise FileError("%s did not finish within %d s" % (what, timeout_s))
+    out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
+    try:
+        answer = json.loads(out[-1]) if out else {}
+    except ValueError:
+        answer = {}
+    if proc.returncode != 0 or not isinstance(answer.get("result"), dict):
+        raise FileError("%s failed (exit %d): %s" % (what, proc.returncode, answer.get("error")
+                                                     or proc.stderr.decode("utf-8", "replace")[-300:]))
+    return answer["result"]
+
+
 def apply_trims(runtime, path, agent, trims, env, work, timeout_s):
     """Run OpenClaw's trim for each planned trim on database `path`; returns notes.
 
     Raises FileError when OpenClaw fails or leaves anything but header + the planned tail."""
-    node, dist = runtime
-    script = os.path.join(work, "fleet-openclaw-trim.mjs")
-    if not os.path.exists(script):
-        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(TRIM_JS)
     notes = []
     for t in trims:
-        job = {"agentId": agent, "sessionKey": t["session_key"], "sessionId": t["session_id"],
-               "storePath": os.path.abspath(path), "maxLines": t["max_lines"]}
-        try:
-            proc = subprocess.run(node + [script, dist, json.dumps(job)], env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise FileError("OpenClaw's transcript trim of %s did not finish within %d s" % (t["session_key"], timeout_s))
-        out = proc.stdout.decode("utf-8", "replace").strip().splitlines()
-        try:
-            answer = json.loads(out[-1]) if out else {}
-        except ValueError:
-            answer = {}
-        result = answer.get("result") or {}
-        if proc.returncode != 0 or not result.get("compacted"):
-            raise FileError("OpenClaw's transcript trim of %s failed (exit %d): %s" % (
-                t["session_key"], proc.returncode,
-                answer.get("error") or result or proc.stderr.decode("utf-8", "replace")[-300:]))
+        result = _call(runtime, {"op": "trim", "agentId": agent, "sessionKey": t["session_key"],
+                                 "sessionId": t["session_id"], "storePath": os.path.abspath(path),
+                                 "maxLines": t["max_lines"]}, env, work, timeout_s)
         events = _events(path, t["session_id"])
-        if len(events) != t["max_lines"] or not _is_user(events[1] if len(events) > 1 else None):
-            raise FileError("OpenClaw's transcript trim of %s left %d events, not the header and %d records "
-                            "starting at a user turn" % (t["session_key"], len(events), t["max_lines"] - 1))
+        if not result.get("compacted") or len(events) != t["max_lines"] or \
+                not _is_user(events[1] if len(events) > 1 else None):
+            raise FileError("OpenClaw's transcript trim of %s (%s) left %d events, not the header and %d records "
+                            "starting at a user turn" % (t["session_key"], result, len(events), t["max_lines"] - 1))
         notes.append("transcript of %s: %d -> %d records by OpenClaw's own trim (tier keep_records %d, "
                      "turn-aligned)" % (t["session_key"], t["records"], t["max_lines"] - 1, t["keep_records"]))
     return notes
+
+
+def _entries(path):
+    """[(session_key, updated_at, entry dict or None)] of database `path` (read-only)."""
+    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    try:
+        out = []
+        for key, updated, text in conn.execute("SELECT session_key, updated_at, entry_json FROM session_nodes"):
+            try:
+                entry = json.loads(text) if text else None
+            except (TypeError, ValueError):
+                entry = None
+            out.append((key, updated, entry if isinstance(entry, dict) else None))
+        return out
+    finally:
+        conn.close()
+
+
+def apply_strips(runtime, path, agent, fields, env, work, timeout_s):
+    """Strip `fields` from every session entry of database `path` that has them, by OpenClaw's own
+    entry update (its validation, its activity timestamps kept); returns notes. Raises FileError
+    when OpenClaw fails or a field is still there afterwards."""
+    before = [(k, u, sorted(f for f in fields if f in e)) for k, u, e in _entries(path) if e is not None]
+    todo = [(k, u, have) for k, u, have in before if have]
+    for key, _updated, have in todo:
+        _call(runtime, {"op": "strip", "agentId": agent, "sessionKey": key, "storePath": os.path.abspath(path),
+                        "fields": have}, env, work, timeout_s)
+    if not todo:
+        return []
+    after = dict((k, (u, e)) for k, u, e in _entries(path))
+    left = [k for k, _u, _h in todo if after.get(k, (None, None))[1] is not None
+            and any(f in after[k][1] for f in fields)]
+    if left:
+        raise FileError("OpenClaw's entry update left %s on %s" % ("/".join(fields), ", ".join(left[:5])))
+    touched = [k for k, u, _h in todo if k in after and after[k][0] != u]
+    note = "%s stripped from %d session entr%s by OpenClaw's own entry update" % (
+        "/".join(fields), len(todo), "y" if len(todo) == 1 else "ies")
+    if touched:
+        note += "; OpenClaw moved updated_at of %d of them" % len(touched)
+    return [note]

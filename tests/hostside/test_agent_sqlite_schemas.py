@@ -135,6 +135,36 @@ def test_judge_prune_accepts_only_the_playbooks_kinds_and_ages():
     assert "archive" in sqlite_clean.judge_prune(before, archived, prune, NOW_MS)[1]
 
 
+def test_judge_prune_with_maintenance_caps_accepts_openclaws_own_stale_and_cap_choices():
+    """maintenance (stale_after, max_entries): OpenClaw may remove or archive an unprotected entry
+    idle longer than stale_after, and as many of the oldest as the store had over the cap; never a
+    protected kind (main, topic, a heartbeat not named in prune), never more than the cap allows."""
+    day = 86400 * 1000
+    before = {"agent:main:main": (NOW_MS - 90 * day, None),
+              "agent:main:explicit:old": (NOW_MS - 40 * day, None),
+              "agent:main:explicit:mid": (NOW_MS - 5 * day, None),
+              "agent:main:explicit:new": (NOW_MS - 1 * day, None),
+              "agent:main:main:heartbeat": (NOW_MS - 60 * day, None)}
+    caps = {"stale_after_s": 30 * 86400}
+    archived = dict(before, **{"agent:main:explicit:old": (NOW_MS - 40 * day, NOW_MS)})
+    assert sqlite_clean.judge_prune(before, archived, {}, NOW_MS, caps) == ([], None)
+    young = dict(archived, **{"agent:main:explicit:mid": (NOW_MS - 5 * day, NOW_MS)})
+    assert "agent:main:explicit:mid (explicit)" in sqlite_clean.judge_prune(before, young, {}, NOW_MS, caps)[1]
+    beat = dict(archived)
+    del beat["agent:main:main:heartbeat"]
+    assert "heartbeat" in sqlite_clean.judge_prune(before, beat, {}, NOW_MS, caps)[1]
+    # max_entries 4 over 5 entries: one of the unprotected may go, not two, never main.
+    one = dict(before)
+    del one["agent:main:explicit:mid"]
+    assert sqlite_clean.judge_prune(before, one, {}, NOW_MS, {"max_entries": 4}) == (["agent:main:explicit:mid"], None)
+    two = dict(one)
+    del two["agent:main:explicit:new"]
+    assert "would remove or archive 1" in sqlite_clean.judge_prune(before, two, {}, NOW_MS, {"max_entries": 4})[1]
+    no_main = dict(before)
+    del no_main["agent:main:main"]
+    assert "agent:main:main (main)" in sqlite_clean.judge_prune(before, no_main, {}, NOW_MS, {"max_entries": 4})[1]
+
+
 def test_reclaim_gives_space_back_while_a_writer_writes_and_loses_no_write(tmp_path):
     """OpenClaw's method (incremental_vacuum in short transactions) beside a writer with OpenClaw's
     5 s busy timeout: every insert lands, integrity_check is ok, the file shrinks."""

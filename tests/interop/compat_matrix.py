@@ -14,6 +14,7 @@ Usage: python tests/interop/compat_matrix.py OUT.md VERSION... (run from the rep
 """
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -142,7 +143,8 @@ CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
 - **dry run**: `weekly --dry-run`'s per-file numbers compared with the real `weekly`'s (SQLite's `-shm`
   index and an empty `-wal` only when both runs found them: SQLite deletes them when the last
   connection closes);
-- **run**: `weekly`; "ok" = OpenClaw then lists exactly main and the topic; bytes freed under `agents/`
+- **run**: `weekly`; "ok" = OpenClaw then lists exactly main, the topic and today's heartbeat (the
+  13-day-old cron run and subagent are gone); bytes freed under `agents/`
   (2026.9.x also keeps ~0.3 MB of `memory-reindex` scratch databases per turn there, which fleet
   reports and leaves alone) and, on the SQLite era, of the agent database + WAL;
   steps reported as not done (`sqlite-not-done`) are named;
@@ -151,14 +153,19 @@ CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
   copy of the same data, for comparison.
 
 SQLite-era schemas by release (`OPENCLAW_AGENT_SCHEMA_VERSION` in each published package): 19 =
-2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three; on 21 (not measured here) it runs
-OpenClaw's own cleanup (by an OpenClaw 2026.9.5) but not the trajectory cap, which is proved only on
-19 and 23. Any other schema is scanned for sizes only, with one warning, and never changed.
+2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three. On every one it
+prunes through OpenClaw's own `sessions cleanup`, trims transcript tiers through OpenClaw's own
+transcript trim and strips entry fields through OpenClaw's own entry update (both loaded with the
+host's Node from the OpenClaw it found). The trajectory cap, fleet's one direct delete, is proved
+only on 19 and 23, so on 21 it is reported as not done. Any other schema is scanned for sizes only,
+with one warning, and never changed.
 
-Releases not in the table were not measured. Measured %s.
+Releases not in the table were not measured yet: `scripts/compat-matrix.sh VERSION...` measures
+them and merges their rows into this table (`scripts/compat-matrix.sh` alone: every stable release
+since 2026.2, several minutes each).
 
-| version | storage | schema | scan | dry run | run (weekly) | restore | openclaw cleanup |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| version | storage | schema | scan | dry run | run (weekly) | restore | openclaw cleanup | measured |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 """
 
 
@@ -177,11 +184,25 @@ def main(argv):
                 os.environ["PATH"] = path_before
         rows.append(row)
         print(json.dumps(row), flush=True)
-    text = HEADER % (MAIN_TURNS, time.strftime("%Y-%m-%d", time.gmtime()))
+    lines = previous_rows(out)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
     for r in rows:
-        text += "| %s |\n" % " | ".join(str(r.get(k, "-")).replace("|", "/") for k in (
-            "version", "format", "schema", "scan", "dry run", "run", "restore", "openclaw cleanup"))
-    out.write_text(text)
+        r.setdefault("measured", today)
+        lines[r["version"]] = "| %s |" % " | ".join(str(r.get(k, "-")).replace("|", "/") for k in (
+            "version", "format", "schema", "scan", "dry run", "run", "restore", "openclaw cleanup", "measured"))
+    order = sorted(lines, key=lambda v: tuple(int(x) for x in v.split(".")))
+    out.write_text(HEADER % MAIN_TURNS + "".join(lines[v] + "\n" for v in order))
+
+
+def previous_rows(out):
+    """{version: table line} already in `out`, so a run measures only what it is given and keeps the rest."""
+    rows = {}
+    if out.exists():
+        for line in out.read_text().splitlines():
+            m = re.match(r"\| (\d{4}\.\d+\.\d+) \|", line)
+            if m:
+                rows[m.group(1)] = line if line.count(" | ") >= 8 else line + " - |"
+    return rows
 
 
 if __name__ == "__main__":
