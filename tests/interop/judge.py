@@ -70,3 +70,30 @@ def user_texts(transcript):
 def sent_text(request):
     """Everything OpenClaw sent the model in one request, as one string."""
     return json.dumps(request.get("messages"))
+
+
+def next_turn_sent(openclaw, state, message):
+    """One more real OpenClaw turn on main (mock model); returns everything OpenClaw sent the model."""
+    import genuine
+    from mock_model import MockModel
+    mock = MockModel.start()
+    try:
+        genuine.write_config(state, mock.base_url)
+        assert openclaw.turn(genuine.MAIN_KEY, message).get("payloads")
+    finally:
+        mock.stop()
+    return sent_text(mock.requests[0])
+
+
+def assert_openclaw_clean(openclaw, db, lint_before, after):
+    """`doctor --lint` finds nothing new since `lint_before`; the database passes integrity_check and
+    foreign_key_check."""
+    import sqlite3
+    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
+    assert not new, "doctor --lint has new findings after %s: %s" % (after, sorted(new))
+    conn = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        conn.close()

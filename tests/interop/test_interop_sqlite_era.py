@@ -27,8 +27,7 @@ import pytest
 import aged
 import genuine
 from genuine import JSON_ERA, MAIN_KEY, SQLITE_ERA, OpenClaw
-from judge import host_files, listed_keys, run_fleet, sent_text, write_inventory
-from mock_model import MockModel
+from judge import host_files, listed_keys, next_turn_sent, run_fleet, write_inventory
 
 from fleet.hostside import sqlite_era
 from fleet.control.bundle import export_agent
@@ -181,13 +180,7 @@ def test_openclaw_cleanup_through_the_agent_keeps_openclaw_happy_and_turns_worki
     assert listed_keys(openclaw) == kept
     new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
     assert not new, "doctor --lint has new findings after the cleanup: %s" % sorted(new)
-    mock = MockModel.start()
-    try:
-        genuine.write_config(state, mock.base_url)
-        assert openclaw.turn(MAIN_KEY, "one more turn after fleet").get("payloads")
-    finally:
-        mock.stop()
-    sent = sent_text(mock.requests[0])
+    sent = next_turn_sent(openclaw, state, "one more turn after fleet")
     assert "one more turn after fleet" in sent and "main turn %d" % (genuine.MAIN_TURNS - 1) in sent
     assert runs(state, main_sid) == 3, "OpenClaw did not append its next run's trace after the cap"
     check = sqlite_era.connect("file:%s?mode=ro" % (state / DB))

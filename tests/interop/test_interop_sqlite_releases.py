@@ -28,7 +28,7 @@ import pytest
 import aged
 import genuine
 from genuine import MAIN_KEY, OpenClaw
-from judge import host_files, run_fleet, sent_text, write_inventory
+from judge import assert_openclaw_clean, host_files, next_turn_sent, run_fleet, sent_text, write_inventory
 from mock_model import MockModel
 
 pytestmark = pytest.mark.timeout(1500)
@@ -123,14 +123,7 @@ def test_weekly_prunes_like_the_json_era_dry_run_equals_run_and_openclaw_agrees(
     assert set(listed) == set(aged.KEPT_KEYS)
     gone = {f["path"].rsplit("/", 1)[1] for f in real if f["path"].startswith(DB + "#") and f["action"] == "delete"}
     assert gone == {ids_before[k] for k in aged.DISPOSABLE_KEYS}
-    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
-    assert not new, "doctor --lint has new findings after weekly: %s" % sorted(new)
-    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    finally:
-        conn.close()
+    assert_openclaw_clean(openclaw, state / DB, lint_before, "weekly")
     # weekly's strip_fields went through OpenClaw's own entry update: no kept entry has them.
     conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
     try:
@@ -147,13 +140,7 @@ def test_weekly_prunes_like_the_json_era_dry_run_equals_run_and_openclaw_agrees(
     print("%s: database + WAL %d -> %d bytes (-%.0f %%)" % (version, bytes_before, bytes_after,
                                                           100.0 * (bytes_before - bytes_after) / bytes_before))
     assert bytes_after < bytes_before * 0.85, (bytes_before, bytes_after)
-    mock = MockModel.start()
-    try:
-        genuine.write_config(state, mock.base_url)
-        assert openclaw.turn(MAIN_KEY, "one more turn after fleet").get("payloads")
-    finally:
-        mock.stop()
-    sent = sent_text(mock.requests[0])
+    sent = next_turn_sent(openclaw, state, "one more turn after fleet")
     assert "one more turn after fleet" in sent and "main turn %d" % (MAIN_TURNS - 1) in sent
     # The printed report has nothing not done to say for this agent.
     printed = fleet_cli(tmp_path, "report")
@@ -260,14 +247,7 @@ def test_a_transcript_tier_is_trimmed_by_openclaws_own_code_and_openclaw_agrees(
     (main_rec,) = [f for f in real if f["path"] == "%s#transcript/%s" % (DB, main_id)]
     assert (main_rec["before"]["records"], main_rec["after"]["records"]) == (len(events_before) - 1, len(events) - 1)
     assert {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]} == ids_before
-    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
-    assert not new, "doctor --lint has new findings after the trim: %s" % sorted(new)
-    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    finally:
-        conn.close()
+    assert_openclaw_clean(openclaw, state / DB, lint_before, "the trim")
     conn = sqlite3.connect("file:%s?mode=ro" % (state / "state" / "openclaw.sqlite"), uri=True)
     try:
         registered = [p for (p,) in conn.execute("SELECT path FROM agent_databases")] \
@@ -275,13 +255,7 @@ def test_a_transcript_tier_is_trimmed_by_openclaws_own_code_and_openclaw_agrees(
     finally:
         conn.close()
     assert not [p for p in registered if p.startswith("/") and not p.startswith(str(state))], registered
-    mock = MockModel.start()
-    try:
-        genuine.write_config(state, mock.base_url)
-        assert openclaw.turn(MAIN_KEY, "one more turn after the trim").get("payloads")
-    finally:
-        mock.stop()
-    sent = sent_text(mock.requests[0])
+    sent = next_turn_sent(openclaw, state, "one more turn after the trim")
     assert "main turn %d:" % (MAIN_TURNS - 1) in sent and "main turn 0:" not in sent
     restored = json.loads(fleet_cli(tmp_path, "restore", doc["run_id"], "-i", str(tmp_path / "inventory.toml"),
                                     "--force", "--json").stdout)
@@ -314,5 +288,4 @@ def test_maintenance_caps_go_through_openclaws_own_session_maintenance(release, 
     (host,) = doc["hosts"]
     assert not [h for h in host["health"] if h["check"] == "sqlite-not-done"], host["health"]
     assert set(s["key"] for s in openclaw.sessions()["sessions"]) == set(aged.KEPT_KEYS)
-    new = {(c, s) for c, s, _ in openclaw.lint()} - {(c, s) for c, s, _ in lint_before}
-    assert not new, "doctor --lint has new findings after the caps: %s" % sorted(new)
+    assert_openclaw_clean(openclaw, state / DB, lint_before, "the caps")
