@@ -65,10 +65,14 @@ def listing(openclaw):
 
 
 def measure(version, work):
+    t0 = time.time()
     node, pkgs = genuine.install(version)
     pkg = pkgs[version]
+    t1 = time.time()
     cached = aged.aged_state(version, node, pkg, main_turns(version))
-    row = {"version": version, "turns": str(main_turns(version))}
+    # Where a release's time goes (printed with the row, not in the table): install, data, fleet + OpenClaw checks.
+    row = {"version": version, "turns": str(main_turns(version)),
+           "seconds": {"install": round(t1 - t0), "data": round(time.time() - t1), "start": time.time()}}
     db = cached / DB
     if db.is_file():
         conn = sqlite3.connect("file:%s?immutable=1" % db, uri=True)
@@ -161,7 +165,9 @@ measured; a release without a row was not measured (see "Not measured yet" below
 - **run**: `weekly`; "ok" = OpenClaw then lists exactly main, the topic and the heartbeat; bytes freed
   under `agents/` (2026.9.x also keeps ~0.3 MB of `memory-reindex` scratch databases per turn there,
   which fleet reports and leaves alone) and, on the SQLite era, of the agent database + WAL;
-  steps reported as not done (`sqlite-not-done`) are named;
+  steps reported as not done (`sqlite-not-done`) are named. A row with "3 of 5 sessions pruned" was
+  measured (2026-12-04) on the earlier data set, whose heartbeat was 13 days old too and pruned; today's
+  data writes the heartbeat now, and weekly keeps it ("2 of 5");
 - **restore**: `fleet restore <run> --force`; "ok" = OpenClaw lists again what it listed before;
 - **openclaw cleanup**: OpenClaw's own `sessions cleanup --enforce` (its default settings) on another
   copy of the same data, for comparison.
@@ -212,8 +218,11 @@ def main(argv):
                                                                             str(exc).strip()[:160])
             finally:
                 os.environ["PATH"] = path_before
-        print(json.dumps(dict(rows.get(version) or {"version": version, "error": pending.get(version)},
-                              seconds=round(time.time() - start))), flush=True)
+        row = dict(rows.get(version) or {"version": version, "error": pending.get(version)})
+        if isinstance(row.get("seconds"), dict):
+            row["seconds"]["checks"] = round(time.time() - row["seconds"].pop("start"))
+        row["total_seconds"] = round(time.time() - start)
+        print(json.dumps(row), flush=True)
         out.write_text(compat_table.render(HEADER, rows, pending, command))
 
 
