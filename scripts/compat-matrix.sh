@@ -7,8 +7,9 @@
 # Stable = exactly YEAR.MONTH.PATCH (no -beta.N, no -N rebuild). Order: the SQLite era (2026.8+)
 # first, then the newest release of each JSON-era month (newest month first), then the rest, newest first.
 # Each release writes its own genuine data (real agent turns against a local mock model: about 1 min
-# for a JSON-era release, 3 min for a SQLite-era one on a quiet machine). Releases are installed
-# ahead, 3 npm installs at a time, while the measurement runs (install-openclaw.sh locks per release).
+# for a JSON-era release, 3 min for a SQLite-era one on a quiet machine). The next 2 releases are
+# installed while one is measured (install-openclaw.sh locks per release); a release is ~650 MB
+# installed, so the installs this run added are removed once measured (FLEET_COMPAT_KEEP_INSTALLS=1 keeps them).
 # Runs at nice 10; FLEET_COMPAT_LOCK=FILE holds flock(FILE) around each release's measurement (a shared
 # machine's bench lock).
 set -euo pipefail
@@ -29,8 +30,4 @@ newest = list(months.values())
 rest = [v for v in stable if v not in sqlite and v not in newest]
 print("\n".join(sqlite + newest + rest))')
 fi
-# Install ahead in the background (the measurement waits for a release's own lock if it gets there first).
-printf '%s\n' "${versions[@]}" | nice -n 10 xargs -P 3 -n 1 scripts/install-openclaw.sh >/dev/null 2>&1 &
-prefetch=$!
-trap 'kill $prefetch 2>/dev/null || true' EXIT
 nice -n 10 .venv/bin/python tests/interop/compat_matrix.py docs/compatibility.md "${versions[@]}"
