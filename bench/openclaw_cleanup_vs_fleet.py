@@ -1,21 +1,18 @@
 """Side by side: OpenClaw's own `openclaw sessions cleanup` and fleet on copies of the same genuine store.
 
-    .venv/bin/python bench/openclaw_cleanup_vs_fleet.py [--hours-later 48]
+    flock /work/coord/bench.lock .venv/bin/python bench/openclaw_cleanup_vs_fleet.py [--main-turns 12]
 
-Genuine data comes from tests/interop/genuine.py (real `openclaw agent --local` turns against the
-mock model, cached under ~/.cache/fleet-interop; built on first use, which takes minutes). For each
-era, each contender gets its own fresh copy; printed per contender: bytes reclaimed under agents/
-(files on disk, SQLite database + WAL included), store entries removed, whether the main session
-survived, wall time.
-
-JSON era (2026.7.1): `openclaw sessions cleanup --store <sessions.json> --enforce --json` with OpenClaw's defaults, the same
-with `session.maintenance.pruneAfter = "1m"` (so minutes-old genuine sessions count as stale, as
-fleet's clock HOURS later makes them), and fleet's `daily-prune` and `weekly` through the real
-controller with its clock HOURS later.
-SQLite era (2026.8.2 and 2026.9.6, aged data from tests/interop/aged.py: disposable sessions written 13
-days ago): `openclaw sessions cleanup --store <db> --enforce --json` with OpenClaw's defaults and
-with `pruneAfter = "24h"`, and fleet's `weekly` through the real CLI with OpenClaw found on PATH
-(OpenClaw's cleanup with the playbook's age, rehearsed; trajectory cap; space given back).
+One aged data set per release (tests/interop/aged.py: real `openclaw agent --local` turns against
+the mock model; a cron run, a subagent and a topic written 13 days ago by OpenClaw with its clock
+shifted, a heartbeat and a main session of MAIN turns today; cached under ~/.cache/fleet-interop,
+built on first use, which takes minutes): 2026.7.1 (JSON era), 2026.8.2 (SQLite, schema 19) and
+2026.9.6 (SQLite, schema 23). Each contender gets its own fresh copy, clocks are not moved:
+- `openclaw sessions cleanup --store <sessions.json or db> --enforce --json` with OpenClaw's defaults;
+- the same with `session.maintenance.pruneAfter = "24h"` (the age fleet's weekly prunes at);
+- fleet's `weekly` through the real CLI with OpenClaw found on PATH (on the SQLite era: OpenClaw's
+  cleanup with the playbook's age, rehearsed; trajectory cap; space given back).
+Printed per contender, side by side in one run: bytes freed on disk under agents/, the agent
+database + WAL before and after (SQLite era), store entries removed, whether main survived, wall time.
 """
 import argparse
 import json
@@ -35,7 +32,7 @@ import genuine  # noqa: E402
 from judge import write_inventory  # noqa: E402
 
 DB = "agents/main/agent/openclaw-agent.sqlite"
-SQLITE_RELEASES = ("2026.8.2", "2026.9.6")
+RELEASES = ("2026.7.1", "2026.8.2", "2026.9.6")
 
 
 def agents_bytes(state):
@@ -53,15 +50,19 @@ def keys(state):
         conn.close()
 
 
+def db_bytes(state):
+    return sum((state / (DB + x)).stat().st_size for x in ("", "-wal") if (state / (DB + x)).exists())
+
+
 def measure(name, cached, work, scratch):
     slot = "%02d-%s" % (len(list(scratch.iterdir())), "".join(c if c.isalnum() else "-" for c in name))
     state = genuine.copy_state(cached, scratch / slot / "state")
-    b0, k0 = agents_bytes(state), keys(state)
+    b0, k0, d0 = agents_bytes(state), keys(state), db_bytes(state)
     t0 = time.monotonic()
     work(state)
     elapsed = time.monotonic() - t0
     k1 = keys(state)
-    return name, b0 - agents_bytes(state), len(k0 - k1), genuine.MAIN_KEY in k1, elapsed
+    return name, b0 - agents_bytes(state), (d0, db_bytes(state)), len(k0 - k1), genuine.MAIN_KEY in k1, elapsed
 
 
 def openclaw_cleanup(node, pkg, prune_after=None, store=False):
@@ -97,37 +98,36 @@ def fleet_playbook(playbook, hours, openclaw_path=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hours-later", type=float, default=48.0, help="fleet's clock offset (default 48)")
+    parser.add_argument("--main-turns", type=int, default=12, help="main session turns of the aged data (12)")
     args = parser.parse_args()
-    node, pkgs = genuine.install(genuine.JSON_ERA)
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
         scratch = Path(tmp)
-        j = genuine.genuine_state(genuine.JSON_ERA, node, pkgs[genuine.JSON_ERA])
-        pj = pkgs[genuine.JSON_ERA]
-        rows.append(("2026.7.1",) + measure("openclaw cleanup (defaults)", j, openclaw_cleanup(node, pj), scratch))
-        rows.append(("2026.7.1",) + measure("openclaw cleanup (pruneAfter 1m)", j,
-                                            openclaw_cleanup(node, pj, prune_after="1m"), scratch))
-        for playbook in ("daily-prune", "weekly"):
-            rows.append(("2026.7.1",) + measure("fleet %s (+%gh)" % (playbook, args.hours_later), j,
-                                                fleet_playbook(playbook, args.hours_later), scratch))
-        for version in SQLITE_RELEASES:
+        for version in RELEASES:
             node, more = genuine.install(version)
             pv = more[version]
-            s = aged.aged_state(version, node, pv, 12)
-            rows.append((version,) + measure("openclaw cleanup --store (defaults)", s,
-                                             openclaw_cleanup(node, pv, store=True), scratch))
-            rows.append((version,) + measure("openclaw cleanup --store (pruneAfter 24h)", s,
-                                             openclaw_cleanup(node, pv, prune_after="24h", store=True), scratch))
+            s = aged.aged_state(version, node, pv, args.main_turns)
+            store = (s / DB).is_file()
+            rows.append((version,) + measure("openclaw sessions cleanup (defaults)", s,
+                                             openclaw_cleanup(node, pv, store=store), scratch))
+            rows.append((version,) + measure("openclaw sessions cleanup (pruneAfter 24h)", s,
+                                             openclaw_cleanup(node, pv, prune_after="24h", store=store), scratch))
             rows.append((version,) + measure("fleet weekly (OpenClaw found on PATH)", s,
                                              fleet_playbook("weekly", 0, openclaw_path=(node, pv)), scratch))
-    print("%-9s %-48s %16s %16s %10s %9s" % ("openclaw", "contender", "bytes reclaimed", "entries removed",
-                                               "main kept", "time s"))
-    for version, name, reclaimed, removed, main_kept, elapsed in rows:
-        print("%-9s %-48s %16d %16d %10s %9.2f" % (version, name, reclaimed, removed, "yes" if main_kept else "NO",
-                                                   elapsed))
-    print("bytes reclaimed: files under agents/ (archives fleet keeps in place still count); "
-          "fleet's clock is --hours-later ahead, OpenClaw runs now.")
+    print("%-9s %-43s %13s %18s %8s %6s %7s" % ("openclaw", "contender", "agents/ freed", "db+WAL before>after",
+                                                 "removed", "main", "time s"))
+    for version, name, reclaimed, db, removed, main_kept, elapsed in rows:
+        print("%-9s %-43s %13s %18s %8d %6s %7.1f" % (
+            version, name, human(reclaimed), "%s>%s" % (human(db[0]), human(db[1])) if db[0] else "-", removed,
+            "kept" if main_kept else "LOST", elapsed))
+    print("agents/ freed: bytes of the files on disk under agents/ (archives fleet keeps in place still count); "
+          "db+WAL: the agent's SQLite database and its -wal; removed: store entries (sessions) removed; "
+          "all on copies of one aged data set per release (disposable sessions 13 days old, main %d turns today)."
+          % args.main_turns)
+
+
+def human(n):
+    return "%.2f MB" % (n / 1048576.0) if abs(n) >= 1048576 else "%.0f KB" % (n / 1024.0)
 
 
 if __name__ == "__main__":

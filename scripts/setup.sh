@@ -40,7 +40,7 @@ fi
 if [ "$mode" = test ]; then
   # OpenClaw's own loader judges our trims (tests/interop): Node 24 + openclaw from the npm registry, cached.
   command -v npm >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
-  scripts/install-openclaw.sh 2026.7.1 2026.8.2 2026.9.6 >/dev/null
+  scripts/install-openclaw.sh 2026.7.1 2026.8.2 2026.9.5 2026.9.6 >/dev/null
 fi
 
 if [ "$mode" = test ]; then

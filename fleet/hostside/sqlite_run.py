@@ -30,8 +30,10 @@ from .sqlite_schema import find_openclaw, unknown_schema_message, usable_opencla
 from .sqlite_trim import apply_strips, apply_trims, openclaw_runtime, pick_keep, plan_trims, sandbox_env
 
 # Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
-# tests/interop: listing, doctor --lint, integrity and a further turn after the cap (2026.8.2 and 2026.9.6).
-CAP_PROVED = frozenset([19, 23])
+# tests/interop: listing, doctor --lint, integrity and a further turn after the cap (2026.8.2, 2026.9.5
+# and 2026.9.6). All three declare the same trajectory_runtime_events (no trigger, the primary key and
+# one index), and 2026.9.5's own trajectory bound deletes `session_id = ? AND seq <= ?` as 9.6's does.
+CAP_PROVED = frozenset([19, 21, 23])
 
 
 class StepFailed(FileError):

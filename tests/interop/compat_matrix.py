@@ -10,11 +10,19 @@ copies of that data, through the real `fleet` CLI with OpenClaw on PATH:
   what it listed before;
 - beside it, OpenClaw's own `sessions cleanup --enforce` on another copy: bytes freed on disk
   under agents/, sessions removed, time.
-Usage: python tests/interop/compat_matrix.py OUT.md VERSION... (run from the repository root).
+Usage: python tests/interop/compat_matrix.py OUT.md VERSION... (run from the repository root), in
+priority order. Resumable: the rows already in OUT.md are kept and those releases skipped
+(compat_table.py); OUT.md is rewritten after every release, so the table grows as the run goes.
+
+Main turns: the SQLite era (2026.8+) is measured on the issue's "Done when" data, a main session of
+26 turns; the JSON era on 6 (a release costs about a minute less; the JSON-era trim is measured on
+26 turns by 2026.7.1's row). FLEET_COMPAT_MAIN_TURNS sets one count for all. The count is a column.
 """
+import contextlib
+import fcntl
 import json
+import shutil
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -24,11 +32,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aged  # noqa: E402
+import compat_table  # noqa: E402
 import genuine  # noqa: E402
 from genuine import OpenClaw  # noqa: E402
 
 DB = "agents/main/agent/openclaw-agent.sqlite"
-MAIN_TURNS = int(os.environ.get("FLEET_COMPAT_MAIN_TURNS", "26"))
+SQLITE_ERA = (2026, 8)
+
+
+def main_turns(version):
+    if os.environ.get("FLEET_COMPAT_MAIN_TURNS"):
+        return int(os.environ["FLEET_COMPAT_MAIN_TURNS"])
+    return 26 if compat_table.version_key(version)[:2] >= SQLITE_ERA else 6
 
 
 def fleet(work, *args):
@@ -51,10 +66,14 @@ def listing(openclaw):
 
 
 def measure(version, work):
+    t0 = time.time()
     node, pkgs = genuine.install(version)
     pkg = pkgs[version]
-    cached = aged.aged_state(version, node, pkg, MAIN_TURNS)
-    row = {"version": version}
+    t1 = time.time()
+    cached = aged.aged_state(version, node, pkg, main_turns(version))
+    # Where a release's time goes (printed with the row, not in the table): install, data, fleet + OpenClaw checks.
+    row = {"version": version, "turns": str(main_turns(version)),
+           "seconds": {"install": round(t1 - t0), "data": round(time.time() - t1), "start": time.time()}}
     db = cached / DB
     if db.is_file():
         conn = sqlite3.connect("file:%s?immutable=1" % db, uri=True)
@@ -136,73 +155,93 @@ HEADER = """# Compatibility with OpenClaw releases
 
 Measured by `scripts/compat-matrix.sh` on genuine data each release wrote itself (real
 `openclaw agent --local` turns against a local mock model; a cron run, a subagent and a Telegram
-topic written 13 days ago, a heartbeat and a main session of %d turns today), through the real `fleet`
-CLI with OpenClaw on PATH and nothing in the inventory but the state dir:
+topic written 13 days ago, a heartbeat and a main session of "main turns" turns today), through the
+real `fleet` CLI with OpenClaw on PATH and nothing in the inventory but the state dir. Every cell is
+measured; a release without a row was not measured (see "Not measured yet" below).
 
 - **scan**: the host is ok, no file error, no unknown-schema warning;
 - **dry run**: `weekly --dry-run`'s per-file numbers compared with the real `weekly`'s (SQLite's `-shm`
   index and an empty `-wal` only when both runs found them: SQLite deletes them when the last
   connection closes);
-- **run**: `weekly`; "ok" = OpenClaw then lists exactly main, the topic and today's heartbeat (the
-  13-day-old cron run and subagent are gone); bytes freed under `agents/`
-  (2026.9.x also keeps ~0.3 MB of `memory-reindex` scratch databases per turn there, which fleet
-  reports and leaves alone) and, on the SQLite era, of the agent database + WAL;
-  steps reported as not done (`sqlite-not-done`) are named;
+- **run**: `weekly`; "ok" = OpenClaw then lists exactly main, the topic and the heartbeat; bytes freed
+  under `agents/` (2026.9.x also keeps ~0.3 MB of `memory-reindex` scratch databases per turn there,
+  which fleet reports and leaves alone) and, on the SQLite era, of the agent database + WAL;
+  steps reported as not done (`sqlite-not-done`) are named. A row with "3 of 5 sessions pruned" was
+  measured (2026-12-04) on the earlier data set, whose heartbeat was 13 days old too and pruned; today's
+  data writes the heartbeat now, and weekly keeps it ("2 of 5");
 - **restore**: `fleet restore <run> --force`; "ok" = OpenClaw lists again what it listed before;
 - **openclaw cleanup**: OpenClaw's own `sessions cleanup --enforce` (its default settings) on another
   copy of the same data, for comparison.
 
+Releases: every stable version `npm view openclaw versions --json` lists from 2026.2 on; stable =
+exactly `YEAR.MONTH.PATCH` (no `-beta.N`, no `-N` rebuild suffix). Measured in priority order: the
+SQLite era first, then the newest release of each JSON-era month, then the rest, newest first.
+
 SQLite-era schemas by release (`OPENCLAW_AGENT_SCHEMA_VERSION` in each published package): 19 =
-2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three. On every one it
-prunes through OpenClaw's own `sessions cleanup`, trims transcript tiers through OpenClaw's own
-transcript trim and strips entry fields through OpenClaw's own entry update (both loaded with the
-host's Node from the OpenClaw it found). The trajectory cap, fleet's one direct delete, is proved
-only on 19 and 23, so on 21 it is reported as not done. Any other schema is scanned for sizes only,
-with one warning, and never changed.
-
-Releases not in the table were not measured yet: `scripts/compat-matrix.sh VERSION...` measures
-them and merges their rows into this table (`scripts/compat-matrix.sh` alone: every stable release
-since 2026.2, several minutes each).
-
-| version | storage | schema | scan | dry run | run (weekly) | restore | openclaw cleanup | measured |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- |
+2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three and runs OpenClaw's
+own cleanup (by an OpenClaw of the same schema) and the trajectory cap on each (the cap's direct
+delete is proved per schema by OpenClaw's own checks: listing, `doctor --lint`, integrity, a further
+turn). Any other schema is scanned for sizes only, with one warning, and never changed.
 """
+
+
+@contextlib.contextmanager
+def bench_lock():
+    """flock(FLEET_COMPAT_LOCK) for one release's measurement, when set (two benches never overlap)."""
+    name = os.environ.get("FLEET_COMPAT_LOCK")
+    if not name:
+        yield
+        return
+    with open(name, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+AHEAD = 2
+
+
+def install_ahead(versions):
+    """Install the next releases in the background (npm is mostly waiting on the network); the Popen list."""
+    script = str(Path(__file__).resolve().parents[2] / "scripts" / "install-openclaw.sh")
+    return [subprocess.Popen(["nice", "-n", "15", script, v], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for v in versions]
 
 
 def main(argv):
     out, versions = Path(argv[0]), argv[1:]
-    rows = []
-    for version in versions:
+    installed_before = {p.name for p in genuine.CACHE.glob("openclaw-*")} if genuine.CACHE.is_dir() else set()
+    rows = compat_table.read_rows(out)
+    pending = {v: "" for v in versions if v not in rows}
+    command = "scripts/compat-matrix.sh" if len(versions) > 12 else "scripts/compat-matrix.sh %s" % " ".join(versions)
+    out.write_text(compat_table.render(HEADER, rows, pending, command))
+    todo = [v for v in versions if v in pending]
+    for i, version in enumerate(todo):
+        ahead = install_ahead(todo[i + 1:i + 1 + AHEAD])
         with tempfile.TemporaryDirectory(prefix="fleet-compat-") as tmp:
             path_before = os.environ["PATH"]
+            start = time.time()
             try:
-                row = measure(version, Path(tmp))
-            except Exception as exc:  # one release failing must not hide the others
-                row = {"version": version, "format": "?", "schema": "?",
-                       "scan": "not measured: %s: %s" % (type(exc).__name__, str(exc)[:120])}
+                with bench_lock():
+                    rows[version] = measure(version, Path(tmp))
+                del pending[version]
+            except Exception as exc:  # one release failing to install or build must not hide the others
+                pending[version] = "measurement could not start: %s: %s" % (type(exc).__name__,
+                                                                            " ".join(str(exc).split())[-200:])
             finally:
                 os.environ["PATH"] = path_before
-        rows.append(row)
+        for proc in ahead:
+            proc.wait()
+        if "openclaw-%s" % version not in installed_before and not os.environ.get("FLEET_COMPAT_KEEP_INSTALLS"):
+            shutil.rmtree(str(genuine.CACHE / ("openclaw-%s" % version)), ignore_errors=True)
+        row = dict(rows.get(version) or {"version": version, "error": pending.get(version)})
+        if isinstance(row.get("seconds"), dict):
+            row["seconds"]["checks"] = round(time.time() - row["seconds"].pop("start"))
+        row["total_seconds"] = round(time.time() - start)
         print(json.dumps(row), flush=True)
-    lines = previous_rows(out)
-    today = time.strftime("%Y-%m-%d", time.gmtime())
-    for r in rows:
-        r.setdefault("measured", today)
-        lines[r["version"]] = "| %s |" % " | ".join(str(r.get(k, "-")).replace("|", "/") for k in (
-            "version", "format", "schema", "scan", "dry run", "run", "restore", "openclaw cleanup", "measured"))
-    order = sorted(lines, key=lambda v: tuple(int(x) for x in v.split(".")))
-    out.write_text(HEADER % MAIN_TURNS + "".join(lines[v] + "\n" for v in order))
-
-
-def previous_rows(out):
-    """{version: table line} already in `out`, so a run measures only what it is given and keeps the rest."""
-    rows = {}
-    if out.exists():
-        for line in out.read_text().splitlines():
-            m = re.match(r"\| (\d{4}\.\d+\.\d+) \|", line)
-            if m:
-                rows[m.group(1)] = line if line.count(" | ") >= 8 else line + " - |"
-    return rows
+        out.write_text(compat_table.render(HEADER, rows, pending, command))
 
 
 if __name__ == "__main__":
