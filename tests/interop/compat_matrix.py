@@ -178,8 +178,10 @@ exactly `YEAR.MONTH.PATCH` (no `-beta.N`, no `-N` rebuild suffix). Measured in p
 SQLite era first, then the newest release of each JSON-era month, then the rest, newest first.
 
 SQLite-era schemas by release (`OPENCLAW_AGENT_SCHEMA_VERSION` in each published package): 19 =
-2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three and runs OpenClaw's
-own cleanup (by an OpenClaw of the same schema) and the trajectory cap on each (the cap's direct
+2026.8.1, 8.2, 9.1 - 9.4; 21 = 2026.9.5; 23 = 2026.9.6. fleet reads all three and, on each, prunes
+through OpenClaw's own cleanup (by an OpenClaw of the same schema), trims transcript tiers through
+OpenClaw's own transcript trim and strips entry fields through OpenClaw's own entry update (both
+loaded with the host's Node from the OpenClaw it found), and caps trajectories (the cap's direct
 delete is proved per schema by OpenClaw's own checks: listing, `doctor --lint`, integrity, a further
 turn). Any other schema is scanned for sizes only, with one warning, and never changed.
 """
