@@ -27,17 +27,13 @@ import sqlite3
 import subprocess
 import tempfile
 
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote
-
 from .fsutil import FileError
-from .sqlite_era import BUSY_TIMEOUT_S, _size, connect
+from .sqlite_era import BUSY_TIMEOUT_S, _size, connect_path
 from .store import classify_key
 from .terms import OPT_IN_KINDS, PROTECTED_KINDS
 
 RECLAIM_BATCH_PAGES = 512
+NO_AGE_S = 100 * 365 * 86400   # pruneAfter when only maintenance's max_entries is asked: no age applies
 RECLAIM_BUSY_MS = 1000
 RECLAIM_ATTEMPTS = 3
 
@@ -91,7 +87,7 @@ def prune_config(state_dir, prune_after_s, work_dir, max_entries=None):
     maintenance = session.setdefault("maintenance", {})
     if not isinstance(maintenance, dict):
         return None, "%s: `session.maintenance` is not an object" % src
-    maintenance["pruneAfter"] = "%ds" % int(prune_after_s if prune_after_s is not None else 100 * 365 * 86400)
+    maintenance["pruneAfter"] = "%ds" % int(prune_after_s if prune_after_s is not None else NO_AGE_S)
     if max_entries is not None:
         maintenance["maxEntries"] = int(max_entries)
     maintenance["mode"] = "enforce"
@@ -104,7 +100,7 @@ def prune_config(state_dir, prune_after_s, work_dir, max_entries=None):
 
 def nodes(path):
     """{session_key: (updated_at, archived_at)} of a database (read-only)."""
-    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    conn = connect_path(path)
     try:
         cols = {r[1] for r in conn.execute("PRAGMA table_info(session_nodes)")}
         archived = "archived_at" if "archived_at" in cols else "NULL"
@@ -132,13 +128,13 @@ def judge_prune(before, after, prune, now_ms, caps=None):
         return removed, ("OpenClaw's cleanup would archive %d session(s) the playbook keeps: %s"
                          % (len(archived), ", ".join(archived[:5])))
     over_cap = max(0, sum(1 for k in before if before[k][1] is None) - cap) if cap else 0
-    wrong, capped = [], 0
+    wrong, capped, archived_set = [], 0, set(archived)
     for key in removed + archived:
         kind = classify_key(key)
         updated = before[key][0]
         idle_s = None if updated is None else (now_ms - int(updated)) / 1000.0
         age = prune.get(kind)
-        if key not in archived and age is not None and idle_s is not None and idle_s >= age:
+        if key not in archived_set and age is not None and idle_s is not None and idle_s >= age:
             continue
         if kind not in protected:
             if stale is not None and idle_s is not None and idle_s >= stale:
@@ -162,7 +158,7 @@ def reclaim(path):
     """Give free pages back to the file system (see module doc); returns (notes, done).
 
     `done` is False when nothing could be reclaimed (not INCREMENTAL, no room, always busy)."""
-    conn = connect("file:%s?mode=rw" % quote(os.path.abspath(path)))
+    conn = connect_path(path, "rw")
     notes = []
     try:
         conn.execute("PRAGMA busy_timeout = %d" % RECLAIM_BUSY_MS)

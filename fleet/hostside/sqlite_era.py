@@ -77,6 +77,11 @@ def connect(uri):
     return conn
 
 
+def connect_path(path, mode="ro"):
+    """connect() to the database file at `path`, read-only ("ro") or read-write ("rw"); never creates it."""
+    return connect("file:%s?mode=%s" % (quote(os.path.abspath(path)), mode))
+
+
 def _tables(conn):
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 

@@ -19,19 +19,20 @@ NO_PROVED_WRITE = ("fleet has no write into OpenClaw's %s that OpenClaw itself h
 
 def sqlite_settings(ops):
     """(the `sqlite` settings this plan implies, or None when it asks nothing of a SQLite agent;
-    store.prune {kind: age_s})."""
-    prune = dict((k, v) for k, v in ((ops.get("store") or {}).get("prune") or {}).items() if v is not None)
-    keep_runs = (ops.get("trajectories") or {}).get("keep_runs")
-    tiers = (ops.get("transcripts") or {}).get("tiers")
-    strip = (ops.get("store") or {}).get("strip_fields")
+    what the plan's other sections ask: {"prune": store.prune {kind: age_s}, "caps": store's
+    {stale_after_s, max_entries} that are set, "tiers": transcripts.tiers, "strip_fields"})."""
     store = ops.get("store") or {}
-    caps = store.get("stale_after_s") is not None or store.get("max_entries") is not None
-    if "sqlite" not in ops and not prune and not keep_runs and not tiers and not strip and not caps:
-        return None, prune
+    want = {"prune": dict((k, v) for k, v in (store.get("prune") or {}).items() if v is not None),
+            "caps": dict((k, store[k]) for k in ("stale_after_s", "max_entries") if store.get(k) is not None),
+            "tiers": (ops.get("transcripts") or {}).get("tiers") or [],
+            "strip_fields": store.get("strip_fields") or []}
+    keep_runs = (ops.get("trajectories") or {}).get("keep_runs")
+    if "sqlite" not in ops and not keep_runs and not any(want.values()):
+        return None, want
     cfg = dict(SQLITE_DEFAULTS, **(ops.get("sqlite") or {}))
     if cfg["trajectory_keep_runs"] is None and keep_runs:
         cfg["trajectory_keep_runs"] = keep_runs
-    return cfg, prune
+    return cfg, want
 
 
 def unsupported(ops, info):

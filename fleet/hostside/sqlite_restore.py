@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover
 from .context import file_record, stats
 from .fsutil import BackupError, hash_file, inside
 from .sqlite_clean import nodes
-from .sqlite_era import AGENT_DB, BUSY_TIMEOUT_S, connect, quick_check
+from .sqlite_era import AGENT_DB, BUSY_TIMEOUT_S, connect, connect_path, quick_check
 from .sqlite_run import backup_database
 
 RESTORE_BUSY_MS = int(BUSY_TIMEOUT_S * 1000)
@@ -104,7 +104,7 @@ def restore_database(ctx, item, force, backup_roots, changed_message):
         return file_record(agent, rel, "sqlite", before, action="restore", actions=["restore"], backup=saved,
                            error="the database stayed busy (%s); nothing restored" % exc)
     keys_backup, keys_now = set(nodes(backup_path)), set(nodes(path))
-    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    conn = connect_path(path)
     try:
         verdict = quick_check(conn)
     finally:
@@ -142,7 +142,7 @@ def _same_pages(a, b):
 def _copy_in(backup_path, path):
     """The backup's pages into the live database in one backup step, under its write lock."""
     src = connect("file:%s?immutable=1" % quote(os.path.abspath(backup_path)))
-    dst = connect("file:%s?mode=rw" % quote(os.path.abspath(path)))
+    dst = connect_path(path, "rw")
     try:
         dst.execute("PRAGMA busy_timeout = %d" % RESTORE_BUSY_MS)
         dst.execute("BEGIN IMMEDIATE")  # the write lock first: fail fast and clean when busy

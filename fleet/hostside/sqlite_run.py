@@ -23,11 +23,11 @@ from .context import stats
 from .fsutil import BackupError, FileError, makedirs_private
 from .sqlite_clean import (judge_prune, make_work_dir, nodes, openclaw_env, prune_config, reclaim, remove_work_dir,
                            run_openclaw)
-from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, SQLITE_DEFAULTS, _size, agent_databases, connect, inspect,
+from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, SQLITE_DEFAULTS, _size, agent_databases, connect, connect_path, inspect,
                          open_readonly, quick_check, scan_agent, session_records)
 from .sqlite_plan import sqlite_settings, unsupported
 from .sqlite_schema import find_openclaw, unknown_schema_message, usable_openclaw
-from .sqlite_trim import apply_strips, apply_trims, openclaw_runtime, pick_keep, plan_trims, sandbox_env
+from .sqlite_trim import apply_strips, apply_trims, openclaw_runtime, over_a_tier, plan_trims, sandbox_env
 
 # Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
 # tests/interop: listing, doctor --lint, integrity and a further turn after the cap (2026.8.2, 2026.9.5
@@ -93,7 +93,7 @@ def backup_database(path, target):
 
 
 def _writable(path):
-    conn = connect("file:%s?mode=rw" % quote(os.path.abspath(path)))
+    conn = connect_path(path, "rw")
     conn.execute("PRAGMA busy_timeout = %d" % int(BUSY_TIMEOUT_S * 1000))
     return conn
 
@@ -132,20 +132,19 @@ def cap_trajectories(path, keep_runs):
     return removed
 
 
-def clean_database(ctx, af, cfg, records, prune=None, tiers=None, strip_fields=None, caps=None):
+def clean_database(ctx, af, cfg, records, want=None):
     """The plan's `sqlite` section on one SQLite-era agent: (records, notes, not_done).
 
-    `prune` is the plan's `store.prune` ({kind: age in s}), `tiers` its `transcripts.tiers`,
-    `strip_fields` its `store.strip_fields`, `caps` its store {stale_after_s, max_entries}
-    (maintenance: OpenClaw's own session.maintenance, applied through the same cleanup). Steps, each only where it is safe: OpenClaw's own
-    cleanup with the playbook's age, OpenClaw's own transcript trim for the tiers and its own entry
-    update for the strips (all need an OpenClaw of the database's schema),
-    the trajectory cap (a direct delete proved per schema by tests/interop), the space reclaim.
-    All of them are rehearsed on a copy first (sqlite_clean.py); a dry run reports the
-    rehearsal. `not_done` lists (what, why) for every step the plan asked for and that was not
-    done; nothing in the database is changed for an unknown schema.
+    `want` is what the plan's other sections ask (sqlite_plan.sqlite_settings): store.prune and
+    maintenance's caps go to OpenClaw's own cleanup (its session.maintenance), transcripts.tiers to
+    OpenClaw's own transcript trim, store.strip_fields to OpenClaw's own entry update; each needs an
+    OpenClaw of the database's schema. Beside them: the trajectory cap (a direct delete proved per
+    schema by tests/interop) and the space reclaim. All of them are rehearsed on a copy first
+    (sqlite_clean.py); a dry run reports the rehearsal. `not_done` lists (what, why) for every step
+    the plan asked for and that was not done; nothing in the database is changed for an unknown schema.
     """
     cfg = dict(SQLITE_DEFAULTS, **(cfg or {}))
+    want = dict({"prune": {}, "caps": {}, "tiers": [], "strip_fields": []}, **(want or {}))
     db_info = agent_databases(af)
     if db_info is None:
         return records, [], []
@@ -155,45 +154,37 @@ def clean_database(ctx, af, cfg, records, prune=None, tiers=None, strip_fields=N
     if not info.get("schema_known"):
         return records, [], [("any change", unknown_schema_message(info.get("user_version")))]
     schema = info["user_version"]
-    not_done, steps = [], {}
-    prune = dict((k, v) for k, v in (prune or {}).items() if v is not None)
-    found = []
+    not_done, steps, found = [], {}, {}
 
-    def openclaw():
-        """(cmd, where, why not): the host's OpenClaw for this schema, looked up once."""
-        if not found:
-            cmd, where = find_openclaw(cfg["openclaw_cmd"], ctx.state_dir)
-            found.append((cmd, where, usable_openclaw(cmd, openclaw_env(ctx.state_dir), schema) if cmd else where))
-        return found[0]
-
-    notes_where = None
-    caps = dict((k, v) for k, v in (caps or {}).items() if v is not None)
-    if cfg["cleanup"] and (prune or caps):
-        cmd, where, why = openclaw()
-        if why:
-            not_done.append(("pruning disposable sessions", why))
-        else:
-            steps["prune"] = cmd
-            notes_where = "OpenClaw from %s" % where
-    over = [s for s in (info.get("sessions") or {}).values()
-            if pick_keep(tiers or [], s["transcript_text_bytes"]) is not None]
-    if over:
-        what = "transcript tiers (%d session(s) over %d bytes)" % (len(over), min(t["over_bytes"] for t in tiers))
-        cmd, where, why = openclaw()
-        runtime, why = (None, why) if why else openclaw_runtime(cmd)
+    def openclaw(what, code=False):
+        """OpenClaw's command (or, with `code`, its node + dist folder for OpenClaw's own functions)
+        for the step `what`, looked up once; None, with the reason in not_done, when there is none."""
+        if "cmd" not in found:
+            cmd, found["where"] = find_openclaw(cfg["openclaw_cmd"], ctx.state_dir)
+            found["why"] = usable_openclaw(cmd, openclaw_env(ctx.state_dir), schema) if cmd else found["where"]
+            found["cmd"] = cmd
+        if code and not found["why"] and "runtime" not in found:
+            found["runtime"], found["why_code"] = openclaw_runtime(found["cmd"])
+        why = found["why"] or (found.get("why_code") if code else None)
         if why:
             not_done.append((what, why))
-        else:
-            steps["trim"] = (runtime, tiers)
-            notes_where = "OpenClaw from %s" % where
-    if strip_fields and info.get("entries_with_fields"):
-        cmd, where, why = openclaw()
-        runtime, why = (None, why) if why else openclaw_runtime(cmd)
-        if why:
-            not_done.append(("stripping %s" % "/".join(strip_fields), why))
-        else:
-            steps["strip"] = (runtime, list(strip_fields))
-            notes_where = "OpenClaw from %s" % where
+            return None
+        return found["runtime"] if code else found["cmd"]
+
+    if cfg["cleanup"] and (want["prune"] or want["caps"]):
+        cmd = openclaw("pruning disposable sessions")
+        if cmd:
+            steps["prune"] = cmd
+    over = over_a_tier(info.get("sessions") or {}, want["tiers"])
+    if over:
+        runtime = openclaw("transcript tiers (%d session(s) over %d bytes)"
+                           % (len(over), want["tiers"][0]["over_bytes"]), code=True)
+        if runtime:
+            steps["trim"] = (runtime, want["tiers"])
+    if want["strip_fields"] and info.get("entries_with_fields"):
+        runtime = openclaw("stripping %s" % "/".join(want["strip_fields"]), code=True)
+        if runtime:
+            steps["strip"] = (runtime, list(want["strip_fields"]))
     if cfg["trajectory_keep_runs"]:
         if schema in CAP_PROVED:
             steps["cap"] = cfg["trajectory_keep_runs"]
@@ -204,20 +195,19 @@ def clean_database(ctx, af, cfg, records, prune=None, tiers=None, strip_fields=N
         steps["reclaim"] = True
     if not steps:
         return records, [], not_done
-    notes = [notes_where] if notes_where else []
+    notes = ["OpenClaw from %s" % found["where"]] if {"prune", "trim", "strip"} & set(steps) else []
     # Beside the host's backups (a controller-side backup store has no folder on the host).
     work = make_work_dir(getattr(ctx.backups, "root", None) or os.path.join(ctx.state_dir, "fleet-backups", ctx.run_id))
     try:
-        result = _rehearse_and_apply(ctx, af, db_info, cfg, steps, (prune, caps), work, records, notes, not_done)
+        result = _rehearse_and_apply(ctx, af, db_info, cfg, steps, want, work, records, notes, not_done)
     finally:
         remove_work_dir(work)
     return result
 
 
-def _apply(steps, path, env, cfg, not_done, trim_env=None, agent=None, work=None):
-    """Run `steps` on the database at `path`; returns notes (a reclaim that could not be done is
-    added to `not_done`). `trim_env` is the environment of OpenClaw's transcript trim (a scratch
-    state folder in the rehearsal)."""
+def _apply(steps, path, env, cfg, not_done, agent=None, work=None):
+    """Run `steps` on the database at `path` with OpenClaw's environment `env`; returns notes (a
+    reclaim that could not be done, or a session a tier cannot trim, is added to `not_done`)."""
     notes = []
     if "prune" in steps:
         out = run_openclaw(steps["prune"], env, ["sessions", "cleanup", "--store", path, "--enforce", "--json"],
@@ -228,13 +218,13 @@ def _apply(steps, path, env, cfg, not_done, trim_env=None, agent=None, work=None
         trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers)
         not_done.extend(skipped)
         try:
-            notes.extend(apply_trims(runtime, path, agent, trims, trim_env or env, work, cfg["timeout_s"]))
+            notes.extend(apply_trims(runtime, path, agent, trims, env, work, cfg["timeout_s"]))
         except FileError as exc:
             raise StepFailed("trim", "transcript tiers", exc)
     if "strip" in steps:
         runtime, fields = steps["strip"]
         try:
-            notes.extend(apply_strips(runtime, path, agent, fields, trim_env or env, work, cfg["timeout_s"]))
+            notes.extend(apply_strips(runtime, path, agent, fields, env, work, cfg["timeout_s"]))
         except FileError as exc:
             raise StepFailed("strip", "stripping %s" % "/".join(fields), exc)
     if "cap" in steps:
@@ -248,7 +238,7 @@ def _apply(steps, path, env, cfg, not_done, trim_env=None, agent=None, work=None
     return notes
 
 
-def _rehearse(ctx, af, db_info, cfg, steps, policy, work, env, not_done):
+def _rehearse(ctx, af, db_info, cfg, steps, want, work, env, not_done):
     """(notes, session keys the prune removes, steps skipped) of the steps on a copy of the database.
 
     OpenClaw runs there with a scratch state folder (it records every database it opens in its own
@@ -257,8 +247,10 @@ def _rehearse(ctx, af, db_info, cfg, steps, policy, work, env, not_done):
     copy = os.path.join(work, AGENT_DB)
     sandbox = sandbox_env(env, work, env.get("OPENCLAW_CONFIG_PATH") or os.path.join(ctx.state_dir, "openclaw.json"))
     while True:
-        if os.path.exists(copy):
-            os.unlink(copy)
+        # A new copy each time, without the last rehearsal's -wal/-shm (SQLite would read them as its own).
+        for leftover in (copy, copy + "-wal", copy + "-shm", copy + "-journal"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
         backup_database(db_info.path, copy)
         before_nodes = nodes(copy)
         skipped = []
@@ -270,7 +262,7 @@ def _rehearse(ctx, af, db_info, cfg, steps, policy, work, env, not_done):
             continue
         if "prune" not in steps:
             return rehearsal, [], skipped
-        predicted, why = judge_prune(before_nodes, nodes(copy), policy[0], ctx.now_ms, policy[1])
+        predicted, why = judge_prune(before_nodes, nodes(copy), want["prune"], ctx.now_ms, want["caps"])
         if not why:
             return rehearsal, predicted, skipped
         # The rehearsal is void: do it again without OpenClaw's cleanup.
@@ -278,12 +270,11 @@ def _rehearse(ctx, af, db_info, cfg, steps, policy, work, env, not_done):
         del steps["prune"]
 
 
-def _rehearse_and_apply(ctx, af, db_info, cfg, steps, policy, work, records, notes, not_done):
+def _rehearse_and_apply(ctx, af, db_info, cfg, steps, want, work, records, notes, not_done):
     env = openclaw_env(ctx.state_dir)
     if "prune" in steps:
-        prune, caps = policy
-        ages = list(prune.values()) + ([caps["stale_after_s"]] if "stale_after_s" in caps else [])
-        config, why = prune_config(ctx.state_dir, min(ages) if ages else None, work, caps.get("max_entries"))
+        ages = list(want["prune"].values()) + [v for k, v in want["caps"].items() if k == "stale_after_s"]
+        config, why = prune_config(ctx.state_dir, min(ages) if ages else None, work, want["caps"].get("max_entries"))
         if why:
             not_done.append(("pruning disposable sessions", why))
             del steps["prune"]
@@ -299,7 +290,7 @@ def _rehearse_and_apply(ctx, af, db_info, cfg, steps, policy, work, records, not
             not_done.append(("pruning disposable sessions", "OpenClaw's cleanup would also delete %d unreferenced "
                              "file(s) fleet has no backup of" % files))
             del steps["prune"]
-    rehearsal, predicted, rehearsal_skips = _rehearse(ctx, af, db_info, cfg, steps, policy, work, env, not_done)
+    rehearsal, predicted, rehearsal_skips = _rehearse(ctx, af, db_info, cfg, steps, want, work, env, not_done)
     copy = os.path.join(work, AGENT_DB)
     if ctx.dry_run:
         not_done.extend(rehearsal_skips)
@@ -398,17 +389,13 @@ def run_steps(run, section):
     ops = dict(ctx.operations or {})
     if section is not None:
         ops["sqlite"] = section
-    cfg, prune = sqlite_settings(ops)
+    cfg, want = sqlite_settings(ops)
     if cfg is None:
         run.notes.append("SQLite era: the plan asks nothing of a SQLite-era agent")
         records = base
     else:
         try:
-            records, notes, not_done = clean_database(ctx, af, cfg, base, prune,
-                                                      (ops.get("transcripts") or {}).get("tiers"),
-                                                      (ops.get("store") or {}).get("strip_fields"),
-                                                      dict((k, (ops.get("store") or {}).get(k))
-                                                           for k in ("stale_after_s", "max_entries")))
+            records, notes, not_done = clean_database(ctx, af, cfg, base, want)
             run.notes.extend(notes)
         except (FileError, sqlite3.Error, OSError, subprocess.SubprocessError) as exc:
             records = base

@@ -24,24 +24,22 @@ import re
 import shutil
 import subprocess
 
-try:
-    from urllib.parse import quote
-except ImportError:  # pragma: no cover
-    from urllib import quote
-
 from .fsutil import FileError
-from .sqlite_era import connect
+from .sqlite_era import connect_path
+from .terms import pick_tier
 
-# Loads one of OpenClaw's own session functions from its dist folder and runs it once:
-# argv = dist folder, JSON job {op: "trim" | "strip", agentId, sessionKey, sessionId, storePath, ...}.
+# Loads OpenClaw's own session functions from its dist folder and runs a list of jobs, one after
+# the other, in one process (loading OpenClaw's modules costs ~1.5 s): argv = dist folder, JSON
+# [{op: "trim" | "strip", agentId, sessionKey, sessionId, storePath, ...}]; prints {"results": [...]}.
 # A function is found by the name its module exports it under (bundles rename exports per release).
 OPENCLAW_JS = r"""
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-const [dist, job] = process.argv.slice(2);
-const a = JSON.parse(job);
+const [dist, jobs] = process.argv.slice(2);
+const found = {};
 async function find(fn) {
+  if (found[fn]) return found[fn];
   for (const f of readdirSync(dist).sort()) {
     if (!/^session-accessor-[A-Za-z0-9_-]+\.m?js$/.test(f)) continue;
     const text = readFileSync(join(dist, f), "utf8");
@@ -50,24 +48,26 @@ async function find(fn) {
     const m = new RegExp("[{,]\\s*" + fn + "(?:\\s+as\\s+([A-Za-z0-9_$]+))?\\s*[,}]").exec(text.slice(at));
     if (!m) continue;
     const mod = await import(pathToFileURL(join(dist, f)).href);
-    if (typeof mod[m[1] || fn] === "function") return mod[m[1] || fn];
+    if (typeof mod[m[1] || fn] === "function") return (found[fn] = mod[m[1] || fn]);
   }
   console.log(JSON.stringify({ error: "OpenClaw exports no " + fn + " in " + dist }));
   process.exit(3);
 }
-const scope = { sessionId: a.sessionId, storePath: a.storePath, sessionKey: a.sessionKey, agentId: a.agentId };
-let result;
-if (a.op === "trim") {
-  result = await (await find("trimSessionTranscriptForManualCompact"))(scope, { maxLines: a.maxLines });
-} else if (a.op === "strip") {
-  const entry = await (await find("updateSessionEntry"))(scope, (current) => {
-    const patch = {};
-    for (const k of a.fields) if (k in current) patch[k] = undefined;
-    return patch;
-  }, { preserveActivity: true });
-  result = { updated: !!entry, left: entry ? a.fields.filter((k) => entry[k] !== undefined) : null };
+const results = [];
+for (const a of JSON.parse(jobs)) {
+  const scope = { sessionId: a.sessionId, storePath: a.storePath, sessionKey: a.sessionKey, agentId: a.agentId };
+  if (a.op === "trim") {
+    results.push(await (await find("trimSessionTranscriptForManualCompact"))(scope, { maxLines: a.maxLines }));
+  } else {
+    const entry = await (await find("updateSessionEntry"))(scope, (current) => {
+      const patch = {};
+      for (const k of a.fields) if (k in current) patch[k] = undefined;
+      return patch;
+    }, { preserveActivity: true });
+    results.push({ updated: !!entry });
+  }
 }
-console.log(JSON.stringify({ result }));
+console.log(JSON.stringify({ results }));
 """
 _MJS = re.compile(r"""["']?([^"'\s]*openclaw\.mjs)["']?""")
 _NODE = re.compile(r"""exec\s+["']?([^"'\s]+)["']?\s+["']?[^"'\s]*openclaw\.mjs""")
@@ -99,7 +99,9 @@ def openclaw_runtime(cmd):
                 script = m.group(1) if m else None
                 node = n.group(1) if n else None
     if script is None:
-        return None, "cannot tell which OpenClaw package `%s` runs (no openclaw.mjs)" % " ".join(cmd)
+        return None, ("cannot tell which OpenClaw package `%s` runs (no openclaw.mjs in it, its target or its "
+                      "wrapper): set openclaw_cmd = [\"/path/to/node\", \"/path/to/openclaw/openclaw.mjs\"] "
+                      "for this host in the inventory" % " ".join(cmd))
     pkg = os.path.dirname(os.path.realpath(script))
     dist = os.path.join(pkg, "dist")
     try:
@@ -108,22 +110,16 @@ def openclaw_runtime(cmd):
     except (IOError, OSError, ValueError):
         name = None
     if name != "openclaw" or not os.path.isdir(dist):
-        return None, "%s is not an OpenClaw package with a dist folder" % pkg
+        return None, ("%s (where `%s` leads) is not an OpenClaw package with a dist folder: set openclaw_cmd "
+                      "to the node and openclaw.mjs of the OpenClaw install that serves this agent"
+                      % (pkg, " ".join(cmd)))
     if node is None and len(cmd) > 1 and os.path.basename(cmd[0]).startswith("node"):
         node = cmd[0]
     node = node or shutil.which("node")
     if not node:
-        return None, "no `node` to load OpenClaw's own transcript trim with"
+        return None, ("no `node` on PATH to load OpenClaw's own code with: set openclaw_cmd = "
+                      "[\"/path/to/node\", \"%s\"] for this host in the inventory" % script)
     return ([node], dist), None
-
-
-def pick_keep(tiers, text_bytes):
-    """keep_records of the highest tier `text_bytes` is over, or None."""
-    keep = None
-    for tier in sorted(tiers, key=lambda t: t["over_bytes"]):
-        if text_bytes > tier["over_bytes"]:
-            keep = tier["keep_records"]
-    return keep
 
 
 def _is_user(event_json):
@@ -135,41 +131,49 @@ def _is_user(event_json):
     return isinstance(msg, dict) and msg.get("role") == "user"
 
 
+def over_a_tier(sessions, tiers):
+    """[(session, keep_records)] of the sessions whose transcript text is over a tier and who have
+    more records than it keeps (`tiers` sorted by over_bytes, as the plan validator leaves them)."""
+    out = []
+    for s in sessions.values():
+        tier = pick_tier(tiers, s["transcript_text_bytes"])
+        if tier is not None and s["transcript_records"] > tier["keep_records"]:
+            out.append((s, tier["keep_records"]))
+    return out
+
+
 def plan_trims(path, sessions, tiers):
     """([trim], [(what, why)]) for the sessions of database `path` over a tier.
 
     `sessions` is sqlite_era.inspect()'s {session_id: {...}}; a trim is {session_id, session_key,
-    keep_records, records, max_lines} (max_lines = header + the kept records)."""
+    keep_records, records, max_lines} (max_lines = header + the kept records). Only the last
+    keep_records events of a session are read: the records a trim drops are never loaded."""
     trims, skipped = [], []
-    over = [(s, pick_keep(tiers, s["transcript_text_bytes"])) for s in sessions.values()]
-    over = [(s, k) for s, k in over if k is not None and s["transcript_records"] > k]
+    over = over_a_tier(sessions, tiers)
     if not over:
         return trims, skipped
-    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    conn = connect_path(path)
     try:
         cols = set(r[1] for r in conn.execute("PRAGMA table_info(transcript_events)"))
+        packed = "event_zstd IS NOT NULL AND event_json IS NULL" if "event_zstd" in cols else "0"
         for s, keep in over:
-            sid = s["session_id"]
-            if not s.get("session_key"):
+            sid, key = s["session_id"], s.get("session_key")
+            if not key:
                 skipped.append(("transcript tier of session %s" % sid, "no session key names it"))
                 continue
-            zstd = "event_zstd IS NOT NULL AND event_json IS NULL" if "event_zstd" in cols else "0"
-            rows = conn.execute("SELECT event_json, %s FROM transcript_events WHERE session_id = ? ORDER BY seq"
-                                % zstd, (sid,)).fetchall()
-            records = rows[1:]
-            cut = len(records) - keep
-            if any(packed for _e, packed in records[cut:]):
-                skipped.append(("transcript tier of %s" % s["session_key"],
+            tail = conn.execute("SELECT event_json, %s FROM transcript_events WHERE session_id = ? AND seq > 0 "
+                                "ORDER BY seq DESC LIMIT ?" % packed, (sid, keep)).fetchall()[::-1]
+            if any(p for _e, p in tail):
+                skipped.append(("transcript tier of %s" % key,
                                 "its kept events are zstd-compressed, which fleet cannot read to align the cut"))
                 continue
-            while cut < len(records) and not _is_user(records[cut][0]):
-                cut += 1
-            if cut >= len(records):
-                skipped.append(("transcript tier of %s" % s["session_key"],
+            cut = next((i for i, (event, _p) in enumerate(tail) if _is_user(event)), None)
+            if cut is None:
+                skipped.append(("transcript tier of %s" % key,
                                 "no user turn among its last %d records; trimming would empty it" % keep))
                 continue
-            trims.append({"session_id": sid, "session_key": s["session_key"], "keep_records": keep,
-                          "records": len(records), "max_lines": 1 + len(records) - cut})
+            trims.append({"session_id": sid, "session_key": key, "keep_records": keep,
+                          "records": s["transcript_records"], "max_lines": 1 + len(tail) - cut})
     finally:
         conn.close()
     return trims, skipped
@@ -190,7 +194,7 @@ def sandbox_env(env, work, config_path):
 
 
 def _events(path, sid):
-    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    conn = connect_path(path)
     try:
         return [e for (e,) in conn.execute("SELECT event_json FROM transcript_events WHERE session_id = ? "
                                           "ORDER BY seq", (sid,))]
@@ -198,17 +202,17 @@ def _events(path, sid):
         conn.close()
 
 
-def _call(runtime, job, env, work, timeout_s):
-    """OpenClaw's answer {"result": ...} to one job of OPENCLAW_JS; raises FileError when it fails."""
+def _call(runtime, jobs, what, env, work, timeout_s):
+    """OpenClaw's results, one per job of OPENCLAW_JS, all run by one node process; raises
+    FileError (naming `what`) when it fails."""
     node, dist = runtime
     script = os.path.join(work, "fleet-openclaw-session.mjs")
     if not os.path.exists(script):
         fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(OPENCLAW_JS)
-    what = "OpenClaw's own %s of %s" % (job["op"], job["sessionKey"])
     try:
-        proc = subprocess.run(node + [script, dist, json.dumps(job)], env=env, stdin=subprocess.DEVNULL,
+        proc = subprocess.run(node + [script, dist, json.dumps(jobs)], env=env, stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise FileError("%s did not finish within %d s" % (what, timeout_s))
@@ -217,23 +221,28 @@ def _call(runtime, job, env, work, timeout_s):
         answer = json.loads(out[-1]) if out else {}
     except ValueError:
         answer = {}
-    if proc.returncode != 0 or not isinstance(answer.get("result"), dict):
+    answer = answer if isinstance(answer, dict) else {}
+    results = answer.get("results")
+    if proc.returncode != 0 or not isinstance(results, list) or len(results) != len(jobs):
         raise FileError("%s failed (exit %d): %s" % (what, proc.returncode, answer.get("error")
                                                      or proc.stderr.decode("utf-8", "replace")[-300:]))
-    return answer["result"]
+    return results
 
 
 def apply_trims(runtime, path, agent, trims, env, work, timeout_s):
     """Run OpenClaw's trim for each planned trim on database `path`; returns notes.
 
     Raises FileError when OpenClaw fails or leaves anything but header + the planned tail."""
+    if not trims:
+        return []
+    results = _call(runtime, [{"op": "trim", "agentId": agent, "sessionKey": t["session_key"],
+                               "sessionId": t["session_id"], "storePath": os.path.abspath(path),
+                               "maxLines": t["max_lines"]} for t in trims],
+                    "OpenClaw's own transcript trim", env, work, timeout_s)
     notes = []
-    for t in trims:
-        result = _call(runtime, {"op": "trim", "agentId": agent, "sessionKey": t["session_key"],
-                                 "sessionId": t["session_id"], "storePath": os.path.abspath(path),
-                                 "maxLines": t["max_lines"]}, env, work, timeout_s)
+    for t, result in zip(trims, results):
         events = _events(path, t["session_id"])
-        if not result.get("compacted") or len(events) != t["max_lines"] or \
+        if not (result or {}).get("compacted") or len(events) != t["max_lines"] or \
                 not _is_user(events[1] if len(events) > 1 else None):
             raise FileError("OpenClaw's transcript trim of %s (%s) left %d events, not the header and %d records "
                             "starting at a user turn" % (t["session_key"], result, len(events), t["max_lines"] - 1))
@@ -244,7 +253,7 @@ def apply_trims(runtime, path, agent, trims, env, work, timeout_s):
 
 def _entries(path):
     """[(session_key, updated_at, entry dict or None)] of database `path` (read-only)."""
-    conn = connect("file:%s?mode=ro" % quote(os.path.abspath(path)))
+    conn = connect_path(path)
     try:
         out = []
         for key, updated, text in conn.execute("SELECT session_key, updated_at, entry_json FROM session_nodes"):
@@ -264,11 +273,11 @@ def apply_strips(runtime, path, agent, fields, env, work, timeout_s):
     when OpenClaw fails or a field is still there afterwards."""
     before = [(k, u, sorted(f for f in fields if f in e)) for k, u, e in _entries(path) if e is not None]
     todo = [(k, u, have) for k, u, have in before if have]
-    for key, _updated, have in todo:
-        _call(runtime, {"op": "strip", "agentId": agent, "sessionKey": key, "storePath": os.path.abspath(path),
-                        "fields": have}, env, work, timeout_s)
     if not todo:
         return []
+    _call(runtime, [{"op": "strip", "agentId": agent, "sessionKey": key, "storePath": os.path.abspath(path),
+                     "fields": have} for key, _updated, have in todo],
+          "OpenClaw's own entry update", env, work, timeout_s)
     after = dict((k, (u, e)) for k, u, e in _entries(path))
     left = [k for k, _u, _h in todo if after.get(k, (None, None))[1] is not None
             and any(f in after[k][1] for f in fields)]

@@ -73,6 +73,15 @@ def check_bool(section, key, where):
          "expected true or false, got %r" % (section.get(key),))
 
 
+def pick_tier(tiers, size):
+    """The highest tier whose over_bytes is below `size` (tiers sorted by over_bytes), or None."""
+    chosen = None
+    for tier in tiers:
+        if size > tier["over_bytes"]:
+            chosen = tier
+    return chosen
+
+
 def check_slim(value, where):
     want(value in SLIM_LEVELS, where, "expected null, \"tool-output\" or \"aggressive\", got %r" % (value,))
 

@@ -3,7 +3,7 @@
 The highest tier a transcript is over applies. A transcript a live process has locked is
 skipped (its record says who holds it). The work is transcript.py's.
 """
-from ..terms import SLIM_LEVELS, check_int, check_slim, want
+from ..terms import SLIM_LEVELS, check_int, check_slim, pick_tier, want
 
 SECTION = "transcripts"
 REWRITES = True   # rewrites files in place (a temp copy beside each)
@@ -75,15 +75,6 @@ def validate(s, where):
     s["tiers"] = validate_tiers(s["tiers"], where + ".tiers")
     for key in ("tool_output_limit_bytes", "assistant_text_limit_bytes", "untouched_turns"):
         check_int(s, key, where)
-
-
-def pick_tier(tiers, size):
-    """The highest tier whose over_bytes is below `size` (tiers sorted by over_bytes), or None."""
-    chosen = None
-    for tier in tiers:
-        if size > tier["over_bytes"]:
-            chosen = tier
-    return chosen
 
 
 def backup_need(ctx, af, s, info):
