@@ -97,3 +97,45 @@ def assert_openclaw_clean(openclaw, db, lint_before, after):
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
     finally:
         conn.close()
+
+
+# The SQLite era's agent database, relative to the state dir.
+DB = "agents/main/agent/openclaw-agent.sqlite"
+
+
+def openclaw_on_path(tmp_path, node, pkg):
+    """A folder with an `openclaw` program, as `npm install -g openclaw` leaves one."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    prog = folder / "openclaw"
+    prog.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (node, pkg / "openclaw.mjs"))
+    prog.chmod(0o755)
+    return folder
+
+
+def openclaw_state(tmp_path, monkeypatch, node, pkg, cached):
+    """(state, OpenClaw): a private copy of the cached state, and its OpenClaw, found on PATH as
+    fleet finds it on a host (no openclaw_cmd in the inventory)."""
+    import genuine
+    state = genuine.copy_state(cached, tmp_path / "state")
+    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    return state, genuine.OpenClaw(node, pkg, state)
+
+
+def sqlite_records(files):
+    """{path: (action, before bytes/records, after bytes/records)} of the database's own records."""
+    return {f["path"]: (f["action"], f["before"]["bytes"], f["before"]["records"], f["after"]["bytes"],
+                        f["after"]["records"]) for f in files if f["path"] == DB or f["path"].startswith(DB + "#")}
+
+
+def dry_run_then_run(tmp_path, state, playbook, after_dry_run=None):
+    """(the run's files, its document) after `--dry-run` then the real run of `playbook`, now; the
+    dry run's numbers for the database and its sessions must equal the run's. `after_dry_run`, if
+    given, is called (to assert) between the two."""
+    dry = host_files(run_fleet(tmp_path, state, playbook, hours_later=0, extra=["--dry-run"]))
+    if after_dry_run is not None:
+        after_dry_run()
+    doc = run_fleet(tmp_path, state, playbook, hours_later=0)
+    real = host_files(doc)
+    assert sqlite_records(dry) == sqlite_records(real), "the dry run's numbers differ from the run's"
+    return real, doc

@@ -28,11 +28,11 @@ import pytest
 import aged
 import genuine
 from genuine import MAIN_KEY, OpenClaw
-from judge import assert_openclaw_clean, host_files, next_turn_sent, run_fleet, sent_text, write_inventory
+from judge import (DB, assert_openclaw_clean, dry_run_then_run, host_files, next_turn_sent, openclaw_state,
+                   run_fleet, sent_text, write_inventory)
 from mock_model import MockModel
 
 pytestmark = pytest.mark.timeout(1500)
-DB = "agents/main/agent/openclaw-agent.sqlite"
 RELEASES = ("2026.8.2", "2026.9.6")
 MAIN_TURNS = 12
 
@@ -65,22 +65,6 @@ def db_digests(state):
             for s in ("", "-wal") if (state / (DB + s)).exists()}
 
 
-def openclaw_on_path(tmp_path, node, pkg):
-    """A folder with an `openclaw` program, as `npm install -g openclaw` leaves one."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    prog = folder / "openclaw"
-    prog.write_text('#!/bin/sh\nexec "%s" "%s" "$@"\n' % (node, pkg / "openclaw.mjs"))
-    prog.chmod(0o755)
-    return folder
-
-
-def sqlite_records(files):
-    """{path: (action, before bytes/records, after bytes/records)} of the database's own records."""
-    return {f["path"]: (f["action"], f["before"]["bytes"], f["before"]["records"], f["after"]["bytes"],
-                        f["after"]["records"]) for f in files if f["path"] == DB or f["path"].startswith(DB + "#")}
-
-
 def test_scan_reads_the_release_schema_and_changes_no_byte(release, tmp_path):
     version, node, pkg, cached, _lint = release
     state = genuine.copy_state(cached, tmp_path / "state")
@@ -104,15 +88,10 @@ def test_scan_reads_the_release_schema_and_changes_no_byte(release, tmp_path):
 
 def test_weekly_prunes_like_the_json_era_dry_run_equals_run_and_openclaw_agrees(release, tmp_path, monkeypatch):
     version, node, pkg, cached, lint_before = release
-    state = genuine.copy_state(cached, tmp_path / "state")
-    openclaw = OpenClaw(node, pkg, state)
-    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    state, openclaw = openclaw_state(tmp_path, monkeypatch, node, pkg, cached)
     bytes_before = on_disk(state)
     ids_before = {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]}
-    dry = host_files(run_fleet(tmp_path, state, "weekly", hours_later=0, extra=["--dry-run"]))
-    doc = run_fleet(tmp_path, state, "weekly", hours_later=0)
-    real = host_files(doc)
-    assert sqlite_records(dry) == sqlite_records(real), "the dry run's numbers differ from the run's"
+    real, doc = dry_run_then_run(tmp_path, state, "weekly")
     (host,) = doc["hosts"]
     assert not [h for h in host["health"] if h["check"] == "sqlite-not-done" and "pruning" in h["detail"]], \
         host["health"]
@@ -160,9 +139,7 @@ def test_weekly_beside_a_live_openclaw_writing_loses_no_write(release, tmp_path,
     and OpenClaw's next turn works."""
     import threading
     version, node, pkg, cached, _lint = release
-    state = genuine.copy_state(cached, tmp_path / "state")
-    openclaw = OpenClaw(node, pkg, state)
-    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    state, openclaw = openclaw_state(tmp_path, monkeypatch, node, pkg, cached)
     mock = MockModel.start()
     acknowledged, failures, stop = [], [], threading.Event()
 
@@ -215,9 +192,7 @@ def test_a_transcript_tier_is_trimmed_by_openclaws_own_code_and_openclaw_agrees(
     nothing new, integrity is clean; the next turn sends the kept tail and not the dropped head;
     `fleet restore` brings every event back."""
     version, node, pkg, cached, lint_before = release
-    state = genuine.copy_state(cached, tmp_path / "state")
-    openclaw = OpenClaw(node, pkg, state)
-    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    state, openclaw = openclaw_state(tmp_path, monkeypatch, node, pkg, cached)
     playbook = tmp_path / "tier.toml"
     playbook.write_text(TIER_PLAYBOOK)
     ids_before = {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]}
@@ -232,11 +207,10 @@ def test_a_transcript_tier_is_trimmed_by_openclaws_own_code_and_openclaw_agrees(
             conn.close()
 
     events_before = main_events()
-    dry = host_files(run_fleet(tmp_path, state, playbook, hours_later=0, extra=["--dry-run"]))
-    assert main_events() == events_before, "the dry run changed main's transcript"
-    doc = run_fleet(tmp_path, state, playbook, hours_later=0)
-    real = host_files(doc)
-    assert sqlite_records(dry) == sqlite_records(real), "the dry run's numbers differ from the run's"
+    def untouched():
+        assert main_events() == events_before, "the dry run changed main's transcript"
+
+    real, doc = dry_run_then_run(tmp_path, state, playbook, after_dry_run=untouched)
     (host,) = doc["hosts"]
     assert not [h for h in host["health"] if h["check"] == "sqlite-not-done" and "tier" in h["detail"]], host["health"]
     events = main_events()
@@ -276,15 +250,10 @@ def test_maintenance_caps_go_through_openclaws_own_session_maintenance(release, 
     maxEntries, judged on a copy: the 13-day-old cron run and subagent go, main, the topic and
     today's heartbeat stay (3 = the cap), nothing is reported as not done, dry run = run."""
     version, node, pkg, cached, lint_before = release
-    state = genuine.copy_state(cached, tmp_path / "state")
-    openclaw = OpenClaw(node, pkg, state)
-    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), os.environ["PATH"]))
+    state, openclaw = openclaw_state(tmp_path, monkeypatch, node, pkg, cached)
     playbook = tmp_path / "caps.toml"
     playbook.write_text(CAPS_PLAYBOOK)
-    dry = host_files(run_fleet(tmp_path, state, playbook, hours_later=0, extra=["--dry-run"]))
-    doc = run_fleet(tmp_path, state, playbook, hours_later=0)
-    real = host_files(doc)
-    assert sqlite_records(dry) == sqlite_records(real), "the dry run's numbers differ from the run's"
+    real, doc = dry_run_then_run(tmp_path, state, playbook)
     (host,) = doc["hosts"]
     assert not [h for h in host["health"] if h["check"] == "sqlite-not-done"], host["health"]
     assert set(s["key"] for s in openclaw.sessions()["sessions"]) == set(aged.KEPT_KEYS)

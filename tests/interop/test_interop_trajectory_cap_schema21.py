@@ -14,10 +14,8 @@ import pytest
 
 import aged
 import genuine
-from genuine import MAIN_KEY, OpenClaw
-from judge import host_files, run_fleet, sent_text
-from mock_model import MockModel
-from test_interop_sqlite_releases import DB, openclaw_on_path, sqlite_records
+from genuine import MAIN_KEY
+from judge import DB, assert_openclaw_clean, dry_run_then_run, next_turn_sent, openclaw_state
 
 pytestmark = pytest.mark.timeout(1500)
 VERSION = "2026.9.5"
@@ -38,17 +36,12 @@ def trajectory_events(state):
 def test_weekly_caps_trajectories_on_schema_21_and_openclaw_agrees(tmp_path, monkeypatch):
     node, pkgs = genuine.install(VERSION)
     pkg = pkgs[VERSION]
-    state = genuine.copy_state(aged.aged_state(VERSION, node, pkg, MAIN_TURNS), tmp_path / "state")
-    openclaw = OpenClaw(node, pkg, state)
-    monkeypatch.setenv("PATH", "%s:%s" % (openclaw_on_path(tmp_path, node, pkg), __import__("os").environ["PATH"]))
+    state, openclaw = openclaw_state(tmp_path, monkeypatch, node, pkg, aged.aged_state(VERSION, node, pkg, MAIN_TURNS))
     ids = {s["key"]: s["sessionId"] for s in openclaw.sessions()["sessions"]}
     runs_before = trajectory_events(state)
     assert runs_before[ids[MAIN_KEY]] > KEEP_RUNS, runs_before
-    lint_before = {(c, s) for c, s, _ in openclaw.lint()}
-    dry = host_files(run_fleet(tmp_path, state, "weekly", hours_later=0, extra=["--dry-run"]))
-    doc = run_fleet(tmp_path, state, "weekly", hours_later=0)
-    real = host_files(doc)
-    assert sqlite_records(dry) == sqlite_records(real), "the dry run's numbers differ from the run's"
+    lint_before = openclaw.lint()
+    real, doc = dry_run_then_run(tmp_path, state, "weekly")
     (host,) = doc["hosts"]
     assert not [h for h in host["health"] if h["check"] == "sqlite-not-done" and "trajectory" in h["detail"]], \
         host["health"]
@@ -56,20 +49,7 @@ def test_weekly_caps_trajectories_on_schema_21_and_openclaw_agrees(tmp_path, mon
     assert main_traj["after"]["records"] < main_traj["before"]["records"], main_traj
     assert trajectory_events(state)[ids[MAIN_KEY]] == KEEP_RUNS
     assert {s["key"] for s in openclaw.sessions()["sessions"]} == set(aged.KEPT_KEYS)
-    new = {(c, s) for c, s, _ in openclaw.lint()} - lint_before
-    assert not new, "doctor --lint has new findings after the cap: %s" % sorted(new)
-    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    finally:
-        conn.close()
-    mock = MockModel.start()
-    try:
-        genuine.write_config(state, mock.base_url)
-        assert openclaw.turn(MAIN_KEY, "one more turn after the cap").get("payloads")
-    finally:
-        mock.stop()
-    sent = sent_text(mock.requests[0])
+    assert_openclaw_clean(openclaw, state / DB, lint_before, "the cap")
+    sent = next_turn_sent(openclaw, state, "one more turn after the cap")
     assert "one more turn after the cap" in sent and "main turn %d" % (MAIN_TURNS - 1) in sent
     assert trajectory_events(state)[ids[MAIN_KEY]] == KEEP_RUNS + 1, "the next turn wrote no trajectory run"
