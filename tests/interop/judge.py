@@ -72,13 +72,28 @@ def sent_text(request):
     return json.dumps(request.get("messages"))
 
 
+def write_turn_config(state, base_url):
+    """openclaw.json for a turn on data built earlier: the mock provider, and no session reset by time.
+
+    OpenClaw before 2026.8 resets every direct session at 04:00 local time by default
+    (`session.reset.mode = "daily"`), so a turn on state built before the last 04:00 would start a new,
+    empty session and the test would judge the clock, not fleet. `mode = "idle"` without `idleMinutes`
+    never expires, and every release accepts it (2026.8 made "none" the default and added it as a mode)."""
+    import genuine
+    genuine.write_config(state, base_url)
+    path = Path(state) / "openclaw.json"
+    config = json.loads(path.read_text())
+    config["session"] = {"reset": {"mode": "idle"}}
+    path.write_text(json.dumps(config, indent=2))
+
+
 def next_turn_sent(openclaw, state, message):
     """One more real OpenClaw turn on main (mock model); returns everything OpenClaw sent the model."""
     import genuine
     from mock_model import MockModel
     mock = MockModel.start()
     try:
-        genuine.write_config(state, mock.base_url)
+        write_turn_config(state, mock.base_url)
         assert openclaw.turn(genuine.MAIN_KEY, message).get("payloads")
     finally:
         mock.stop()

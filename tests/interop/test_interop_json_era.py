@@ -17,8 +17,8 @@ import pytest
 
 import genuine
 from genuine import JSON_ERA, MAIN_KEY, CRON_RUN_KEY, SUBAGENT_KEY, HEARTBEAT_KEY, TOPIC_KEY, OpenClaw
-from judge import (host_files, listed_keys, load_with_openclaw, run_fleet, sent_text, store_keys,
-                   user_texts)
+from judge import (host_files, listed_keys, load_with_openclaw, run_fleet, sent_text, store_keys, user_texts,
+                   write_turn_config)
 from mock_model import MockModel
 
 pytestmark = pytest.mark.timeout(1500)
@@ -93,7 +93,7 @@ def _loader_reads_kept_transcripts(genuine_71, state, files, kept, tmp_path):
 def _further_turn_sends_kept_messages(openclaw, state, kept, removed_users):
     mock = MockModel.start()
     try:
-        genuine.write_config(state, mock.base_url)
+        write_turn_config(state, mock.base_url)
         transcript = state / "agents/main/sessions" / (kept[MAIN_KEY]["sessionId"] + ".jsonl")
         last_kept_user = user_texts(transcript)[-1]
         answer = openclaw.turn(MAIN_KEY, "one more turn after fleet")

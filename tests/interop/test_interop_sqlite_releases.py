@@ -29,7 +29,7 @@ import aged
 import genuine
 from genuine import MAIN_KEY, OpenClaw
 from judge import (DB, assert_openclaw_clean, dry_run_then_run, host_files, next_turn_sent, openclaw_state,
-                   run_fleet, sent_text, write_inventory)
+                   run_fleet, sent_text, write_inventory, write_turn_config)
 from mock_model import MockModel
 
 pytestmark = pytest.mark.timeout(1500)
@@ -152,7 +152,7 @@ def test_weekly_beside_a_live_openclaw_writing_loses_no_write(release, tmp_path,
             i += 1
 
     try:
-        genuine.write_config(state, mock.base_url)
+        write_turn_config(state, mock.base_url)
         thread = threading.Thread(target=writer)
         thread.start()
         try:
