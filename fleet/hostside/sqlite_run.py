@@ -184,7 +184,7 @@ def clean_database(ctx, af, cfg, records, want=None):
     if want["strip_fields"] and info.get("entries_with_fields"):
         runtime = openclaw("stripping %s" % "/".join(want["strip_fields"]), code=True)
         if runtime:
-            steps["strip"] = (runtime, list(want["strip_fields"]))
+            steps["strip"] = (runtime, list(want["strip_fields"]), ctx.now_ms)
     if cfg["trajectory_keep_runs"]:
         if schema in CAP_PROVED:
             steps["cap"] = cfg["trajectory_keep_runs"]
@@ -222,9 +222,9 @@ def _apply(steps, path, env, cfg, not_done, agent=None, work=None):
         except FileError as exc:
             raise StepFailed("trim", "transcript tiers", exc)
     if "strip" in steps:
-        runtime, fields = steps["strip"]
+        runtime, fields, now_ms = steps["strip"]
         try:
-            notes.extend(apply_strips(runtime, path, agent, fields, env, work, cfg["timeout_s"]))
+            notes.extend(apply_strips(runtime, path, agent, fields, env, work, cfg["timeout_s"], now_ms))
         except FileError as exc:
             raise StepFailed("strip", "stripping %s" % "/".join(fields), exc)
     if "cap" in steps:

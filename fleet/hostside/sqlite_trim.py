@@ -26,7 +26,7 @@ import subprocess
 
 from .fsutil import FileError
 from .sqlite_era import connect_path
-from .terms import pick_tier
+from .terms import SQLITE_BUSY_WITHIN_S, pick_tier
 
 # Loads OpenClaw's own session functions from its dist folder and runs a list of jobs, one after
 # the other, in one process (loading OpenClaw's modules costs ~1.5 s): argv = dist folder, JSON
@@ -267,14 +267,23 @@ def _entries(path):
         conn.close()
 
 
-def apply_strips(runtime, path, agent, fields, env, work, timeout_s):
+def apply_strips(runtime, path, agent, fields, env, work, timeout_s, now_ms):
     """Strip `fields` from every session entry of database `path` that has them, by OpenClaw's own
-    entry update (its validation, its activity timestamps kept); returns notes. Raises FileError
-    when OpenClaw fails or a field is still there afterwards."""
+    entry update (its validation, its activity timestamps kept); returns notes. Entries updated in
+    the last SQLITE_BUSY_WITHIN_S before `now_ms` are in use and left alone (a note says how many).
+    Raises FileError when OpenClaw fails or a field is still there afterwards."""
     before = [(k, u, sorted(f for f in fields if f in e)) for k, u, e in _entries(path) if e is not None]
-    todo = [(k, u, have) for k, u, have in before if have]
+    busy_from = now_ms - SQLITE_BUSY_WITHIN_S * 1000
+    busy = [k for k, u, have in before if have and u is not None and int(u) >= busy_from]
+    todo = [(k, u, have) for k, u, have in before if have and k not in busy]
+    notes = []
+    if busy:
+        notes.append("%s left on %d session entr%s OpenClaw updated in the last %d min (in use: a write now "
+                     "could fail its turn; a later run strips %s)" % (
+                         "/".join(fields), len(busy), "y" if len(busy) == 1 else "ies",
+                         SQLITE_BUSY_WITHIN_S // 60, "it" if len(busy) == 1 else "them"))
     if not todo:
-        return []
+        return notes
     _call(runtime, [{"op": "strip", "agentId": agent, "sessionKey": key, "storePath": os.path.abspath(path),
                      "fields": have} for key, _updated, have in todo],
           "OpenClaw's own entry update", env, work, timeout_s)
@@ -288,4 +297,4 @@ def apply_strips(runtime, path, agent, fields, env, work, timeout_s):
         "/".join(fields), len(todo), "y" if len(todo) == 1 else "ies")
     if touched:
         note += "; OpenClaw moved updated_at of %d of them" % len(touched)
-    return [note]
+    return [note] + notes

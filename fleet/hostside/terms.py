@@ -21,6 +21,13 @@ PROTECTED_KINDS = ("main", "global", "group", "channel", "topic", "thread", "cro
 # cleanup keeps cron heartbeats and dreaming sessions as live infrastructure.
 OPT_IN_KINDS = ("heartbeat", "dreaming")
 
+# SQLite era: a session entry OpenClaw updated this recently is in use, and its bulky fields are
+# left alone. OpenClaw patches an entry optimistically (read, prepare, then write only if nobody
+# changed it meanwhile) and refuses the turn when another process wrote the entry in between, so
+# stripping a live entry can fail the user's turn; OpenClaw also writes systemPromptReport again on
+# every run, so the strip would not last. A later run strips it once the session is idle.
+SQLITE_BUSY_WITHIN_S = 10 * 60
+
 # The flat legacy `<state>/sessions/` folder's pseudo-agent (discover.discover_flat_legacy).
 FLAT_LEGACY_AGENT = "(legacy)"
 

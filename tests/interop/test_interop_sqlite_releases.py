@@ -22,6 +22,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -135,8 +136,9 @@ def test_weekly_prunes_like_the_json_era_dry_run_equals_run_and_openclaw_agrees(
 
 def test_weekly_beside_a_live_openclaw_writing_loses_no_write(release, tmp_path, monkeypatch):
     """OpenClaw runs turns on main during the whole `fleet run weekly` (its own write path, its own
-    locking): every acknowledged turn is still in main's history afterwards, integrity_check is ok,
-    and OpenClaw's next turn works."""
+    locking): every turn succeeds and every acknowledged one is still in main's history afterwards,
+    integrity_check is ok, and OpenClaw's next turn works. main's entry is in use, so weekly leaves its
+    bulky fields (OpenClaw refuses a turn whose entry another process wrote meanwhile) and says so."""
     import threading
     version, node, pkg, cached, _lint = release
     state, openclaw = openclaw_state(tmp_path, monkeypatch, node, pkg, cached)
@@ -156,12 +158,19 @@ def test_weekly_beside_a_live_openclaw_writing_loses_no_write(release, tmp_path,
         thread = threading.Thread(target=writer)
         thread.start()
         try:
+            # main is in use once OpenClaw has answered on it (and keeps being used all along).
+            deadline = time.monotonic() + 300
+            while not (acknowledged or failures) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert acknowledged, failures
             doc = run_fleet(tmp_path, state, "weekly", hours_later=0)
         finally:
             stop.set()
             thread.join()
         assert host_files(doc)
         assert acknowledged and not failures, failures
+        (db,) = [f for f in host_files(doc) if f["path"] == DB]
+        assert any("OpenClaw updated in the last 10 min (in use" in n for n in db["notes"]), db["notes"]
         conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
         try:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
