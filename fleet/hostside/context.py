@@ -18,6 +18,7 @@ class RunContext(object):
     stop = None        # interrupt.StopSignal of the run (None: nothing can ask it to stop)
     journal = None     # journal.Journal of a changing run (None: scans and dry runs keep none)
     session = None     # hostrun.HostRun holding the lock and journal (None: called without one)
+    prescans = None    # prescan.Prescans: transcript first passes made ahead on other cores (or None)
 
     def __init__(self, state_dir, run_id, now_ms, dry_run, backups, operations, progress_stream=None):
         self.state_dir = state_dir

@@ -21,7 +21,7 @@ from .interrupt import RunInterrupted
 from .locks import transcript_in_use
 from .protocol import PlanError
 from .space import backup_notes, backup_shortfall, disk_space, free_bytes, make_backups, no_room, space_first
-from . import health, ops as operations, scan
+from . import health, ops as operations, prescan, scan
 
 
 def merge_record(old, new):
@@ -297,21 +297,28 @@ def execute_plan(ctx, plan, result):
         agents = discover(ctx.state_dir, plan["agents"])
         findings_before = health.check_all(agents, ctx.now_ms, scan.classify_key, ctx.health)
         not_done = []  # steps an agent's operation could not do, with why (the printed report lists them)
-        for af in agents:
-            work = work_on_agent(ctx, af)
-            not_done.extend(work.findings)
-            records = list(work.records.values())
-            result["files"].extend(records)
-            summary = scan.agent_summary(af, records)
-            summary["errors"] = work.errors
-            summary["notes"] = work.notes
-            result["agents"].append(summary)
-            if ctx.stop is not None and ctx.stop.reason is not None:
-                break   # no other agent is started; the caller reports the interruption
-        else:
-            result["health"].extend(_health_after(ctx, plan, findings_before))
-            _expire_backups(ctx, plan, parent, result)
-            _remove_partial_copies(ctx, parent, result)
+        ctx.prescans = prescan.start(agents, (ctx.operations or {}).get("transcripts"))
+        try:
+            for af in agents:
+                work = work_on_agent(ctx, af)
+                not_done.extend(work.findings)
+                records = list(work.records.values())
+                result["files"].extend(records)
+                summary = scan.agent_summary(af, records)
+                summary["errors"] = work.errors
+                summary["notes"] = work.notes
+                result["agents"].append(summary)
+                if ctx.stop is not None and ctx.stop.reason is not None:
+                    break   # no other agent is started; the caller reports the interruption
+            else:
+                result["health"].extend(_health_after(ctx, plan, findings_before))
+                _expire_backups(ctx, plan, parent, result)
+                _remove_partial_copies(ctx, parent, result)
+        finally:
+            if ctx.prescans is not None:
+                ctx.prescans.close()
+                result["prescan"] = ctx.prescans.summary()
+                ctx.prescans = None
         result["health"].extend(not_done)
     if not ctx.dry_run:
         ctx.backups.tidy()   # a run whose changes all fell through leaves no empty backup folders

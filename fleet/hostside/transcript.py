@@ -546,15 +546,16 @@ def trim_transcript(ctx, agent, info, tier, policy):
     limits = Limits.from_policy(policy)
     untouched = int(policy.get("untouched_turns", 5))
 
-    def analyse(f):
-        scan = scan_transcript(f, level, limits)
+    def analyse(f, made_ahead=None):
+        scan = made_ahead or scan_transcript(f, level, limits)
         plan = plan_trim(scan, keep_records, untouched,
                          lambda i: fetch_line(f, scan, i), level, limits)
         return scan, plan
 
+    prescans = getattr(ctx, "prescans", None)
     try:
         with open(open_nofollow(info.path), "rb") as f:
-            scan, plan = analyse(f)
+            scan, plan = analyse(f, prescans.take(info.path, f) if prescans is not None else None)
     except OSError as exc:
         return error_record(agent, info, describe_oserror(exc, "reading " + info.rel))
     except FileError as exc:

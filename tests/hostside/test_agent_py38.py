@@ -170,6 +170,31 @@ def test_scan_and_run_on_every_supported_python_here(tmp_path, pyz, python):
 
 
 @pytest.mark.parametrize("python", SUPPORTED, ids=str)
+def test_first_passes_made_ahead_by_workers_on_every_supported_python_here(tmp_path, pyz, python):
+    """The worker pool (fleet/hostside/prescan.py: fork, a process per core) runs from the .pyz on
+    every interpreter: two agents' transcripts are scanned ahead, the run uses both scans, and
+    nothing is said on stderr but progress (no warning, no traceback)."""
+    state = tmp_path / "state"
+    make_state(state)
+    os.rename(state / "agents" / "main", tmp_path / "one")
+    for agent in ("a1", "a2"):
+        (state / "agents" / agent).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(tmp_path / "one"), str(state / "agents" / agent)], check=True)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", FLEET_AGENT_WORKERS="2")
+    plan = {"protocol": 1, "mode": "run", "run_id": "20261121T120000Z-py38ab", "now_ms": NOW_MS,
+            "state_dir": str(state),
+            "operations": {"transcripts": {"tiers": [{"over_bytes": 1000, "keep_records": 10, "slim": None}]}}}
+    run = subprocess.run([python.path, str(pyz), "run"], input=json.dumps(plan),
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    res = json.loads(run.stdout)
+    assert res["prescan"] == {"workers": 2, "made": 2, "used": 2}, res.get("prescan")
+    assert sorted(f["agent"] for f in res["files"] if f["action"] == "trim") == ["a1", "a2"]
+    said = [line for line in run.stderr.splitlines() if not line.startswith("{")]
+    assert said == [], said
+
+
+@pytest.mark.parametrize("python", SUPPORTED, ids=str)
 def test_every_hostside_module_imports_on_every_supported_python_here(pyz, python):
     """Modules a scan or run does not reach still load (a 3.9+ name at import time shows here)."""
     names = sorted(".".join(p.relative_to(HOSTSIDE).with_suffix("").parts) for p in HOSTSIDE.rglob("*.py")
