@@ -97,8 +97,10 @@ def test_killed_mid_run_with_workers_every_file_is_whole_and_no_worker_is_left(t
 
 
 def test_a_scan_is_used_only_for_the_file_it_was_made_on(tmp_path):
-    """Asked out of turn, a file still gets its own scan (equal to one made in the run); a file
-    appended to after its scan gets None (the run scans it again); a path no job names gets None."""
+    """A file appended to after its scan was made gets None (the run scans it again); so do a file
+    the run asks for after a later one of the same worker's, a path no job names, and a file asked
+    twice. A scan handed out equals the one the run would have made itself."""
+    import select
     from fleet.hostside.discover import discover
     from fleet.hostside.slim import Limits
     state = ck.build_state(tmp_path / "state", scale=SCALE)
@@ -106,24 +108,26 @@ def test_a_scan_is_used_only_for_the_file_it_was_made_on(tmp_path):
     jobs = prescan.jobs_for(discover(str(state)), section)
     assert len(jobs) >= 3
     first, second, third = (job[0] for job in jobs[:3])
-    made = prescan.Prescans(jobs, 2)
+    made = prescan.Prescans(jobs, 2)          # worker 0: jobs 0, 2, ...; worker 1: jobs 1, 3, ...
     try:
-        made.pending[1].wait(60)             # the second file's scan is made; then it changes
-        with open(second, "ab") as f:
+        assert select.select([made.pipes[1]], [], [], 60)[0], "worker 1 made no scan"
+        with open(second, "ab") as f:         # its scan is made (being handed over); now it changes
             f.write(b'{"type":"message","id":"zz999999","parentId":null,'
                     b'"message":{"role":"user","content":"x"}}\n')
-        with open(third, "rb") as f:
+        with open(third, "rb") as f:          # worker 0's second file: its first is let go
             ahead = made.take(third, f)
+        with open(third, "rb") as f:
+            assert made.take(third, f) is None, "a scan was handed out twice"
         with open(second, "rb") as f:
             assert made.take(second, f) is None, "a scan of the file before its append was used"
         with open(first, "rb") as f:
-            assert made.take(first, f) is not None
-        with open(first, "rb") as f:
-            assert made.take(first, f) is None, "a scan was handed out twice"
+            assert made.take(first, f) is None, "worker 0 had gone past it"
         assert made.take(str(tmp_path / "not-a-job.jsonl"), None) is None
+        pids = list(made.pids)
     finally:
         made.close()
-    assert ahead is not None and made.used == 2
+    assert ahead is not None and made.used == 1
+    assert [pid for pid in pids if os.path.exists("/proc/%d" % pid)] == [], "close() left a worker"
     with open(third, "rb") as f:
         own = scan_transcript(f, jobs[2][1], Limits.from_policy(section))
     assert (ahead.size, ahead.sha256, list(ahead.offsets), list(ahead.ids), list(ahead.parent_ids),
