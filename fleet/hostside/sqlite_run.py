@@ -180,7 +180,7 @@ def clean_database(ctx, af, cfg, records, want=None):
         runtime = openclaw("transcript tiers (%d session(s) over %d bytes)"
                            % (len(over), want["tiers"][0]["over_bytes"]), code=True)
         if runtime:
-            steps["trim"] = (runtime, want["tiers"])
+            steps["trim"] = (runtime, want["tiers"], ctx.now_ms)
     if want["strip_fields"] and info.get("entries_with_fields"):
         runtime = openclaw("stripping %s" % "/".join(want["strip_fields"]), code=True)
         if runtime:
@@ -214,8 +214,8 @@ def _apply(steps, path, env, cfg, not_done, agent=None, work=None):
                            cfg["timeout_s"])
         notes.append("openclaw sessions cleanup: %s" % _summary(out))
     if "trim" in steps:
-        runtime, tiers = steps["trim"]
-        trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers)
+        runtime, tiers, now_ms = steps["trim"]
+        trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers, now_ms)
         not_done.extend(skipped)
         try:
             notes.extend(apply_trims(runtime, path, agent, trims, env, work, cfg["timeout_s"]))

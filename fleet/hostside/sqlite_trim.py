@@ -142,24 +142,32 @@ def over_a_tier(sessions, tiers):
     return out
 
 
-def plan_trims(path, sessions, tiers):
+def plan_trims(path, sessions, tiers, now_ms):
     """([trim], [(what, why)]) for the sessions of database `path` over a tier.
 
     `sessions` is sqlite_era.inspect()'s {session_id: {...}}; a trim is {session_id, session_key,
     keep_records, records, max_lines} (max_lines = header + the kept records). Only the last
-    keep_records events of a session are read: the records a trim drops are never loaded."""
+    keep_records events of a session are read: the records a trim drops are never loaded. A
+    session whose entry OpenClaw updated in the last SQLITE_BUSY_WITHIN_S before `now_ms` is in use
+    and skipped (OpenClaw's trim rewrites the entry too, which can fail a turn under way)."""
     trims, skipped = [], []
     over = over_a_tier(sessions, tiers)
     if not over:
         return trims, skipped
+    busy_from = now_ms - SQLITE_BUSY_WITHIN_S * 1000
     conn = connect_path(path)
     try:
         cols = set(r[1] for r in conn.execute("PRAGMA table_info(transcript_events)"))
         packed = "event_zstd IS NOT NULL AND event_json IS NULL" if "event_zstd" in cols else "0"
+        updated = dict(conn.execute("SELECT session_key, updated_at FROM session_nodes"))
         for s, keep in over:
             sid, key = s["session_id"], s.get("session_key")
             if not key:
                 skipped.append(("transcript tier of session %s" % sid, "no session key names it"))
+                continue
+            if updated.get(key) is not None and int(updated[key]) >= busy_from:
+                skipped.append(("transcript tier of %s" % key, "in use: OpenClaw updated it in the last %d min, and "
+                                "a trim now could fail its turn; a later run trims it" % (SQLITE_BUSY_WITHIN_S // 60)))
                 continue
             tail = conn.execute("SELECT event_json, %s FROM transcript_events WHERE session_id = ? AND seq > 0 "
                                 "ORDER BY seq DESC LIMIT ?" % packed, (sid, keep)).fetchall()[::-1]
