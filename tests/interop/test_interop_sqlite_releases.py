@@ -256,26 +256,25 @@ def test_a_session_in_use_is_neither_trimmed_nor_stripped_and_the_report_says_so
     playbook = tmp_path / "tier.toml"
     playbook.write_text(TIER_PLAYBOOK + '[store]\nstrip_fields = ["skillsSnapshot", "systemPromptReport"]\n')
     next_turn_sent(openclaw, state, "a turn just before fleet")
-    conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
-    try:
-        before = conn.execute("SELECT entry_json FROM session_nodes WHERE session_key = ?", (MAIN_KEY,)).fetchone()[0]
-        events_before = conn.execute("SELECT COUNT(*) FROM transcript_events").fetchone()[0]
-    finally:
-        conn.close()
-    assert "systemPromptReport" in before
+    before = _main_entry_and_event_count(state)
+    assert "systemPromptReport" in before[0]
     doc = run_fleet(tmp_path, state, playbook, hours_later=0)
     (host,) = doc["hosts"]
     left = [h["detail"] for h in host["health"] if h["check"] == "sqlite-not-done"]
     assert any(MAIN_KEY in d and "in use" in d for d in left), host["health"]
     (db,) = [f for f in host_files(doc) if f["path"] == DB]
     assert any("in use" in n for n in db["notes"]), db["notes"]
+    assert _main_entry_and_event_count(state) == before
+
+
+def _main_entry_and_event_count(state):
+    """(main's entry_json, the number of transcript events) of the agent database."""
     conn = sqlite3.connect("file:%s?mode=ro" % (state / DB), uri=True)
     try:
-        after = conn.execute("SELECT entry_json FROM session_nodes WHERE session_key = ?", (MAIN_KEY,)).fetchone()[0]
-        events_after = conn.execute("SELECT COUNT(*) FROM transcript_events").fetchone()[0]
+        return (conn.execute("SELECT entry_json FROM session_nodes WHERE session_key = ?", (MAIN_KEY,)).fetchone()[0],
+                conn.execute("SELECT COUNT(*) FROM transcript_events").fetchone()[0])
     finally:
         conn.close()
-    assert after == before and events_after == events_before
 
 
 CAPS_PLAYBOOK = """description = "maintenance's caps, tighter"
