@@ -38,9 +38,6 @@ from .sqlite_schema import KNOWN_SCHEMAS, SESSION_TABLES, columns, trajectory_qu
 
 AGENT_DB = "openclaw-agent.sqlite"
 BUSY_TIMEOUT_S = 5.0
-SQLITE_DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
-                   "vacuum": False,
-                   "gateway_stopped": False, "timeout_s": 300}
 
 
 def open_readonly(path):

@@ -11,7 +11,7 @@
 - a tier's `slim`: fleet has no write path into OpenClaw's transcript rows that OpenClaw has
   proved, so it is reported as not done, with the reason, where it would have changed something.
 """
-from .sqlite_era import SQLITE_DEFAULTS
+from .terms import SQLITE_DEFAULTS
 
 NO_PROVED_WRITE = ("fleet has no write into OpenClaw's %s that OpenClaw itself has proved safe on this "
                    "schema; OpenClaw keeps them as they are")

@@ -23,11 +23,12 @@ from .context import stats
 from .fsutil import BackupError, FileError, makedirs_private
 from .sqlite_clean import (judge_prune, make_work_dir, nodes, openclaw_env, prune_config, reclaim, remove_work_dir,
                            run_openclaw)
-from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, SQLITE_DEFAULTS, _size, agent_databases, connect, connect_path, inspect,
+from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, _size, agent_databases, connect, connect_path, inspect,
                          open_readonly, quick_check, scan_agent, session_records)
 from .sqlite_plan import sqlite_settings, unsupported
 from .sqlite_schema import find_openclaw, unknown_schema_message, usable_openclaw
 from .sqlite_trim import apply_strips, apply_trims, openclaw_runtime, over_a_tier, plan_trims, sandbox_env
+from .terms import SQLITE_DEFAULTS
 
 # Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
 # tests/interop: listing, doctor --lint, integrity and a further turn after the cap (2026.8.2, 2026.9.5
@@ -180,11 +181,11 @@ def clean_database(ctx, af, cfg, records, want=None):
         runtime = openclaw("transcript tiers (%d session(s) over %d bytes)"
                            % (len(over), want["tiers"][0]["over_bytes"]), code=True)
         if runtime:
-            steps["trim"] = (runtime, want["tiers"], ctx.now_ms)
+            steps["trim"] = (runtime, want["tiers"], ctx.now_ms, cfg["busy_within_s"])
     if want["strip_fields"] and info.get("entries_with_fields"):
         runtime = openclaw("stripping %s" % "/".join(want["strip_fields"]), code=True)
         if runtime:
-            steps["strip"] = (runtime, list(want["strip_fields"]), ctx.now_ms)
+            steps["strip"] = (runtime, list(want["strip_fields"]), ctx.now_ms, cfg["busy_within_s"])
     if cfg["trajectory_keep_runs"]:
         if schema in CAP_PROVED:
             steps["cap"] = cfg["trajectory_keep_runs"]
@@ -214,17 +215,17 @@ def _apply(steps, path, env, cfg, not_done, agent=None, work=None):
                            cfg["timeout_s"])
         notes.append("openclaw sessions cleanup: %s" % _summary(out))
     if "trim" in steps:
-        runtime, tiers, now_ms = steps["trim"]
-        trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers, now_ms)
+        runtime, tiers, now_ms, busy_s = steps["trim"]
+        trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers, now_ms, busy_s)
         not_done.extend(skipped)
         try:
             notes.extend(apply_trims(runtime, path, agent, trims, env, work, cfg["timeout_s"]))
         except FileError as exc:
             raise StepFailed("trim", "transcript tiers", exc)
     if "strip" in steps:
-        runtime, fields, now_ms = steps["strip"]
+        runtime, fields, now_ms, busy_s = steps["strip"]
         try:
-            notes.extend(apply_strips(runtime, path, agent, fields, env, work, cfg["timeout_s"], now_ms))
+            notes.extend(apply_strips(runtime, path, agent, fields, env, work, cfg["timeout_s"], now_ms, busy_s))
         except FileError as exc:
             raise StepFailed("strip", "stripping %s" % "/".join(fields), exc)
     if "cap" in steps:

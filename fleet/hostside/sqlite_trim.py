@@ -26,7 +26,7 @@ import subprocess
 
 from .fsutil import FileError
 from .sqlite_era import connect_path
-from .terms import SQLITE_BUSY_WITHIN_S, pick_tier
+from .terms import pick_tier
 
 # Loads OpenClaw's own session functions from its dist folder and runs a list of jobs, one after
 # the other, in one process (loading OpenClaw's modules costs ~1.5 s): argv = dist folder, JSON
@@ -142,19 +142,29 @@ def over_a_tier(sessions, tiers):
     return out
 
 
-def plan_trims(path, sessions, tiers, now_ms):
+def span(seconds):
+    """ "10 min", "90 s", "2 h": a busy window as the report says it."""
+    seconds = int(seconds)
+    if seconds % 3600 == 0:
+        return "%d h" % (seconds // 3600)
+    if seconds % 60 == 0:
+        return "%d min" % (seconds // 60)
+    return "%d s" % seconds
+
+
+def plan_trims(path, sessions, tiers, now_ms, busy_within_s):
     """([trim], [(what, why)]) for the sessions of database `path` over a tier.
 
     `sessions` is sqlite_era.inspect()'s {session_id: {...}}; a trim is {session_id, session_key,
     keep_records, records, max_lines} (max_lines = header + the kept records). Only the last
     keep_records events of a session are read: the records a trim drops are never loaded. A
-    session whose entry OpenClaw updated in the last SQLITE_BUSY_WITHIN_S before `now_ms` is in use
-    and skipped (OpenClaw's trim rewrites the entry too, which can fail a turn under way)."""
+    session whose entry OpenClaw updated in the last `busy_within_s` before `now_ms` is in use and
+    skipped (OpenClaw's trim rewrites the entry too, which can fail a turn under way)."""
     trims, skipped = [], []
     over = over_a_tier(sessions, tiers)
     if not over:
         return trims, skipped
-    busy_from = now_ms - SQLITE_BUSY_WITHIN_S * 1000
+    busy_from = now_ms - busy_within_s * 1000
     conn = connect_path(path)
     try:
         cols = set(r[1] for r in conn.execute("PRAGMA table_info(transcript_events)"))
@@ -165,9 +175,9 @@ def plan_trims(path, sessions, tiers, now_ms):
             if not key:
                 skipped.append(("transcript tier of session %s" % sid, "no session key names it"))
                 continue
-            if updated.get(key) is not None and int(updated[key]) >= busy_from:
-                skipped.append(("transcript tier of %s" % key, "in use: OpenClaw updated it in the last %d min, and "
-                                "a trim now could fail its turn; a later run trims it" % (SQLITE_BUSY_WITHIN_S // 60)))
+            if busy_within_s and updated.get(key) is not None and int(updated[key]) >= busy_from:
+                skipped.append(("transcript tier of %s" % key, "in use: OpenClaw updated it in the last %s, and a "
+                                "trim now could fail its turn; a later run trims it" % span(busy_within_s)))
                 continue
             tail = conn.execute("SELECT event_json, %s FROM transcript_events WHERE session_id = ? AND seq > 0 "
                                 "ORDER BY seq DESC LIMIT ?" % packed, (sid, keep)).fetchall()[::-1]
@@ -275,21 +285,21 @@ def _entries(path):
         conn.close()
 
 
-def apply_strips(runtime, path, agent, fields, env, work, timeout_s, now_ms):
+def apply_strips(runtime, path, agent, fields, env, work, timeout_s, now_ms, busy_within_s):
     """Strip `fields` from every session entry of database `path` that has them, by OpenClaw's own
     entry update (its validation, its activity timestamps kept); returns notes. Entries updated in
-    the last SQLITE_BUSY_WITHIN_S before `now_ms` are in use and left alone (a note says how many).
+    the last `busy_within_s` before `now_ms` are in use and left alone (a note says how many).
     Raises FileError when OpenClaw fails or a field is still there afterwards."""
     before = [(k, u, sorted(f for f in fields if f in e)) for k, u, e in _entries(path) if e is not None]
-    busy_from = now_ms - SQLITE_BUSY_WITHIN_S * 1000
-    busy = [k for k, u, have in before if have and u is not None and int(u) >= busy_from]
+    busy_from = now_ms - busy_within_s * 1000
+    busy = [k for k, u, have in before if busy_within_s and have and u is not None and int(u) >= busy_from]
     todo = [(k, u, have) for k, u, have in before if have and k not in busy]
     notes = []
     if busy:
-        notes.append("%s left on %d session entr%s OpenClaw updated in the last %d min (in use: a write now "
+        notes.append("%s left on %d session entr%s OpenClaw updated in the last %s (in use: a write now "
                      "could fail its turn; a later run strips %s)" % (
                          "/".join(fields), len(busy), "y" if len(busy) == 1 else "ies",
-                         SQLITE_BUSY_WITHIN_S // 60, "it" if len(busy) == 1 else "them"))
+                         span(busy_within_s), "it" if len(busy) == 1 else "them"))
     if not todo:
         return notes
     _call(runtime, [{"op": "strip", "agentId": agent, "sessionKey": key, "storePath": os.path.abspath(path),

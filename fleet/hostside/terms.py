@@ -21,12 +21,15 @@ PROTECTED_KINDS = ("main", "global", "group", "channel", "topic", "thread", "cro
 # cleanup keeps cron heartbeats and dreaming sessions as live infrastructure.
 OPT_IN_KINDS = ("heartbeat", "dreaming")
 
-# SQLite era: a session entry OpenClaw updated this recently is in use, and its bulky fields are
-# left alone. OpenClaw patches an entry optimistically (read, prepare, then write only if nobody
-# changed it meanwhile) and refuses the turn when another process wrote the entry in between, so
-# stripping a live entry can fail the user's turn; OpenClaw also writes systemPromptReport again on
-# every run, so the strip would not last. A later run strips it once the session is idle.
-SQLITE_BUSY_WITHIN_S = 10 * 60
+# The plan's `sqlite` section when it sets nothing (ops/sqlite.py reads the playbook's [sqlite]).
+# busy_within_s: a SQLite-era session whose entry OpenClaw updated this recently is in use, and is
+# neither trimmed nor stripped. OpenClaw patches an entry optimistically (read, prepare, then write
+# only if nobody changed it meanwhile) and refuses the turn when another process wrote the entry in
+# between; its trim and its entry update both rewrite the entry, so either could fail the user's
+# turn. (It also writes systemPromptReport again on every run, so a strip would not last.) A later
+# run does both once the session is idle.
+SQLITE_DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
+                   "vacuum": False, "gateway_stopped": False, "timeout_s": 300, "busy_within_s": 10 * 60}
 
 # The flat legacy `<state>/sessions/` folder's pseudo-agent (discover.discover_flat_legacy).
 FLAT_LEGACY_AGENT = "(legacy)"

@@ -49,3 +49,22 @@ def test_vacuum_without_a_stopped_gateway_is_a_playbook_error(tmp_path, capsys, 
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "sqlite.vacuum" in err and "gateway_stopped" in err
+
+
+@pytest.mark.parametrize("line, expected", [("", 600), ('busy_within = "2m"\n', 120), ('busy_within = "0s"\n', 0)])
+def test_the_busy_window_reaches_the_plan_and_defaults_to_ten_minutes(tmp_path, line, expected):
+    book = tmp_path / "busy.toml"
+    book.write_text('description = "busy window"\n[sqlite]\n' + line)
+    host = load_inventory(_inventory(tmp_path, "")).hosts["db"]
+    plan = build_plan(host, "run", "20261121T000000Z-000001", 0, playbook=load_playbook(str(book)))
+    assert plan["operations"]["sqlite"]["busy_within_s"] == expected
+
+
+def test_a_busy_window_that_is_not_a_duration_is_a_playbook_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
+    book = tmp_path / "busy.toml"
+    book.write_text('[sqlite]\nbusy_within = "soon"\n')
+    with pytest.raises(SystemExit) as exc:
+        main(["playbook", "check", str(book)])
+    assert exc.value.code == 2
+    assert "sqlite.busy_within" in capsys.readouterr().err

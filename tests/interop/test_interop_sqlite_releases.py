@@ -250,7 +250,8 @@ def test_a_transcript_tier_is_trimmed_by_openclaws_own_code_and_openclaw_agrees(
 def test_a_session_in_use_is_neither_trimmed_nor_stripped_and_the_report_says_so(release, tmp_path, monkeypatch):
     """Right after an OpenClaw turn on main, a tier over main and weekly's strips leave main alone:
     OpenClaw's trim and entry update rewrite the entry, and OpenClaw refuses a turn whose entry
-    another process wrote meanwhile. The run says what it left and why (sqlite-not-done, a note)."""
+    another process wrote meanwhile. The run says what it left and why (sqlite-not-done, a note).
+    With `busy_within = "0s"` the next run trims and strips it."""
     version, node, pkg, cached, _lint = release
     state, openclaw = openclaw_state(tmp_path, monkeypatch, node, pkg, cached)
     playbook = tmp_path / "tier.toml"
@@ -265,6 +266,13 @@ def test_a_session_in_use_is_neither_trimmed_nor_stripped_and_the_report_says_so
     (db,) = [f for f in host_files(doc) if f["path"] == DB]
     assert any("in use" in n for n in db["notes"]), db["notes"]
     assert _main_entry_and_event_count(state) == before
+    # The operator's switch: with `[sqlite] busy_within = "0s"` the same run trims and strips main.
+    playbook.write_text(playbook.read_text() + '[sqlite]\nbusy_within = "0s"\n')
+    doc = run_fleet(tmp_path, state, playbook, hours_later=0)
+    (host,) = doc["hosts"]
+    assert not [h for h in host["health"] if h["check"] == "sqlite-not-done" and "in use" in h["detail"]]
+    entry, events = _main_entry_and_event_count(state)
+    assert events < before[1] and "systemPromptReport" not in entry
 
 
 def _main_entry_and_event_count(state):

@@ -5,17 +5,17 @@ reads the whole plan (store.prune through OpenClaw's own `sessions cleanup`, fou
 the inventory has no `openclaw_cmd`; trajectories.keep_runs; the space given back), and
 sqlite_run.py runs it, rehearsed on a copy first, reporting every step it could not do.
 """
-from ..terms import check_bool, check_int, want
+from ..terms import SQLITE_DEFAULTS, check_bool, check_int, want
 
 SECTION = "sqlite"
 REWRITES = False
 # openclaw_cmd comes from the inventory, per host (the controller's build_plan).
-DEFAULTS = {"openclaw_cmd": None, "cleanup": True, "trajectory_keep_runs": None, "checkpoint": True,
-            "vacuum": False, "gateway_stopped": False, "timeout_s": 300}
+DEFAULTS = SQLITE_DEFAULTS
 
 
 def read(t):
-    t.check_keys(("cleanup", "trajectory_keep_runs", "checkpoint", "vacuum", "gateway_stopped", "timeout"))
+    t.check_keys(("cleanup", "trajectory_keep_runs", "checkpoint", "vacuum", "gateway_stopped", "timeout",
+                  "busy_within"))
     out = {}
     for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
         if key in t:
@@ -24,6 +24,8 @@ def read(t):
         out["trajectory_keep_runs"] = t.integer("trajectory_keep_runs", minimum=1)
     if "timeout" in t:
         out["timeout_s"] = t.duration("timeout")
+    if "busy_within" in t:
+        out["busy_within_s"] = t.duration("busy_within")
     if out.get("vacuum") and not out.get("gateway_stopped"):
         t.add("vacuum", "VACUUM rewrites the whole database: set gateway_stopped = true as well, and only "
                         "when the gateway is really stopped")
@@ -41,6 +43,8 @@ def describe(s, size, duration):
         parts.append("free pages given back (incremental_vacuum), WAL checkpoint")
     if s["vacuum"]:
         parts.append("VACUUM (gateway stopped)")
+    if s["busy_within_s"]:
+        parts.append("sessions OpenClaw updated in the last %s left alone (in use)" % duration(s["busy_within_s"]))
     done = "; ".join(parts) if parts else "scan and back up only"
     return ["sqlite: %s; where no OpenClaw of the database's schema is found, only scanned and backed up "
             "(the report says what was not done)" % done]
@@ -53,6 +57,7 @@ def validate(s, where):
     for key in ("cleanup", "checkpoint", "vacuum", "gateway_stopped"):
         check_bool(s, key, where)
     check_int(s, "timeout_s", where, minimum=1)
+    check_int(s, "busy_within_s", where, minimum=0)
     check_int(s, "trajectory_keep_runs", where, minimum=1, nullable=True)
 
 
