@@ -40,8 +40,8 @@ def host_cpus():
 
 
 def jobs_for(agents, section):
-    """[(path, slim level, policy)] of every JSON-era transcript the plan's tiers will trim, in the
-    order the run reaches them (agents in order, files in discovery order)."""
+    """[(path, slim level, the transcripts section, size)] of every JSON-era transcript the plan's
+    tiers will trim, in the order the run reaches them (agents in order, files in discovery order)."""
     if not section or not section.get("tiers"):
         return []
     jobs = []
