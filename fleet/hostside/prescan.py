@@ -30,6 +30,20 @@ from .terms import pick_tier
 
 MIN_BYTES = 32 << 20      # below this in all, worker start-up costs more than it saves
 MAX_WORKERS = 4           # a production host serves its users too
+WORKER_MEMORY = 256 << 20  # each worker wants this much of the host's MemAvailable (its own use: ~10-20 MB)
+
+
+def memory_allows(meminfo="/proc/meminfo"):
+    """How many workers the host's available memory allows (MemAvailable / WORKER_MEMORY); no limit
+    where /proc/meminfo is not there."""
+    try:
+        with open(meminfo) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // WORKER_MEMORY
+    except (OSError, ValueError, IndexError):
+        pass
+    return MAX_WORKERS
 
 
 def host_cpus():
@@ -204,10 +218,11 @@ def start(agents, section, environ=None):
     """Prescans for the run's big transcripts, or None (one core, little work, or no fork).
 
     FLEET_AGENT_WORKERS in the agent's environment sets the number of workers (0: none; the
-    bench compares both in one run); without it: the host's cores, at most MAX_WORKERS."""
+    bench compares both in one run); without it: the host's cores, no more than its available
+    memory allows (memory_allows), at most MAX_WORKERS."""
     jobs = jobs_for(agents, section)
     wanted = (os.environ if environ is None else environ).get("FLEET_AGENT_WORKERS", "")
-    workers = int(wanted) if wanted.isdigit() else (host_cpus() if host_cpus() > 1 else 0)
+    workers = int(wanted) if wanted.isdigit() else (min(host_cpus(), memory_allows()) if host_cpus() > 1 else 0)
     workers = min(workers, MAX_WORKERS, len(jobs))
     if workers < 1 or len(jobs) < 2 or (not wanted and sum(j[3] for j in jobs) < MIN_BYTES):
         return None

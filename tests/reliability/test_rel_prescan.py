@@ -133,3 +133,12 @@ def test_a_scan_is_used_only_for_the_file_it_was_made_on(tmp_path):
     assert (ahead.size, ahead.sha256, list(ahead.offsets), list(ahead.ids), list(ahead.parent_ids),
             bytes(ahead.kinds)) == (own.size, own.sha256, list(own.offsets), list(own.ids),
                                     list(own.parent_ids), bytes(own.kinds))
+
+
+def test_workers_are_as_many_as_the_available_memory_allows(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:        1000000 kB\nMemAvailable:     600000 kB\n")
+    assert prescan.memory_allows(str(meminfo)) == 2           # 600 MB available, 256 MB a worker
+    meminfo.write_text("MemTotal:        1000000 kB\nMemAvailable:     200000 kB\n")
+    assert prescan.memory_allows(str(meminfo)) == 0
+    assert prescan.memory_allows(str(tmp_path / "absent")) == prescan.MAX_WORKERS
