@@ -40,15 +40,18 @@ def test_empty_openclaw_cmd_is_an_inventory_error_naming_the_key(tmp_path, capsy
     assert "hosts.db.openclaw_cmd" in capsys.readouterr().err
 
 
-def test_vacuum_without_a_stopped_gateway_is_a_playbook_error(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("text, says", [("[sqlite]\nvacuum = true\n", ("sqlite.vacuum", "gateway_stopped")),
+                                        ('[sqlite]\nbusy_within = "soon"\n', ("sqlite.busy_within",))],
+                         ids=["vacuum-without-a-stopped-gateway", "busy-window-not-a-duration"])
+def test_a_bad_sqlite_setting_is_a_playbook_error_naming_it(tmp_path, capsys, monkeypatch, text, says):
     monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
-    book = tmp_path / "vac.toml"
-    book.write_text("[sqlite]\nvacuum = true\n")
+    book = tmp_path / "bad.toml"
+    book.write_text(text)
     with pytest.raises(SystemExit) as exc:
         main(["playbook", "check", str(book)])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "sqlite.vacuum" in err and "gateway_stopped" in err
+    assert all(word in err for word in says), err
 
 
 @pytest.mark.parametrize("line, expected", [("", 600), ('busy_within = "2m"\n', 120), ('busy_within = "0s"\n', 0)])
@@ -59,12 +62,3 @@ def test_the_busy_window_reaches_the_plan_and_defaults_to_ten_minutes(tmp_path, 
     plan = build_plan(host, "run", "20261121T000000Z-000001", 0, playbook=load_playbook(str(book)))
     assert plan["operations"]["sqlite"]["busy_within_s"] == expected
 
-
-def test_a_busy_window_that_is_not_a_duration_is_a_playbook_error(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("FLEET_STATE_DIR", str(tmp_path / "state"))
-    book = tmp_path / "busy.toml"
-    book.write_text('[sqlite]\nbusy_within = "soon"\n')
-    with pytest.raises(SystemExit) as exc:
-        main(["playbook", "check", str(book)])
-    assert exc.value.code == 2
-    assert "sqlite.busy_within" in capsys.readouterr().err
