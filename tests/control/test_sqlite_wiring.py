@@ -61,4 +61,3 @@ def test_the_busy_window_reaches_the_plan_and_defaults_to_ten_minutes(tmp_path, 
     host = load_inventory(_inventory(tmp_path, "")).hosts["db"]
     plan = build_plan(host, "run", "20261121T000000Z-000001", 0, playbook=load_playbook(str(book)))
     assert plan["operations"]["sqlite"]["busy_within_s"] == expected
-
