@@ -26,7 +26,7 @@ import struct
 
 from .fsutil import open_nofollow, sig
 from .slim import Limits, check_level
-from .terms import pick_tier
+from .ops.transcripts import tiered
 
 MIN_BYTES = 32 << 20      # below this in all, worker start-up costs more than it saves
 MAX_WORKERS = 4           # a production host serves its users too
@@ -62,12 +62,9 @@ def jobs_for(agents, section):
     for af in agents:
         if getattr(af, "error", None) or getattr(af, "era", None) != "json":
             continue
-        for info in af.files:
-            if info.kind != "transcript" or info.rel in af.problems:
-                continue
-            tier = pick_tier(section["tiers"], info.size)
-            if tier is not None:
-                jobs.append((info.path, tier.get("slim"), section, info.size))
+        readable = [info for info in af.files if info.rel not in af.problems]
+        jobs.extend((info.path, tier.get("slim"), section, info.size)
+                    for info, tier in tiered(readable, section["tiers"]))
     return jobs
 
 
@@ -157,10 +154,7 @@ class Prescans(object):
     def _exactly(self, w, n):
         parts, left = [], n
         while left:
-            try:
-                part = os.read(self.pipes[w], min(left, 1 << 20))
-            except InterruptedError:
-                continue
+            part = os.read(self.pipes[w], min(left, 1 << 20))    # EINTR is retried (PEP 475)
             if not part:
                 return None
             parts.append(part)

@@ -27,7 +27,7 @@ from .sqlite_era import (AGENT_DB, BUSY_TIMEOUT_S, _size, agent_databases, conne
                          open_readonly, quick_check, scan_agent, session_records)
 from .sqlite_plan import sqlite_settings, unsupported
 from .sqlite_schema import find_openclaw, unknown_schema_message, usable_openclaw
-from .sqlite_trim import apply_strips, apply_trims, openclaw_runtime, over_a_tier, plan_trims, sandbox_env
+from .sqlite_trim import InUse, apply_strips, apply_trims, openclaw_runtime, over_a_tier, plan_trims, sandbox_env
 from .terms import SQLITE_DEFAULTS
 
 # Schemas on which the direct trajectory delete (cap_trajectories) is proved by OpenClaw itself in
@@ -156,6 +156,7 @@ def clean_database(ctx, af, cfg, records, want=None):
         return records, [], [("any change", unknown_schema_message(info.get("user_version")))]
     schema = info["user_version"]
     not_done, steps, found = [], {}, {}
+    in_use = InUse(ctx.now_ms, cfg["busy_within_s"])
 
     def openclaw(what, code=False):
         """OpenClaw's command (or, with `code`, its node + dist folder for OpenClaw's own functions)
@@ -181,11 +182,11 @@ def clean_database(ctx, af, cfg, records, want=None):
         runtime = openclaw("transcript tiers (%d session(s) over %d bytes)"
                            % (len(over), want["tiers"][0]["over_bytes"]), code=True)
         if runtime:
-            steps["trim"] = (runtime, want["tiers"], ctx.now_ms, cfg["busy_within_s"])
+            steps["trim"] = (runtime, want["tiers"], in_use)
     if want["strip_fields"] and info.get("entries_with_fields"):
         runtime = openclaw("stripping %s" % "/".join(want["strip_fields"]), code=True)
         if runtime:
-            steps["strip"] = (runtime, list(want["strip_fields"]), ctx.now_ms, cfg["busy_within_s"])
+            steps["strip"] = (runtime, list(want["strip_fields"]), in_use)
     if cfg["trajectory_keep_runs"]:
         if schema in CAP_PROVED:
             steps["cap"] = cfg["trajectory_keep_runs"]
@@ -215,17 +216,17 @@ def _apply(steps, path, env, cfg, not_done, agent=None, work=None):
                            cfg["timeout_s"])
         notes.append("openclaw sessions cleanup: %s" % _summary(out))
     if "trim" in steps:
-        runtime, tiers, now_ms, busy_s = steps["trim"]
-        trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers, now_ms, busy_s)
+        runtime, tiers, in_use = steps["trim"]
+        trims, skipped = plan_trims(path, inspect(path)["sessions"], tiers, in_use)
         not_done.extend(skipped)
         try:
             notes.extend(apply_trims(runtime, path, agent, trims, env, work, cfg["timeout_s"]))
         except FileError as exc:
             raise StepFailed("trim", "transcript tiers", exc)
     if "strip" in steps:
-        runtime, fields, now_ms, busy_s = steps["strip"]
+        runtime, fields, in_use = steps["strip"]
         try:
-            notes.extend(apply_strips(runtime, path, agent, fields, env, work, cfg["timeout_s"], now_ms, busy_s))
+            notes.extend(apply_strips(runtime, path, agent, fields, env, work, cfg["timeout_s"], in_use))
         except FileError as exc:
             raise StepFailed("strip", "stripping %s" % "/".join(fields), exc)
     if "cap" in steps:

@@ -142,29 +142,32 @@ def over_a_tier(sessions, tiers):
     return out
 
 
-def span(seconds):
-    """ "10 min", "90 s", "2 h": a busy window as the report says it."""
-    seconds = int(seconds)
-    if seconds % 3600 == 0:
-        return "%d h" % (seconds // 3600)
-    if seconds % 60 == 0:
-        return "%d min" % (seconds // 60)
-    return "%d s" % seconds
+class InUse(object):
+    """Which sessions OpenClaw is using now: those whose entry it updated in the last `within_s`
+    seconds before the plan's clock `now_ms` (0: none). OpenClaw's trim and entry update both rewrite
+    the entry, and OpenClaw refuses a turn whose entry another process wrote meanwhile."""
+
+    def __init__(self, now_ms, within_s):
+        self.since_ms = now_ms - within_s * 1000 if within_s else None
+        within_s = int(within_s)
+        self.said = ("%d h" % (within_s // 3600) if within_s and within_s % 3600 == 0 else
+                     "%d min" % (within_s // 60) if within_s and within_s % 60 == 0 else "%d s" % within_s)
+
+    def __call__(self, updated_at):
+        return self.since_ms is not None and updated_at is not None and int(updated_at) >= self.since_ms
 
 
-def plan_trims(path, sessions, tiers, now_ms, busy_within_s):
+def plan_trims(path, sessions, tiers, in_use):
     """([trim], [(what, why)]) for the sessions of database `path` over a tier.
 
     `sessions` is sqlite_era.inspect()'s {session_id: {...}}; a trim is {session_id, session_key,
     keep_records, records, max_lines} (max_lines = header + the kept records). Only the last
     keep_records events of a session are read: the records a trim drops are never loaded. A
-    session whose entry OpenClaw updated in the last `busy_within_s` before `now_ms` is in use and
-    skipped (OpenClaw's trim rewrites the entry too, which can fail a turn under way)."""
+    session `in_use` (an InUse) is skipped, with the reason."""
     trims, skipped = [], []
     over = over_a_tier(sessions, tiers)
     if not over:
         return trims, skipped
-    busy_from = now_ms - busy_within_s * 1000
     conn = connect_path(path)
     try:
         cols = set(r[1] for r in conn.execute("PRAGMA table_info(transcript_events)"))
@@ -175,9 +178,9 @@ def plan_trims(path, sessions, tiers, now_ms, busy_within_s):
             if not key:
                 skipped.append(("transcript tier of session %s" % sid, "no session key names it"))
                 continue
-            if busy_within_s and updated.get(key) is not None and int(updated[key]) >= busy_from:
+            if in_use(updated.get(key)):
                 skipped.append(("transcript tier of %s" % key, "in use: OpenClaw updated it in the last %s, and a "
-                                "trim now could fail its turn; a later run trims it" % span(busy_within_s)))
+                                "trim now could fail its turn; a later run trims it" % in_use.said))
                 continue
             tail = conn.execute("SELECT event_json, %s FROM transcript_events WHERE session_id = ? AND seq > 0 "
                                 "ORDER BY seq DESC LIMIT ?" % packed, (sid, keep)).fetchall()[::-1]
@@ -285,21 +288,20 @@ def _entries(path):
         conn.close()
 
 
-def apply_strips(runtime, path, agent, fields, env, work, timeout_s, now_ms, busy_within_s):
+def apply_strips(runtime, path, agent, fields, env, work, timeout_s, in_use):
     """Strip `fields` from every session entry of database `path` that has them, by OpenClaw's own
-    entry update (its validation, its activity timestamps kept); returns notes. Entries updated in
-    the last `busy_within_s` before `now_ms` are in use and left alone (a note says how many).
+    entry update (its validation, its activity timestamps kept); returns notes. Entries `in_use`
+    (an InUse) are left alone (a note says how many).
     Raises FileError when OpenClaw fails or a field is still there afterwards."""
     before = [(k, u, sorted(f for f in fields if f in e)) for k, u, e in _entries(path) if e is not None]
-    busy_from = now_ms - busy_within_s * 1000
-    busy = [k for k, u, have in before if busy_within_s and have and u is not None and int(u) >= busy_from]
+    busy = [k for k, u, have in before if have and in_use(u)]
     todo = [(k, u, have) for k, u, have in before if have and k not in busy]
     notes = []
     if busy:
         notes.append("%s left on %d session entr%s OpenClaw updated in the last %s (in use: a write now "
                      "could fail its turn; a later run strips %s)" % (
                          "/".join(fields), len(busy), "y" if len(busy) == 1 else "ies",
-                         span(busy_within_s), "it" if len(busy) == 1 else "them"))
+                         in_use.said, "it" if len(busy) == 1 else "them"))
     if not todo:
         return notes
     _call(runtime, [{"op": "strip", "agentId": agent, "sessionKey": key, "storePath": os.path.abspath(path),

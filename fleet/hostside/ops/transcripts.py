@@ -77,8 +77,17 @@ def validate(s, where):
         check_int(s, key, where)
 
 
+def tiered(infos, tiers):
+    """(info, tier) of each transcript among `infos` over one of `tiers` (the highest applies): what
+    run() trims, and what prescan.py scans ahead for it."""
+    for info in infos:
+        tier = pick_tier(tiers, info.size) if info.kind == "transcript" else None
+        if tier is not None:
+            yield info, tier
+
+
 def backup_need(ctx, af, s, info):
-    return info.kind == "transcript" and pick_tier(s["tiers"], info.size) is not None
+    return any(tiered([info], s["tiers"]))
 
 
 def run(work, s):
@@ -88,8 +97,6 @@ def run(work, s):
         from ..transcript import trim_transcript
     except ImportError:
         return work.missing("transcript.trim_transcript")
-    for info in work.readable("transcript"):
-        tier = pick_tier(s["tiers"], info.size)
-        if tier is not None:
-            work.rewrite(info, "trim", "transcript trim", lambda i=info, t=tier: work.unless_in_use(
-                i, lambda: trim_transcript(work.ctx, work.af.agent, i, t, s)))
+    for info, tier in tiered(work.readable("transcript"), s["tiers"]):
+        work.rewrite(info, "trim", "transcript trim", lambda i=info, t=tier: work.unless_in_use(
+            i, lambda: trim_transcript(work.ctx, work.af.agent, i, t, s)))
