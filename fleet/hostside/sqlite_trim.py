@@ -180,7 +180,8 @@ def plan_trims(path, sessions, tiers, in_use):
                 continue
             if in_use(updated.get(key)):
                 skipped.append(("transcript tier of %s" % key, "in use: OpenClaw updated it in the last %s, and a "
-                                "trim now could fail its turn; a later run trims it" % in_use.said))
+                                "trim now could fail its turn; a later run trims it ([sqlite] busy_within sets the window)"
+                                % in_use.said))
                 continue
             tail = conn.execute("SELECT event_json, %s FROM transcript_events WHERE session_id = ? AND seq > 0 "
                                 "ORDER BY seq DESC LIMIT ?" % packed, (sid, keep)).fetchall()[::-1]
@@ -299,7 +300,7 @@ def apply_strips(runtime, path, agent, fields, env, work, timeout_s, in_use):
     notes = []
     if busy:
         notes.append("%s left on %d session entr%s OpenClaw updated in the last %s (in use: a write now "
-                     "could fail its turn; a later run strips %s)" % (
+                     "could fail its turn; a later run strips %s; [sqlite] busy_within sets the window)" % (
                          "/".join(fields), len(busy), "y" if len(busy) == 1 else "ies",
                          in_use.said, "it" if len(busy) == 1 else "them"))
     if not todo:

@@ -78,7 +78,9 @@ def write_turn_config(state, base_url):
     OpenClaw before 2026.8 resets every direct session at 04:00 local time by default
     (`session.reset.mode = "daily"`), so a turn on state built before the last 04:00 would start a new,
     empty session and the test would judge the clock, not fleet. `mode = "idle"` without `idleMinutes`
-    never expires, and every release accepts it (2026.8 made "none" the default and added it as a mode)."""
+    never expires, and every release accepts it (2026.8 made "none" the default and added it as a mode).
+    Written over genuine.write_config's file rather than in it: genuine.py's digest keys the cached
+    OpenClaw data, and the builds do not need it."""
     import genuine
     genuine.write_config(state, base_url)
     path = Path(state) / "openclaw.json"
